@@ -4,6 +4,16 @@ in which people keep the dataset (official, torchvision's, Kaggle's).
 
 from __future__ import annotations
 
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
 # The 40 attributes in the official order of list_attr_celeba.txt.
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
@@ -37,3 +47,166 @@ SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
 ALIGNED_SIZE = (178, 218)
 # The official crop box (x0, y0, x1, y1) of DFC-VAE's data/crop_celebA.lua: a 138x138 face.
 OFFICIAL_CROP_BOX = (30, 40, 168, 178)
+
+
+SYNTHETIC_MARKER = "dfc_vae_synthetic.json"
+LAYOUTS = ("official", "torchvision", "kaggle")
+
+
+@dataclass(frozen=True)
+class CelebARoot:
+    """Where one copy of CelebA keeps its files."""
+
+    annotations: Path  # the folder holding list_attr_celeba.* and list_eval_partition.*
+    images: Path  # the folder holding the aligned JPEGs
+    layout: str  # 'official', 'torchvision' or 'kaggle'
+    synthetic: dict | None  # the marker of dfc_vae's rendered faces, None for real CelebA
+
+    @property
+    def description(self) -> str:
+        if self.synthetic:
+            return f"synthetic faces rendered by dfc_vae.synth (seed {self.synthetic.get('seed')}), not CelebA"
+        return "CelebA"
+
+
+def find_celeba(path: str | Path) -> CelebARoot:
+    """Recognise the official, torchvision (ROOT/celeba/...) and Kaggle layouts under `path`."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UserError(f"data folder {root} does not exist; pass --data the folder that holds CelebA "
+                        "(or make synthetic faces with `dfc-vae synth --out DIR`)")
+    if not root.is_dir():
+        raise UserError(f"--data {root} is a file; pass the folder that holds img_align_celeba/ and list_attr_celeba.txt")
+    candidates = [(root, None), (root / "celeba", "torchvision")]
+    for folder, layout in candidates:
+        txt, csv = folder / "list_attr_celeba.txt", folder / "list_attr_celeba.csv"
+        if not (txt.is_file() or csv.is_file()):
+            continue
+        nested = folder / "img_align_celeba" / "img_align_celeba"
+        images = nested if nested.is_dir() else folder / "img_align_celeba"
+        if not images.is_dir():
+            raise UserError(f"{folder} has the annotation files but no img_align_celeba/ folder of images; "
+                            "unzip img_align_celeba.zip there")
+        if layout is None:
+            layout = "kaggle" if (csv.is_file() and not txt.is_file()) or nested.is_dir() else "official"
+        marker = folder / SYNTHETIC_MARKER
+        synthetic = json.loads(marker.read_text()) if marker.is_file() else None
+        return CelebARoot(folder, images, layout, synthetic)
+    raise UserError(f"{root} does not look like CelebA: expected list_attr_celeba.txt (official), celeba/list_attr_celeba.txt "
+                    "(torchvision) or list_attr_celeba.csv (Kaggle) with img_align_celeba/ beside it")
+
+
+def _lines(path: Path) -> list[str]:
+    """Non-empty lines with Windows line ends, BOMs and trailing blanks removed."""
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _annotation_file(root: CelebARoot, stem: str) -> Path:
+    for ext in (".txt", ".csv"):
+        p = root.annotations / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    raise UserError(f"{root.annotations} has no {stem}.txt or {stem}.csv; copy it from your CelebA download")
+
+
+def _read_table(path: Path, lines: list[str], sep: str | None, n_fields: int) -> pd.DataFrame:
+    """Parse rows of `n_fields` fields (a file name, then integers) with pandas; damaged rows are errors."""
+    try:
+        table = pd.read_csv(io.StringIO("\n".join(lines)), sep=sep or r"\s+", header=None, names=range(n_fields),
+                            dtype={0: str}, engine="c")
+    except (pd.errors.ParserError, ValueError) as e:
+        raise UserError(f"{path}: a row has more than {n_fields} fields ({str(e).strip().splitlines()[-1]}); "
+                        "the file is damaged, re-download it") from e
+    bad = table.isna().any(axis=1).to_numpy().nonzero()[0]
+    if len(bad):
+        raise UserError(f"{path}: row '{lines[bad[0]][:30]}' has fewer than {n_fields} fields; the file is damaged, re-download it")
+    numeric = table.iloc[:, 1:]
+    if not all(pd.api.types.is_integer_dtype(t) for t in numeric.dtypes):
+        raise UserError(f"{path}: non-integer values where integers belong; the file is damaged, re-download it")
+    return table
+
+
+def read_attributes(root: CelebARoot) -> pd.DataFrame:
+    """The 40 attributes as a bool DataFrame indexed by image file name, columns in official order.
+
+    Tolerates: the count line present or absent, a trailing space after the header, CRLF line
+    ends, several spaces between fields, -1/1 or 0/1 values, Kaggle's CSV with an image_id column.
+    """
+    path = _annotation_file(root, "list_attr_celeba")
+    lines = _lines(path)
+    if lines and lines[0].isdigit():
+        declared, lines = int(lines[0]), lines[1:]
+    else:
+        declared = None
+    if not lines:
+        raise UserError(f"{path} holds no attribute rows; re-download it")
+    sep = "," if path.suffix == ".csv" else None
+    header = lines[0].split(sep)
+    header = [h.strip() for h in header if h.strip()]
+    if header and header[0].lower() in ("image_id", "filename", "file", "image"):
+        header = header[1:]
+    unknown = [h for h in header if h not in ATTRIBUTE_NAMES]
+    if unknown or len(header) != len(ATTRIBUTE_NAMES):
+        raise UserError(f"{path}: header line should name CelebA's 40 attributes, found {len(header)} names"
+                        + (f" including unknown '{unknown[0]}'" if unknown else "") + "; re-download the file")
+    table = _read_table(path, lines[1:], sep, len(header) + 1)
+    ids = table[0].astype(str).str.strip().tolist()
+    values = table.iloc[:, 1:].to_numpy()
+    if not np.isin(values, (-1, 0, 1)).all():
+        raise UserError(f"{path}: attribute values must be -1/1 or 0/1; the file is damaged, re-download it")
+    if declared is not None and declared != len(ids):
+        raise UserError(f"{path}: first line says {declared} images but {len(ids)} rows follow; the file is truncated, re-download it")
+    df = pd.DataFrame(values > 0, index=pd.Index(ids, name="image_id"), columns=header)
+    if df.index.has_duplicates:
+        raise UserError(f"{path}: image {df.index[df.index.duplicated()][0]} is listed twice; re-download the file")
+    return df[list(ATTRIBUTE_NAMES)]
+
+
+def read_partition(root: CelebARoot) -> pd.Series:
+    """image file name -> split number (0 train, 1 valid, 2 test)."""
+    path = _annotation_file(root, "list_eval_partition")
+    sep = "," if path.suffix == ".csv" else None
+    lines = _lines(path)
+    if lines and not lines[0].split(sep)[-1].strip().isdigit():
+        lines = lines[1:]  # a header such as 'image_id,partition'
+    if not lines:
+        raise UserError(f"{path} is empty; copy list_eval_partition from your CelebA download")
+    table = _read_table(path, lines, sep, 2)
+    s = pd.Series(table[1].to_numpy(), index=pd.Index(table[0].str.strip(), name="image_id"), name="partition")
+    if not s.isin((0, 1, 2)).all():
+        raise UserError(f"{path}: split numbers must be 0 (train), 1 (valid) or 2 (test)")
+    return s
+
+
+def load_annotations(root: CelebARoot) -> pd.DataFrame:
+    """Attributes (bool columns) plus a 'partition' column, rows sorted by image file name.
+
+    The attribute and partition files must list the same images.
+    """
+    attrs = read_attributes(root)
+    part = read_partition(root)
+    only_attr = attrs.index.difference(part.index)
+    only_part = part.index.difference(attrs.index)
+    if len(only_attr) or len(only_part):
+        which = (f"{len(only_attr)} images in the attribute file are missing from the partition file (e.g. {only_attr[0]})"
+                 if len(only_attr) else
+                 f"{len(only_part)} images in the partition file are missing from the attribute file (e.g. {only_part[0]})")
+        raise UserError(f"list_attr_celeba and list_eval_partition disagree: {which}; use both files from the same CelebA copy")
+    df = attrs.join(part).sort_index()
+    return df
+
+
+def split_mask(annotations: pd.DataFrame, split: str) -> np.ndarray:
+    """Boolean mask of the rows in `split` ('train', 'valid', 'test' or 'all')."""
+    if split == "all":
+        return np.ones(len(annotations), dtype=bool)
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'; choose train, valid, test or all")
+    return (annotations["partition"] == SPLITS[split]).to_numpy()
+
+
+def check_attribute_names(names) -> None:
+    unknown = [n for n in names if n not in ATTRIBUTE_NAMES]
+    if unknown:
+        raise UserError(f"unknown attribute '{unknown[0]}'; valid names: {', '.join(ATTRIBUTE_NAMES)}")

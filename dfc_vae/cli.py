@@ -1,0 +1,55 @@
+"""`dfc-vae`: one command with subcommands.
+
+Each subcommand lives in dfc_vae/commands/NAME.py and defines HELP, ORDER, add_arguments(parser)
+and run(args); this file finds them, parses, and turns a UserError into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__, commands
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2 (argparse's own status), no usage dump
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dfc-vae", description="Deep Feature Consistent VAE (Hou et al., WACV 2017): "
+                     "train, sample, edit faces and reproduce the paper's figures.")
+    parser.add_argument("--version", action="version", version=f"dfc_vae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    modules = [importlib.import_module(f"{commands.__name__}.{m.name}") for m in pkgutil.iter_modules(commands.__path__)]
+    for mod in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
+        name = mod.__name__.rsplit(".", 1)[-1]
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        args._run(args)
+    except UserError as e:
+        print(f"dfc-vae {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dfc-vae {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

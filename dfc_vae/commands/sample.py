@@ -1,0 +1,23 @@
+import argparse
+
+HELP = "decode random latent vectors z ~ N(0, I) of a trained run into a grid of faces"
+ORDER = 40
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
+    parser.add_argument("--out", help="PNG to write (default: RUN/samples.png)")
+    parser.add_argument("--n", type=int, default=64, help="number of samples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0, help="scale of z's standard deviation")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def run(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ..run import load_run, sample_grid
+
+    loaded = load_run(args.run, args.device)
+    out = sample_grid(loaded, args.out or Path(args.run) / "samples.png", args.n, args.seed, args.temperature)
+    print(f"wrote {out}")

@@ -1,0 +1,21 @@
+import argparse
+
+HELP = "train a DFC-VAE (VAE-123, VAE-345 or the pixel PVAE) on CelebA or synthetic faces"
+ORDER = 30
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_config_arguments
+
+    add_config_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..config import config_from_args
+    from ..train import train
+
+    cfg = config_from_args(args)
+    out = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"run written to {out}")

@@ -1,0 +1,118 @@
+"""Training settings: the one place their defaults live.
+
+Precedence: these defaults < a TOML file (--config) < command-line flags. The CLI's flags are built
+from this dataclass, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import UserError
+from .model import ModelConfig
+
+
+def _opt(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    data: str = _opt(None, "CelebA root (official, torchvision or Kaggle layout), or synthetic faces from `dfc-vae synth`")
+    out: str = _opt(None, "run directory: config, metrics, checkpoints and grids go here")
+    loss: str = _opt("vae123", "reconstruction loss: vae123 (VGG relu1_1,2_1,3_1), vae345 (relu3_1,4_1,5_1) or pvae (pixels)",
+                     choices=("vae123", "vae345", "pvae"))
+    alpha: float = _opt(1.0, "weight of the KL term (paper: 1)")
+    beta: float = _opt(0.5, "weight of the reconstruction term (paper: 0.5)")
+    vgg_weights: str = _opt("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")
+    image_size: int = _opt(ModelConfig.image_size, "face size in pixels: 32, 64 (paper) or 128", choices=(32, 64, 128))
+    latent_dim: int = _opt(ModelConfig.latent_dim, "latent dimensions (paper: 100)")
+    base_channels: int = _opt(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)")
+    crop: str = _opt("official", "face crop: official (DFC-VAE's 138x138 box) or center148", choices=("official", "center148"))
+    epochs: int = _opt(10, "passes over the training split")
+    batch_size: int = _opt(64, "global batch size (paper: 64)")
+    lr: float = _opt(5e-4, "Adam learning rate (paper: 5e-4)")
+    beta1: float = _opt(0.5, "Adam beta1 (paper: 0.5)")
+    beta2: float = _opt(0.999, "Adam beta2")
+    flip: bool = _opt(False, "random horizontal flips of training batches")
+    seed: int = _opt(0, "seed of initialization, data order and sampling")
+    device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    compile: bool = _opt(False, "run the model through torch.compile")
+    log_every: int = _opt(20, "read losses (a host sync) and append a metrics row every N steps")
+    checkpoint_every: int = _opt(500, "also save the latest checkpoint every N steps (0: at epoch ends only)")
+    max_steps: int = _opt(0, "stop after N optimizer steps in all (0: no limit)")
+    skip_bad_batches: int = _opt(0, "skip up to N batches whose loss is NaN/Inf before stopping")
+    deterministic: bool = _opt(False, "deterministic algorithms (bitwise-reproducible resume on CPU; slower)")
+    cache_dir: str = _opt(None, "folder of the decoded-image cache (default: $DFC_VAE_CACHE or ~/.cache/dfc_vae)")
+    workers: int = _opt(0, "processes that decode images for the cache (0: one per CPU core)")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(image_size=self.image_size, latent_dim=self.latent_dim, base_channels=self.base_channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise UserError(f"{f.name} = {getattr(self, f.name)!r} is not valid; choose one of {', '.join(map(str, choices))}")
+        for name in ("epochs", "batch_size", "log_every", "latent_dim", "base_channels"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.lr <= 0:
+            raise UserError(f"lr must be positive (got {self.lr})")
+        self.model_config()
+        return self
+
+
+def load_toml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist; check the --config path") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config file {path} is not valid TOML ({e}); fix the line it names") from None
+    known = {f.name for f in fields(TrainConfig)}
+    flat = {}
+    for k, v in raw.items():
+        if isinstance(v, dict):  # allow [train] / [model] tables
+            flat.update(v)
+        else:
+            flat[k] = v
+    flat = {k.replace("-", "_"): v for k, v in flat.items()}
+    unknown = sorted(set(flat) - known)
+    if unknown:
+        raise UserError(f"config file {path}: unknown setting '{unknown[0]}'; known: {', '.join(sorted(known))}")
+    return flat
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field; defaults stay None so we can tell what the user gave."""
+    parser.add_argument("--config", metavar="FILE.toml", help="TOML file of settings (flags override it)")
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{f.metadata['help']} (default: {f.default})")
+            continue
+        typ = {"int": int, "float": float}.get(f.type, str)
+        parser.add_argument(flag, type=typ, default=None, choices=f.metadata.get("choices"),
+                            metavar=f.name.upper() if not f.metadata.get("choices") else None,
+                            help=f"{f.metadata['help']} (default: {f.default})")
+
+
+def config_from_args(args: argparse.Namespace, base: dict | None = None) -> TrainConfig:
+    """Defaults < `base` (e.g. a saved run's config) < --config TOML < flags the user gave."""
+    values = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    values.update(base or {})
+    if getattr(args, "config", None):
+        values.update(load_toml(args.config))
+    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
+    return TrainConfig(**values).validate()

@@ -1,0 +1,263 @@
+"""Face preprocessing, the decode-once uint8 image cache, and random batches from it.
+
+The first pass decodes every JPEG once (in parallel worker processes), crops and resizes it, and
+writes it into a raw uint8 array (N, S, S, 3) on disk. Training then gathers random batches from
+that array -- on the GPU when it fits there -- with no per-image Python and no JPEG decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX, CelebARoot, find_celeba, load_annotations
+from .errors import UserError
+from .fileio import write_json
+
+CROPS = ("official", "center148")
+CACHE_FORMAT_VERSION = 1
+
+
+def crop_box(image_size: tuple[int, int], crop: str) -> tuple[float, float, float, float]:
+    """The face box (x0, y0, x1, y1) in an aligned image of `image_size` (width, height).
+
+    'official': DFC-VAE's crop_celebA.lua box (30, 40, 168, 178) on the 178x218 aligned image;
+    'center148': the central 148x148 square (the crop of most PyTorch CelebA code).
+    Images of another size are taken as the aligned image rescaled, and the box scales with them.
+    """
+    w, h = image_size
+    if crop == "official":
+        x0, y0, x1, y1 = OFFICIAL_CROP_BOX
+    elif crop == "center148":
+        x0, y0 = (ALIGNED_SIZE[0] - 148) / 2, (ALIGNED_SIZE[1] - 148) / 2
+        x1, y1 = x0 + 148, y0 + 148
+    else:
+        raise UserError(f"unknown crop '{crop}'; choose one of {', '.join(CROPS)}")
+    sx, sy = w / ALIGNED_SIZE[0], h / ALIGNED_SIZE[1]
+    return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+
+
+def load_face(path: str | Path, size: int, crop: str = "official") -> np.ndarray:
+    """Read one aligned face photo -> (size, size, 3) uint8, cropped and resized with antialiasing.
+
+    JPEGs are decoded at a reduced DCT scale (1/2, 1/4, 1/8) when the reduced face box is still at
+    least `size` pixels, which is much faster and matches a full decode to within resize error.
+    Grayscale, palette and RGBA inputs are converted to RGB (alpha dropped).
+    """
+    with Image.open(path) as im:
+        full = im.size
+        box = crop_box(full, crop)
+        box_side = min(box[2] - box[0], box[3] - box[1])
+        scale = 1
+        while scale < 8 and box_side / (scale * 2) >= size:
+            scale *= 2
+        if scale > 1 and im.format == "JPEG":
+            im.draft("RGB", (math.ceil(full[0] / scale), math.ceil(full[1] / scale)))
+        f = im.size[0] / full[0]
+        box = tuple(v * f for v in box)
+        rgb = im.convert("RGB")
+        return np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC, box=box))
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class ImageCache:
+    """The decoded faces of one CelebA copy: images[i] is the face of ids[i] (sorted file names)."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8, memory-mapped
+    ids: list[str]
+    meta: dict
+    path: Path
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("DFC_VAE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dfc_vae"
+    return Path(base)
+
+
+def _fingerprint(root: CelebARoot, ids: list[str], size: int, crop: str) -> str:
+    """Identifies the files and settings a cache was made from: folder, names, sizes and mtimes."""
+    h = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}|{size}|{crop}|{root.images.resolve()}".encode())
+    for name in ids:
+        try:
+            st = os.stat(root.images / name)
+        except OSError:
+            raise UserError(f"image {name} listed in the annotations is missing from {root.images}; "
+                            "restore it or use annotation files that match the images") from None
+        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+_worker_array: np.ndarray | None = None
+
+
+def _worker_init(array_path: str):
+    global _worker_array
+    torch.set_num_threads(1)
+    _worker_array = np.load(array_path, mmap_mode="r+")
+
+
+def _decode_chunk(task):
+    start, paths, size, crop = task
+    errors = []
+    for i, p in enumerate(paths):
+        try:
+            _worker_array[start + i] = load_face(p, size, crop)
+        except Exception as e:  # report every unreadable image, not just the first
+            errors.append(f"{Path(p).name}: {type(e).__name__}: {e}")
+    _worker_array.flush()
+    return len(paths), errors
+
+
+def prepare_cache(data: str | Path | CelebARoot, image_size: int = 64, crop: str = "official",
+                  cache_dir: str | Path | None = None, workers: int | None = None, progress: bool = True) -> ImageCache:
+    """Decode every image of a CelebA copy once into the uint8 cache, or open the cache if it exists.
+
+    The cache folder's name carries a fingerprint of the files and settings, so a cache made for
+    other files or settings is never used. An interrupted preparation leaves no 'meta.json' (it is
+    written last) and is rebuilt.
+    """
+    root = data if isinstance(data, CelebARoot) else find_celeba(data)
+    crop_box((178, 218), crop)  # validates the name
+    ids = load_annotations(root).index.tolist()
+    key = _fingerprint(root, ids, image_size, crop)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = folder / f"{crop}-{image_size}px-{key}"
+    cache = open_cache(target)
+    if cache is not None:
+        return cache
+    if target.exists():  # an interrupted earlier preparation
+        shutil.rmtree(target)
+    partial = folder / f".{target.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        partial.mkdir(parents=True)
+        array_path = partial / "images.npy"
+        np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(ids), image_size, image_size, 3)).flush()
+    except OSError as e:
+        raise UserError(f"cannot write the image cache in {folder} ({e.strerror}); pass --cache-dir a writable folder with "
+                        f"{len(ids) * image_size * image_size * 3 / 2**30:.2f} GiB free") from e
+    try:
+        _decode_all(root, ids, array_path, image_size, crop, workers, progress)
+        meta = {"format_version": CACHE_FORMAT_VERSION, "count": len(ids), "image_size": image_size, "crop": crop,
+                "images_dir": str(root.images.resolve()), "fingerprint": key, "synthetic": root.synthetic is not None}
+        (partial / "ids.txt").write_text("\n".join(ids) + "\n")
+        write_json(partial / "meta.json", meta)  # last: marks the cache complete
+        os.replace(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return open_cache(target)
+
+
+def _decode_all(root, ids, array_path, size, crop, workers, progress):
+    from tqdm.auto import tqdm
+
+    workers = workers or os.cpu_count() or 1
+    paths = [str(root.images / name) for name in ids]
+    chunk = 256
+    tasks = [(s, paths[s:s + chunk], size, crop) for s in range(0, len(paths), chunk)]
+    errors: list[str] = []
+    bar = tqdm(total=len(paths), desc=f"decoding faces to {size}x{size}", unit="img", disable=not progress, smoothing=0.1)
+    if workers == 1 or len(tasks) == 1:
+        _worker_init(str(array_path))
+        results = map(_decode_chunk, tasks)
+    else:
+        pool = mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(str(array_path),))
+        results = pool.imap_unordered(_decode_chunk, tasks)
+    try:
+        for n, errs in results:
+            errors += errs
+            bar.update(n)
+    finally:
+        bar.close()
+        if workers > 1 and len(tasks) > 1:
+            pool.terminate()
+    if errors:
+        raise UserError(f"{len(errors)} images could not be read ({errors[0]}); replace the damaged files from a fresh "
+                        "CelebA download, or remove their rows from both annotation files")
+
+
+def open_cache(path: str | Path) -> ImageCache | None:
+    """Open a complete cache folder, or None if it is missing or incomplete."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        ids = (path / "ids.txt").read_text().split()
+        images = np.load(path / "images.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if meta.get("format_version") != CACHE_FORMAT_VERSION or len(ids) != meta["count"] or images.shape[0] != len(ids):
+        return None
+    return ImageCache(images, ids, meta, path)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class BatchSource:
+    """Random batches of faces from a cache, as (B, 3, S, S) float tensors in [0, 1], channels_last.
+
+    The order of epoch e is a permutation drawn from (seed, e), so a resumed run can rebuild it and
+    continue from any batch. Under data parallelism every rank draws the same permutation and
+    takes its own slice of each global batch. Incomplete last batches are dropped.
+    """
+
+    def __init__(self, images: np.ndarray, indices: np.ndarray, batch_size: int, device: torch.device,
+                 seed: int = 0, flip: bool = False, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise UserError(f"batch size {batch_size} must be divisible by the number of processes ({world_size})")
+        if len(indices) < batch_size:
+            raise UserError(f"the training split has {len(indices)} images, fewer than one batch of {batch_size}; "
+                            "lower --batch-size or use more data")
+        self.batch_size, self.device, self.seed, self.flip = batch_size, device, seed, flip
+        self.rank, self.world_size = rank, world_size
+        self.num_batches = len(indices) // batch_size
+        self.indices = np.sort(indices)
+        self.source = images  # memory-mapped cache: pages come from the OS page cache, not our heap
+        self.on_device = None
+        if device.type == "cuda":  # the whole split on the GPU when it fits: batches gathered there
+            need = len(indices) * int(np.prod(images.shape[1:]))
+            if need < 0.5 * torch.cuda.mem_get_info(device)[0]:
+                self.on_device = torch.from_numpy(np.ascontiguousarray(images[self.indices])).to(device)
+
+    def batches(self, epoch: int, start: int = 0):
+        """Yield the batches of `epoch` from batch number `start` on."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.indices), generator=g)
+        flips = torch.rand(len(self.indices), generator=g) < 0.5
+        local = self.batch_size // self.world_size
+        for b in range(start, self.num_batches):
+            lo = b * self.batch_size + self.rank * local
+            idx = order[lo:lo + local]
+            if self.on_device is not None:
+                x = self.on_device[idx.to(self.device)]
+            else:
+                rows = self.indices[idx.numpy()]
+                sort = np.argsort(rows)  # read the memory map in file order, then restore batch order
+                x = torch.from_numpy(self.source[rows[sort]])[torch.from_numpy(np.argsort(sort))]
+                if self.device.type == "cuda":
+                    x = x.pin_memory().to(self.device, non_blocking=True)
+            # NHWC uint8 -> NCHW view with channels_last strides, then float in [0, 1]
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            if self.flip:
+                f = flips[idx].to(self.device)
+                x = torch.where(f.view(-1, 1, 1, 1), x.flip(3), x)
+            yield x
+
+
+def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -1,0 +1,172 @@
+"""The DFC-VAE objective: alpha * KL + beta * reconstruction (Hou et al. 2017, Eq. 7).
+
+Reconstruction is the feature perceptual loss (Sec. 3.2, Eq. 5-6) on a frozen VGG19, or the pixel
+loss of the PVAE baseline.
+
+Reduction (why it matters: ../shared/DESIGN.md, "Loss scale"). Every term is a per-image SUM,
+averaged over the batch:
+  KL      = sum over latent dims of KL(N(mu, sigma^2) || N(0, 1))
+  L_l     = sum over the (C, H, W) elements of layer l of (phi_l(x) - phi_l(x_hat))^2
+  L_pixel = sum over the (3, H, W) pixels of (x - x_hat)^2
+With the paper's alpha = 1 and beta = 0.5, beta * L is then exactly the negative log-likelihood of a
+unit-variance Gaussian on features (or pixels), so the objective is a true per-image negative ELBO.
+The official Torch code averaged the feature MSE over elements on Caffe-scale VGG inputs (0-255,
+mean subtracted), whose features are ~60x larger than torchvision's on ImageNet-normalized inputs;
+per-element means with torchvision's VGG let the KL swamp the reconstruction and the posterior
+collapses. Per-image sums keep the reconstruction in charge and the active units up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+
+# torchvision vgg19().features indices of the tapped ReLUs (official README; Sec. 4.1).
+VGG_LAYERS = {
+    "relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29,
+}
+LOSS_LAYERS: dict[str, tuple[str, ...]] = {
+    "vae123": ("relu1_1", "relu2_1", "relu3_1"),
+    "vae345": ("relu3_1", "relu4_1", "relu5_1"),
+    "pvae": (),  # pixel loss, no VGG
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-image KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dims: (B, D) -> (B,).
+
+    Closed form, Kingma & Welling 2014, Appendix B: -1/2 sum(1 + log sigma^2 - mu^2 - sigma^2).
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
+    """Burda et al. 2016: latent dims whose posterior mean varies over the data by more than 0.01.
+
+    mu: (N, D) posterior means of N images. A collapsed posterior has ~0 active units.
+    """
+    if mu.shape[0] < 2:
+        return 0
+    return int((mu.float().var(dim=0) > threshold).sum())
+
+
+def check_loss_name(loss: str) -> None:
+    if loss not in LOSS_LAYERS:
+        raise UserError(f"unknown loss '{loss}'; choose one of {', '.join(LOSS_LAYERS)}")
+
+
+def load_vgg19_features(weights: str = "imagenet") -> tuple[nn.Sequential, str]:
+    """torchvision's VGG19 `features`, and a description of the weights it holds.
+
+    weights: 'imagenet' (torchvision's VGG19_Weights.IMAGENET1K_V1, through torchvision's cache),
+    'random' (offline runs and tests: features carry no ImageNet knowledge), or a path to a
+    state-dict file of torchvision's vgg19 (full model or its `features`).
+    """
+    from torchvision.models import VGG19_Weights, vgg19
+
+    if weights == "random":
+        torch_state = torch.random.get_rng_state()
+        torch.manual_seed(0)  # the same random VGG every time, so runs are comparable
+        net = vgg19(weights=None)
+        torch.random.set_rng_state(torch_state)
+        return net.features, "random"
+    if weights == "imagenet":
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        try:
+            net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
+        except Exception as e:  # no network, proxy, broken download...
+            url = VGG19_Weights.IMAGENET1K_V1.url
+            raise UserError(
+                f"VGG19 ImageNet weights could not be loaded ({type(e).__name__}); put {url.rsplit('/', 1)[-1]} "
+                f"(from {url}) in {hub}, or pass --vgg-weights PATH to a local file, or --vgg-weights random "
+                "for an offline run without ImageNet features") from e
+        return net.features, "imagenet (torchvision VGG19_Weights.IMAGENET1K_V1)"
+    path = Path(weights)
+    if not path.is_file():
+        raise UserError(f"--vgg-weights {weights}: no such file; give 'imagenet', 'random' or a path to a VGG19 state dict")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"--vgg-weights {path} is not a readable tensor state dict ({type(e).__name__}); "
+                        "save one with torch.save(vgg19(...).state_dict(), PATH)") from e
+    state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+    net = vgg19(weights=None).features
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"--vgg-weights {path} does not hold torchvision VGG19 weights ({str(e).splitlines()[0]})") from e
+    return net, f"file {os.path.abspath(path)}"
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG19 cut after its deepest tapped layer; returns the tapped activations.
+
+    Input: (B, 3, H, W) pixels in [0, 1]; ImageNet normalization happens here.
+    """
+
+    def __init__(self, layers: tuple[str, ...], weights: str = "imagenet"):
+        super().__init__()
+        for name in layers:
+            if name not in VGG_LAYERS:
+                raise UserError(f"unknown VGG layer '{name}'; choose from {', '.join(VGG_LAYERS)}")
+        features, self.weights_description = load_vgg19_features(weights)
+        self.taps = sorted(VGG_LAYERS[n] for n in layers)
+        self.net = features[: self.taps[-1] + 1]
+        for m in self.net:  # in-place ReLUs would overwrite a tapped conv output; ours tap ReLUs only
+            if isinstance(m, nn.ReLU):
+                m.inplace = False
+        self.net.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.eval()
+
+    def train(self, mode: bool = True):  # frozen: BatchNorm-free, but keep it in eval regardless
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = (x - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.net):
+            h = layer(h)
+            if i in self.taps:
+                out.append(h)
+        return out
+
+
+class DFCLoss(nn.Module):
+    """alpha * KL + beta * reconstruction, with per-image sums averaged over the batch (see module doc)."""
+
+    def __init__(self, loss: str = "vae123", alpha: float = 1.0, beta: float = 0.5, vgg_weights: str = "imagenet"):
+        super().__init__()
+        check_loss_name(loss)
+        self.loss, self.alpha, self.beta = loss, alpha, beta
+        self.vgg = VGGFeatures(LOSS_LAYERS[loss], vgg_weights) if LOSS_LAYERS[loss] else None
+
+    @property
+    def vgg_weights_description(self) -> str:
+        return self.vgg.weights_description if self.vgg is not None else "none (pixel loss)"
+
+    def reconstruction(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Per-image reconstruction term, (B,)."""
+        if self.vgg is None:
+            return (recon.float() - x.float()).pow(2).flatten(1).sum(1)
+        with torch.no_grad():
+            targets = self.vgg(x)
+        total = 0.0
+        for f_hat, f in zip(self.vgg(recon), targets):
+            total = total + (f_hat.float() - f.float()).pow(2).flatten(1).sum(1)
+        return total
+
+    def forward(self, x, recon, mu, logvar) -> dict[str, torch.Tensor]:
+        """Returns batch means: 'loss' (to minimize), 'recon' and 'kl'."""
+        rec = self.reconstruction(x, recon).mean()
+        kl = kl_divergence(mu.float(), logvar.float()).mean()
+        return {"loss": self.alpha * kl + self.beta * rec, "recon": rec, "kl": kl}

@@ -1,0 +1,91 @@
+"""Using a trained run: load its model, draw samples, reconstruct faces."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .celeba import find_celeba, load_annotations, split_mask
+from .checkpoint import latest_checkpoint, load_checkpoint
+from .config import TrainConfig
+from .data import prepare_cache, to_tensor
+from .errors import UserError
+from .images import grid, provenance, save_png, to_uint8
+from .model import DFCVAE
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    model: DFCVAE  # in eval mode
+    config: TrainConfig
+    meta: dict  # provenance: data, synthetic, VGG weights ...
+    step: int
+    device: torch.device
+
+    @property
+    def caption(self) -> list[str]:
+        return provenance(self.meta.get("synthetic", False), self.meta.get("vgg_weights", ""))
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None) -> LoadedRun:
+    """The model of a run directory's latest checkpoint (or `checkpoint`), in eval mode."""
+    from .train import resolve_device
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist; pass --run a folder made by `dfc-vae train`")
+    path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if path is None or not (run_dir / "config.json").is_file():
+        raise UserError(f"{run_dir} is not a dfc_vae run with a checkpoint (no config.json or checkpoints/latest.pt); "
+                        "train one with `dfc-vae train --out RUN`")
+    device = resolve_device(device) if isinstance(device, str) else device
+    ckpt = load_checkpoint(path)
+    try:
+        config = TrainConfig(**ckpt["config"])
+    except TypeError as e:
+        raise UserError(f"{path} was written by another version of dfc_vae ({e}); retrain or export it there") from e
+    model = DFCVAE(config.model_config())
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"{path} does not fit its own configuration ({str(e).splitlines()[0]}); the file is damaged") from e
+    return LoadedRun(run_dir, model.to(device).eval(), config, ckpt.get("meta", {}), ckpt["step"], device)
+
+
+@torch.no_grad()
+def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, temperature: float = 1.0) -> Path:
+    """Decode n draws of z ~ N(0, temperature^2 I) into one PNG grid."""
+    if n < 1:
+        raise UserError("--n must be at least 1")
+    z = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
+    images = to_uint8(run.model.decode(z.to(run.device)))
+    save_png(out, grid(images, int(np.ceil(np.sqrt(n)))),
+             run.caption + [f"{run.path.name} step {run.step}: {n} samples, z ~ N(0, {temperature:g}^2 I), seed {seed}"])
+    return Path(out)
+
+
+@torch.no_grad()
+def reconstruct_grid(run: LoadedRun, data: str | Path, out: str | Path, split: str = "test", n: int = 32,
+                     cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Faces of `split` (first n by file name) beside their reconstructions from the posterior mean."""
+    root = find_celeba(data)
+    annotations = load_annotations(root)
+    idx = np.flatnonzero(split_mask(annotations, split))[:n]
+    if len(idx) == 0:
+        raise UserError(f"the {split} split of {data} is empty; choose another --split")
+    cfg = run.config
+    cache = prepare_cache(root, cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
+    x = to_tensor(cache.images[idx]).to(run.device)
+    recon = run.model.decode(run.model.encode(x)[0])
+    rows = []
+    for i in range(0, len(idx), 8):  # inputs row, then their reconstructions
+        rows += [to_uint8(x[i:i + 8]), to_uint8(recon[i:i + 8])]
+    caption = provenance(root.synthetic is not None, run.meta.get("vgg_weights", ""))
+    save_png(out, grid(np.concatenate(rows), min(8, len(idx))),
+             caption + [f"{run.path.name} step {run.step}: {split} faces (odd rows) and reconstructions (even rows)"])
+    return Path(out)

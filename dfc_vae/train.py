@@ -1,0 +1,344 @@
+"""The training loop: data, model, loss, optimizer, logging, checkpoints, grids, resume.
+
+Reads top to bottom: set-up (devices, processes, run directory), data, model, then the loop.
+Everything a run makes goes into its run directory:
+  config.json     resolved settings + provenance (data, VGG weights, versions)
+  metrics.csv     a row every `log_every` steps: loss, recon, kl, active units, images/s
+  epochs.csv      a row per epoch: the same on a fixed held-out set, in eval mode
+  checkpoints/    latest.pt (also every `checkpoint_every` steps) and epoch_NNN.pt
+  grids/          epoch_NNN_recon.png (inputs above reconstructions), epoch_NNN_samples.png (z ~ N(0, I))
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import __version__
+from .celeba import find_celeba, load_annotations, split_mask
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .data import BatchSource, prepare_cache, to_tensor
+from .errors import UserError
+from .fileio import write_json, write_text
+from .images import grid, provenance, save_png, to_uint8
+from .losses import DFCLoss, active_units, kl_divergence
+from .model import DFCVAE
+
+METRIC_COLUMNS = ["step", "epoch", "loss", "recon", "kl", "active_units", "images_per_s", "elapsed_s"]
+EPOCH_COLUMNS = ["epoch", "step", "eval_loss", "eval_recon", "eval_kl", "active_units", "images"]
+# Settings a resumed run may change; everything else must match the run's config.json.
+RESUMABLE_OVERRIDES = {"epochs", "max_steps", "log_every", "checkpoint_every", "device", "compile",
+                       "skip_bad_batches", "workers", "cache_dir", "data", "out"}
+EVAL_IMAGES = 1024
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initializes the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
+    """The run directory, and the saved config when resuming; refuses to overwrite another run."""
+    if not cfg.out:
+        raise UserError("no run directory given; pass --out RUN")
+    run = Path(cfg.out)
+    if run.exists() and not run.is_dir():
+        raise UserError(f"--out {run} is a file; give a folder for the run")
+    saved = run / "config.json"
+    if resume:
+        if not saved.is_file() or latest_checkpoint(run) is None:
+            raise UserError(f"{run} holds no checkpoint to resume; start it without --resume")
+        import json
+
+        return run, json.loads(saved.read_text())["config"]
+    if run.is_dir() and any(run.iterdir()):
+        if saved.is_file():
+            raise UserError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
+        raise UserError(f"{run} exists, is not empty and is not a dfc_vae run; choose another --out")
+    return run, None
+
+
+def merge_resume_config(saved: dict, cfg: TrainConfig) -> TrainConfig:
+    changed = [k for k, v in cfg.to_dict().items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v]
+    if changed:
+        k = changed[0]
+        raise UserError(f"--{k.replace('_', '-')} {getattr(cfg, k)} differs from the run's {saved.get(k)!r}; "
+                        "a resumed run keeps its settings (only epochs, max-steps, device and logging may change)")
+    return cfg
+
+
+class _CSVLog:
+    """Appends rows to a CSV; on resume, first drops rows past the checkpoint's step."""
+
+    def __init__(self, path: Path, columns: list[str], keep_until: int | None, key: str):
+        self.path, self.columns = path, columns
+        rows = []
+        if keep_until is not None and path.is_file():
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        if row.get(key) and int(row[key]) <= keep_until:
+                            rows.append(row)
+                    except ValueError:  # a half-written last line of a killed run
+                        pass
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        write_text(path, buf.getvalue())
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a DFC-VAE as `cfg` says; returns the run directory."""
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    if not cfg.data:
+        raise UserError("no data given; pass --data DIR (CelebA, or faces from `dfc-vae synth`)")
+    run, saved = check_run_dir(cfg, resume)
+    if saved is not None:
+        cfg = merge_resume_config(saved, cfg)
+    rank, world = _distributed()
+    is_main = rank == 0
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    # --- data: decode once into the cache (rank 0 first, so the others find it made)
+    root = find_celeba(cfg.data)
+    annotations = load_annotations(root)
+    if is_main:
+        cache = prepare_cache(root, cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, progress)
+    if world > 1:
+        dist.barrier()
+    if not is_main:
+        cache = prepare_cache(root, cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, False)
+    train_idx = np.flatnonzero(split_mask(annotations, "train"))
+    eval_idx = np.flatnonzero(split_mask(annotations, "valid"))[:EVAL_IMAGES]
+    if len(eval_idx) < 16:
+        eval_idx = train_idx[:EVAL_IMAGES]
+    source = BatchSource(cache.images, train_idx, cfg.batch_size, device, cfg.seed, cfg.flip, rank, world)
+    eval_x = to_tensor(cache.images[np.sort(eval_idx)])
+
+    # --- model, loss, optimizer
+    model = DFCVAE(cfg.model_config()).to(device)
+    loss_fn = DFCLoss(cfg.loss, cfg.alpha, cfg.beta, cfg.vgg_weights).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        loss_fn = loss_fn.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                 fused=device.type == "cuda" or None)
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if resume:
+        ckpt = load_checkpoint(latest_checkpoint(run), map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        set_rng_state(ckpt["rng"])
+    train_model = model
+    if world > 1:
+        train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_model = nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_fn = torch.compile(train_model) if cfg.compile else train_model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+    synthetic = root.synthetic is not None
+    meta = {"data": str(root.annotations), "data_description": root.description, "synthetic": synthetic,
+            "layout": root.layout, "train_images": len(train_idx), "cache": str(cache.path),
+            "vgg_weights": loss_fn.vgg_weights_description, "dfc_vae": __version__, "torch": torch.__version__,
+            "device": str(device), "world_size": world}
+    caption = provenance(synthetic, meta["vgg_weights"])
+    if is_main:
+        write_json(run / "config.json", {"config": cfg.to_dict(), "meta": meta})
+        metrics = _CSVLog(run / "metrics.csv", METRIC_COLUMNS, step if resume else None, "step")
+        epochs_log = _CSVLog(run / "epochs.csv", EPOCH_COLUMNS, epoch - 1 if resume else None, "epoch")
+        for line in caption:
+            print(f"note: {line}")
+
+    def payload() -> dict:
+        return {"config": cfg.to_dict(), "meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "rng": rng_state()}
+
+    total_steps = cfg.epochs * source.num_batches
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    check_each_step = device.type == "cpu" or cfg.skip_bad_batches > 0  # a CPU step syncs anyway
+    bar = tqdm(total=total_steps, initial=min(step, total_steps), desc=f"train {cfg.loss}", unit="step",
+               disable=not (progress and is_main), dynamic_ncols=True)
+    window = _Window(cfg.latent_dim, device)
+    skipped = 0
+    t_last = time.perf_counter()
+    t_start = t_last
+    model.train()
+    while epoch < cfg.epochs and step < total_steps:
+        for x in source.batches(epoch, batch_in_epoch):
+            with autocast:
+                recon, mu, logvar = step_fn(x)
+                out = loss_fn(x, recon, mu, logvar)
+            loss = out["loss"]
+            if check_each_step and not torch.isfinite(loss).item():
+                skipped += 1
+                if skipped > cfg.skip_bad_batches:
+                    _diverged(run, step + 1)
+                optimizer.zero_grad(set_to_none=True)
+                batch_in_epoch += 1
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            batch_in_epoch += 1
+            window.add(out, mu)
+            if step % cfg.log_every == 0 or step == total_steps:
+                now = time.perf_counter()
+                row = window.read()  # the one host sync of the window
+                if not math.isfinite(row["loss"]):
+                    _diverged(run, step)
+                row.update(step=step, epoch=epoch, images_per_s=row.pop("n") * world / (now - t_last),
+                           elapsed_s=now - t_start)
+                t_last = now
+                if is_main:
+                    metrics.append(row)
+                    bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", active=row["active_units"])
+            bar.update(1)
+            if is_main and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save_checkpoint(run, payload())
+            if step >= total_steps and batch_in_epoch < source.num_batches:
+                break  # (at an epoch's last batch, fall through to the epoch's end instead)
+        else:  # the epoch ran to its end
+            epoch += 1
+            batch_in_epoch = 0
+            if is_main:
+                summary = evaluate_fixed_set(model, loss_fn, eval_x, device, autocast)
+                epochs_log.append({"epoch": epoch, "step": step, **summary})
+                save_epoch_grids(model, eval_x, run / "grids", epoch, cfg.seed, device, caption)
+                save_checkpoint(run, payload(), epoch_name=f"epoch_{epoch:03d}.pt")
+                tqdm.write(f"epoch {epoch}: eval loss {summary['eval_loss']:.4g}, recon {summary['eval_recon']:.4g}, "
+                           f"KL {summary['eval_kl']:.3g}, active units {summary['active_units']}/{cfg.latent_dim}")
+            model.train()
+            continue
+        break
+    bar.close()
+    if is_main and batch_in_epoch:  # stopped inside an epoch (max_steps): keep where we are
+        save_checkpoint(run, payload())
+    if world > 1:
+        dist.barrier()
+    return run
+
+
+def _diverged(run: Path, step: int):
+    ckpt = latest_checkpoint(run)
+    kept = f"the last good checkpoint {ckpt} is intact" if ckpt else "no checkpoint was written yet"
+    raise TrainingDiverged(f"loss became NaN/Inf at step {step}; {kept}. Lower --lr, or pass --skip-bad-batches N to skip such batches")
+
+
+class _Window:
+    """Loss sums and posterior-mean moments since the last log, kept on the device (no sync)."""
+
+    def __init__(self, latent_dim: int, device: torch.device):
+        self.sums = torch.zeros(3, device=device)
+        self.mu_sum = torch.zeros(latent_dim, device=device)
+        self.mu_sq = torch.zeros(latent_dim, device=device)
+        self.steps = 0
+        self.n = 0
+
+    @torch.no_grad()
+    def add(self, out: dict, mu: torch.Tensor) -> None:
+        self.sums += torch.stack([out["loss"].detach(), out["recon"].detach(), out["kl"].detach()]).float()
+        mu = mu.detach().float()
+        self.mu_sum += mu.sum(0)
+        self.mu_sq += mu.pow(2).sum(0)
+        self.steps += 1
+        self.n += mu.shape[0]
+
+    def read(self) -> dict:
+        loss, recon, kl = (self.sums / max(self.steps, 1)).tolist()
+        mean = self.mu_sum / max(self.n, 1)
+        var = self.mu_sq / max(self.n, 1) - mean.pow(2)
+        row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > 0.01).sum()), "n": self.n}
+        self.sums.zero_(), self.mu_sum.zero_(), self.mu_sq.zero_()
+        self.steps = self.n = 0
+        return row
+
+
+@torch.no_grad()
+def encode_all(model: DFCVAE, x: torch.Tensor, device: torch.device, batch_size: int = 256):
+    """Posterior means and log-variances of (N, 3, S, S) images, in eval mode, batched."""
+    model.eval()
+    mus, logvars = [], []
+    for i in range(0, len(x), batch_size):
+        mu, logvar = model.encode(x[i:i + batch_size].to(device))
+        mus.append(mu.float()), logvars.append(logvar.float())
+    return torch.cat(mus), torch.cat(logvars)
+
+
+@torch.no_grad()
+def evaluate_fixed_set(model: DFCVAE, loss_fn: DFCLoss, x: torch.Tensor, device, autocast=nullcontext()) -> dict:
+    """Eval-mode loss terms on held-out images, decoding the posterior mean; active units."""
+    model.eval()
+    recon_sum, kl_sum, mus = 0.0, 0.0, []
+    for i in range(0, len(x), 128):
+        xb = x[i:i + 128].to(device)
+        with autocast:
+            mu, logvar = model.encode(xb)
+            rec = loss_fn.reconstruction(xb, model.decode(mu))
+        recon_sum += float(rec.float().sum())
+        kl_sum += float(kl_divergence(mu.float(), logvar.float()).sum())
+        mus.append(mu.float())
+    n = len(x)
+    recon, kl = recon_sum / n, kl_sum / n
+    return {"eval_loss": loss_fn.alpha * kl + loss_fn.beta * recon, "eval_recon": recon, "eval_kl": kl,
+            "active_units": active_units(torch.cat(mus)), "images": n}
+
+
+@torch.no_grad()
+def save_epoch_grids(model: DFCVAE, x: torch.Tensor, folder: Path, epoch: int, seed: int, device, caption):
+    """Inputs over their reconstructions, and 64 samples from fixed z ~ N(0, I) (a private RNG)."""
+    model.eval()
+    xb = x[:16].to(device)
+    recon = model.decode(model.encode(xb)[0])
+    pairs = np.concatenate([to_uint8(xb[:8]), to_uint8(recon[:8]), to_uint8(xb[8:16]), to_uint8(recon[8:16])])
+    save_png(folder / f"epoch_{epoch:03d}_recon.png", grid(pairs, 8), caption + [f"epoch {epoch}: rows 1 and 3 inputs, rows 2 and 4 reconstructions"])
+    z = torch.randn(64, model.config.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    save_png(folder / f"epoch_{epoch:03d}_samples.png", grid(to_uint8(model.decode(z)), 8),
+             caption + [f"epoch {epoch}: decoded z ~ N(0, I)"])
