@@ -185,7 +185,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     synthetic = root.synthetic is not None
     meta = {"data": str(root.annotations), "data_description": root.description, "synthetic": synthetic,
             "layout": root.layout, "train_images": len(train_idx), "cache": str(cache.path),
-            "vgg_weights": loss_fn.vgg_weights_description, "dfc_vae": __version__, "torch": torch.__version__,
+            "vgg_weights": loss_fn.vgg_weights_description, "dfc_vae": __version__, "torch": str(torch.__version__),
             "device": str(device), "world_size": world}
     caption = provenance(synthetic, meta["vgg_weights"])
     if is_main:
