@@ -191,7 +191,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if is_main:
         write_json(run / "config.json", {"config": cfg.to_dict(), "meta": meta})
         metrics = _CSVLog(run / "metrics.csv", METRIC_COLUMNS, step if resume else None, "step")
-        epochs_log = _CSVLog(run / "epochs.csv", EPOCH_COLUMNS, epoch - 1 if resume else None, "epoch")
+        epochs_log = _CSVLog(run / "epochs.csv", EPOCH_COLUMNS, epoch if resume else None, "epoch")
         for line in caption:
             print(f"note: {line}")
 
