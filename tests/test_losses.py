@@ -1,0 +1,107 @@
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence as torch_kl
+from torchvision.models import vgg19
+
+from dfc_vae import DFCLoss, UserError, active_units, kl_divergence
+from dfc_vae.losses import LOSS_LAYERS, VGGFeatures, load_vgg19_features
+
+
+def test_kl_matches_torch_distributions():
+    mu, logvar = torch.randn(5, 7), torch.randn(5, 7)
+    expected = torch_kl(Normal(mu, (0.5 * logvar).exp()), Normal(torch.zeros(7), torch.ones(7))).sum(1)
+    torch.testing.assert_close(kl_divergence(mu, logvar), expected)
+    assert torch.all(kl_divergence(torch.zeros(2, 3), torch.zeros(2, 3)) == 0)
+
+
+def test_vgg_taps_equal_torchvision_features_at_1_6_11_20_29():
+    torch.manual_seed(0)
+    reference = vgg19(weights=None).features.eval()
+    taps = VGGFeatures(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), weights="random")
+    reference.load_state_dict(taps.net.state_dict(), strict=False)
+    x = torch.rand(2, 3, 32, 32)
+    h = (x - taps.mean) / taps.std  # ImageNet normalization
+    expected = []
+    with torch.no_grad():
+        for i, layer in enumerate(reference):
+            h = layer(h.clone())
+            if i in (1, 6, 11, 20, 29):
+                expected.append(h)
+            if i == 29:
+                break
+        got = taps(x)
+    assert len(got) == 5
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+
+
+def test_vgg_is_frozen_cut_after_the_deepest_tap_and_stays_in_eval():
+    taps = VGGFeatures(LOSS_LAYERS["vae123"], weights="random")
+    assert len(taps.net) == 12  # features[0..11], relu3_1 is index 11
+    assert not any(p.requires_grad for p in taps.parameters())
+    taps.train()
+    assert not taps.training
+
+
+def test_random_vgg_weights_are_the_same_every_time():
+    a, _ = load_vgg19_features("random")
+    b, desc = load_vgg19_features("random")
+    assert desc == "random"
+    torch.testing.assert_close(a[0].weight, b[0].weight)
+
+
+def test_loss_is_per_image_sum_averaged_over_batch():
+    loss = DFCLoss("pvae", alpha=1.0, beta=0.5)
+    x = torch.zeros(2, 3, 4, 4)
+    recon = torch.full_like(x, 0.5)
+    mu, logvar = torch.zeros(2, 3), torch.zeros(2, 3)
+    out = loss(x, recon, mu, logvar)
+    assert out["recon"].item() == pytest.approx(48 * 0.25)  # 48 pixels of squared error 0.25, per image
+    assert out["kl"].item() == 0
+    assert out["loss"].item() == pytest.approx(0.5 * 12)
+
+
+def test_feature_loss_gradients_reach_the_reconstruction_only():
+    loss = DFCLoss("vae345", vgg_weights="random")
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    recon = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = loss(x, recon, torch.zeros(2, 4), torch.zeros(2, 4))
+    out["loss"].backward()
+    assert recon.grad is not None and recon.grad.abs().sum() > 0
+    assert x.grad is None  # the target's features are computed without grad
+
+
+def test_active_units_counts_dimensions_that_vary():
+    mu = torch.zeros(100, 5)
+    mu[:, 0] = torch.randn(100)  # varies a lot
+    mu[:, 1] = 0.01 * torch.randn(100)  # variance 1e-4: collapsed
+    assert active_units(mu) == 1
+
+
+def test_unknown_loss_and_missing_weights_file_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="vae123, vae345, pvae"):
+        DFCLoss("vae999")
+    with pytest.raises(UserError, match="no such file"):
+        DFCLoss("vae123", vgg_weights=str(tmp_path / "missing.pth"))
+
+
+def test_unreachable_imagenet_weights_say_where_to_put_the_file(monkeypatch):
+    import torchvision.models
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.models, "vgg19", offline)
+    with pytest.raises(UserError) as e:
+        load_vgg19_features("imagenet")
+    msg = str(e.value)
+    assert "vgg19-dcbb9e9d.pth" in msg and "--vgg-weights random" in msg and "checkpoints" in msg
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    torch.manual_seed(1)
+    net = vgg19(weights=None)
+    torch.save(net.state_dict(), tmp_path / "vgg19.pth")
+    features, desc = load_vgg19_features(str(tmp_path / "vgg19.pth"))
+    torch.testing.assert_close(features[0].weight, net.features[0].weight)
+    assert desc.startswith("file ")

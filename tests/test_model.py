@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from dfc_vae import DFCVAE, ModelConfig, UserError
+
+
+@pytest.mark.parametrize("size,stages", [(32, 3), (64, 4), (128, 5)])
+def test_shapes_at_each_image_size(size, stages):
+    model = DFCVAE(ModelConfig(image_size=size))
+    x = torch.rand(3, 3, size, size)
+    recon, mu, logvar = model(x)
+    assert recon.shape == x.shape
+    assert mu.shape == logvar.shape == (3, 100)
+    assert model.config.widths == tuple(32 * 2**i for i in range(stages))
+    assert model.decode(torch.zeros(2, 100)).shape == (2, 3, size, size)
+
+
+def test_paper_architecture_at_64():
+    model = DFCVAE()
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [
+        (3, 32, (4, 4), (2, 2), (1, 1)), (32, 64, (4, 4), (2, 2), (1, 1)),
+        (64, 128, (4, 4), (2, 2), (1, 1)), (128, 256, (4, 4), (2, 2), (1, 1))]
+    dec = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in dec] == [
+        (256, 128, (3, 3)), (128, 64, (3, 3)), (64, 32, (3, 3)), (32, 3, (3, 3))]
+    bns = [m for m in model.decoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 3 and all(b.eps == 1e-3 for b in bns)  # no BatchNorm on the RGB output
+    assert isinstance(model.decoder[-1][-1], torch.nn.Conv2d)  # and no output activation
+
+
+def test_official_initialization():
+    torch.manual_seed(0)
+    model = DFCVAE()
+    w = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.002
+    bn = torch.cat([m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(bn.mean().item() - 1.0) < 0.01 and bn.std().item() < 0.05
+    assert all(m.bias.abs().sum() == 0 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_eval_mode_output_does_not_depend_on_the_rest_of_the_batch():
+    # the official code kept BatchNorm in training mode at inference; we don't
+    model = DFCVAE(ModelConfig(image_size=32)).eval()
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        alone = model.encode(x[:1])[0]
+        in_batch = model.encode(x)[0][:1]
+    torch.testing.assert_close(alone, in_batch, rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_size_is_a_user_error():
+    with pytest.raises(UserError, match="32, 64, 128"):
+        ModelConfig(image_size=48)
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path):
+    model = DFCVAE(ModelConfig(image_size=32, latent_dim=8)).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = DFCVAE.from_pretrained(tmp_path / "m")
+    assert loaded.config == model.config and not loaded.training
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(x)[0], model.encode(x)[0])
+    with pytest.raises(UserError, match="export"):
+        DFCVAE.from_pretrained(tmp_path / "nothing")

@@ -1,0 +1,140 @@
+"""Training end to end on tiny synthetic faces, the run directory, resume, and the CLI's errors."""
+
+import csv
+import shutil
+
+import pytest
+import torch
+
+from dfc_vae.checkpoint import load_checkpoint
+from dfc_vae.cli import main
+from dfc_vae.config import TrainConfig
+from dfc_vae.data import prepare_cache
+from dfc_vae.train import train
+
+TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cache_holds_the_official_crop_and_is_reused(synth_root, cache_dir):
+    from dfc_vae.data import load_face
+    import numpy as np
+
+    cache = prepare_cache(synth_root, 32, "official", cache_dir, workers=2, progress=False)
+    assert cache.images.shape == (96, 32, 32, 3) and cache.images.dtype == np.uint8
+    assert np.array_equal(cache.images[5], load_face(synth_root / "img_align_celeba" / cache.ids[5], 32))
+    assert prepare_cache(synth_root, 32, "official", cache_dir, progress=False).path == cache.path
+    other = prepare_cache(synth_root, 32, "center148", cache_dir, progress=False)
+    assert other.path != cache.path and not np.array_equal(other.images[5], cache.images[5])
+
+
+def test_training_lowers_the_loss_and_writes_the_run_directory(synth_root, cache_dir, tmp_path):
+    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), loss="vae123", epochs=3,
+                            cache_dir=str(cache_dir), **TINY), progress=False)
+    for name in ("config.json", "metrics.csv", "epochs.csv", "checkpoints/latest.pt", "checkpoints/epoch_001.pt",
+                 "checkpoints/epoch_003.pt", "grids/epoch_003_recon.png", "grids/epoch_003_samples.png"):
+        assert (run / name).is_file(), name
+    rows = _rows(run / "metrics.csv")
+    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
+    assert last < 0.8 * first
+    assert {"step", "loss", "recon", "kl", "active_units"} <= set(rows[0])
+    epochs = _rows(run / "epochs.csv")
+    assert [int(r["epoch"]) for r in epochs] == [1, 2, 3]
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["meta"]["vgg_weights"] == "random" and ckpt["meta"]["synthetic"] is True
+    assert {"model", "optimizer", "rng", "step", "epoch", "batch_in_epoch"} <= set(ckpt)
+
+
+def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_root, cache_dir, tmp_path):
+    cfg = dict(data=str(synth_root), loss="pvae", cache_dir=str(cache_dir), **TINY)
+    straight = train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **cfg), progress=False)
+    train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg), progress=False)
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), epochs=2, **cfg), resume=True, progress=False)
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt")["model"]
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert _rows(straight / "metrics.csv") != [] and len(_rows(straight / "metrics.csv")) == len(_rows(resumed / "metrics.csv"))
+
+
+def test_cli_train_sample_reconstruct(synth_root, cache_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synth_root), "--out", str(run), "--loss", "pvae", "--epochs", "1",
+                 "--image-size", "32", "--batch-size", "16", "--vgg-weights", "random", "--cache-dir", str(cache_dir),
+                 "--no-progress"]) == 0
+    assert main(["sample", "--run", str(run), "--n", "9"]) == 0
+    assert (run / "samples.png").is_file()
+    assert main(["reconstruct", "--run", str(run), "--data", str(synth_root), "--n", "8", "--cache-dir", str(cache_dir)]) == 0
+    assert (run / "reconstructions.png").is_file()
+    from PIL import Image
+
+    assert "synthetic" in Image.open(run / "samples.png").text["caption"]
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def _damaged_copy(synth_root, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(synth_root, copy)
+    return copy
+
+
+@pytest.mark.parametrize("case", ["missing", "not_celeba", "truncated_jpeg", "zero_byte", "not_an_image",
+                                  "disagree", "unknown_loss", "bad_config"])
+def test_bad_training_input_is_one_line_exit_2_and_leaves_nothing(case, synth_root, tmp_path, capsys):
+    data, extra = str(synth_root), []
+    if case == "missing":
+        data = str(tmp_path / "nowhere")
+    elif case == "not_celeba":
+        (tmp_path / "photos").mkdir()
+        data = str(tmp_path / "photos")
+    elif case in ("truncated_jpeg", "zero_byte", "not_an_image"):
+        copy = _damaged_copy(synth_root, tmp_path)
+        victim = copy / "img_align_celeba" / "000007.jpg"
+        raw = victim.read_bytes()
+        victim.write_bytes({"truncated_jpeg": raw[: len(raw) // 3], "zero_byte": b"",
+                            "not_an_image": b"hello, I am a text file\n"}[case])
+        data = str(copy)
+    elif case == "disagree":
+        copy = _damaged_copy(synth_root, tmp_path)
+        part = copy / "list_eval_partition.txt"
+        part.write_text("\n".join(part.read_text().splitlines()[:-2]) + "\n")
+        data = str(copy)
+    elif case == "unknown_loss":
+        extra = ["--loss", "vae999"]
+    elif case == "bad_config":
+        (tmp_path / "c.toml").write_text("epochs = 2\nlearning_rate = 0.1\n")
+        extra = ["--config", str(tmp_path / "c.toml")]
+    cache = tmp_path / "cache"
+    code = main(["train", "--data", data, "--out", str(tmp_path / "run"), "--image-size", "32", "--batch-size", "16",
+                 "--vgg-weights", "random", "--cache-dir", str(cache), "--no-progress", *extra])
+    assert code == 2
+    line = _error_line(capsys)
+    expected = {"missing": "does not exist", "not_celeba": "does not look like CelebA", "truncated_jpeg": "000007.jpg",
+                "zero_byte": "000007.jpg", "not_an_image": "000007.jpg", "disagree": "disagree",
+                "unknown_loss": "invalid choice", "bad_config": "unknown setting 'learning_rate'"}[case]
+    assert expected in line
+    assert not (tmp_path / "run").exists()
+    assert not cache.exists() or not any(p.name.endswith("px") or "partial" in p.name for p in cache.iterdir())
+
+
+def test_not_a_run_directory_and_taken_run_directory(synth_root, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["sample", "--run", str(tmp_path / "empty")]) == 2
+    assert "not a dfc_vae run" in _error_line(capsys)
+    assert main(["sample", "--run", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in _error_line(capsys)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    assert main(["train", "--data", str(synth_root), "--out", str(tmp_path / "busy"), "--vgg-weights", "random"]) == 2
+    assert "not a dfc_vae run" in _error_line(capsys)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
