@@ -89,3 +89,14 @@ def reconstruct_grid(run: LoadedRun, data: str | Path, out: str | Path, split: s
     save_png(out, grid(np.concatenate(rows), min(8, len(idx))),
              caption + [f"{run.path.name} step {run.step}: {split} faces (odd rows) and reconstructions (even rows)"])
     return Path(out)
+
+
+def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """Write a run's model as model.safetensors + config.json (with the run's provenance)."""
+    loaded = load_run(run_dir, "cpu", checkpoint)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    loaded.model.save_pretrained(out, extra={"step": loaded.step, "meta": loaded.meta,
+                                             "training_config": loaded.config.to_dict()})
+    return out

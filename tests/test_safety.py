@@ -1,0 +1,130 @@
+"""Safe model files, atomic writes under a full disk, interrupted caches, mismatched checkpoints."""
+
+import errno
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from dfc_vae import DFCVAE, UserError
+from dfc_vae.checkpoint import load_checkpoint
+from dfc_vae.cli import main
+from dfc_vae.config import TrainConfig
+from dfc_vae.data import prepare_cache
+from dfc_vae.fileio import write_bytes
+from dfc_vae.train import train
+
+TINY = dict(vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1, loss="pvae")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synth_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    return train(TrainConfig(data=str(synth_root), out=str(out), epochs=1,
+                             cache_dir=str(tmp_path_factory.mktemp("c")), **TINY), progress=False)
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: the kind of payload weights_only=True must refuse."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/dfc_vae_pwned",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "dfc_vae.checkpoint/1", "model": _RunsCode()}, path)
+    if os.path.exists("/tmp/dfc_vae_pwned"):
+        os.unlink("/tmp/dfc_vae_pwned")
+    with pytest.raises(UserError, match="pickled Python objects"):
+        load_checkpoint(path)
+    assert not os.path.exists("/tmp/dfc_vae_pwned")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text("{}")
+    os.replace(path, tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert main(["sample", "--run", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing" in err[0]
+    assert not os.path.exists("/tmp/dfc_vae_pwned")
+
+
+def test_export_writes_safetensors_that_load_back(tiny_run, tmp_path, capsys):
+    assert main(["export", "--run", str(tiny_run), "--out", str(tmp_path / "exported")]) == 0
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["config.json", "model.safetensors"]
+    model = DFCVAE.from_pretrained(tmp_path / "exported")
+    state = load_checkpoint(tiny_run / "checkpoints" / "latest.pt")["model"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_a_full_disk_leaves_the_old_file_intact(tmp_path, monkeypatch):
+    target = tmp_path / "latest.pt"
+    target.write_bytes(b"the good checkpoint")
+
+    def full(fd):  # delayed allocation: a full disk shows up when the data is forced out
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UserError, match="No space left"):
+        write_bytes(target, b"x" * 100_000)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"the good checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]  # no temporary file left behind
+
+
+def test_an_interrupted_cache_is_rebuilt_not_read(synth_root, tmp_path):
+    cache = prepare_cache(synth_root, 32, "official", tmp_path, progress=False)
+    good = np.array(cache.images)
+    # simulate a preparation killed after decoding half the images: no meta.json, zeros after that
+    (cache.path / "meta.json").unlink()
+    arr = np.load(cache.path / "images.npy", mmap_mode="r+")
+    arr[len(arr) // 2:] = 0
+    arr.flush()
+    again = prepare_cache(synth_root, 32, "official", tmp_path, progress=False)
+    assert np.array_equal(np.asarray(again.images), good)
+
+
+def test_a_cache_for_other_files_is_not_used(synth_root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(synth_root, copy)
+    first = prepare_cache(copy, 32, "official", tmp_path / "c", progress=False)
+    victim = copy / "img_align_celeba" / first.ids[0]
+    from PIL import Image
+
+    Image.new("RGB", (178, 218), (255, 0, 0)).save(victim)
+    second = prepare_cache(copy, 32, "official", tmp_path / "c", progress=False)
+    assert second.path != first.path
+    red = np.abs(second.images[0].astype(int) - [255, 0, 0]).max(axis=-1) < 12  # JPEG-compressed red
+    assert red.mean() > 0.9
+
+
+def test_resuming_with_another_configuration_is_refused(tiny_run, synth_root, capsys):
+    code = main(["train", "--data", str(synth_root), "--out", str(tiny_run), "--resume", "--latent-dim", "32",
+                 "--vgg-weights", "random", "--image-size", "32", "--batch-size", "16", "--loss", "pvae"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latent-dim" in err[0]
+
+
+def test_a_checkpoint_that_does_not_fit_its_config_is_refused(tiny_run, tmp_path):
+    import shutil
+
+    from dfc_vae.run import load_run
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    ckpt = load_checkpoint(copy / "checkpoints" / "latest.pt")
+    ckpt["config"]["latent_dim"] = 64
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    (copy / "checkpoints" / "latest.pt").write_bytes(buf.getvalue())
+    with pytest.raises(UserError, match="does not fit"):
+        load_run(copy)
+    (copy / "checkpoints" / "latest.pt").write_bytes(buf.getvalue()[:1000])
+    with pytest.raises(UserError, match="truncated"):
+        load_run(copy)
