@@ -1,0 +1,363 @@
+"""Evaluate a trained run: the paper's attribute-prediction table, reconstruction quality, the
+posterior, and pictures of the latent space, as a markdown report with CSVs and PNGs.
+
+`evaluate(run_dir, data)` computes everything first and writes only at the end, so a bad input
+(a folder that is not a run, data without labels or without a split, an unknown attribute) stops
+it before any file is made. Files, all in `out` (default RUN/eval/):
+
+  report.md                    everything below, in words and tables
+  summary.json                 the key numbers (what experiments/compare_losses.py reads)
+  attributes.csv               per attribute: probe test accuracy, majority baseline, gain, chosen L2, ...
+  reconstruction.csv           per test image: mse, psnr, ssim, vgg_distance
+  posterior.csv                per latent dimension: mean KL over the test split, variance of mu, active
+  attribute_correlation.csv    40x40 correlation of the attribute vectors
+  attribute_correlation.png, latent_pca.png, kl_per_dim.png, samples.png, reconstructions.png
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .attributes import attribute_vectors, encode_split
+from .celeba import ATTRIBUTE_NAMES, check_attribute_names, find_celeba, load_annotations, split_mask
+from .data import prepare_cache, to_tensor
+from .errors import UserError
+from .fileio import write_json, write_text
+from .images import provenance, save_png
+from .losses import LOSS_LAYERS, DFCLoss, active_units
+from .metrics import ProbeResult, linear_probe, mse, psnr, ssim
+from .run import LoadedRun, load_run, reconstruct_grid, sample_grid
+
+# LNets+ANet (Liu et al. 2015) test accuracies in %, ATTRIBUTE_NAMES order (../shared/DESIGN.md).
+LNETS_ANET: dict[str, float] = dict(zip(ATTRIBUTE_NAMES, (
+    91, 79, 81, 79, 98, 95, 68, 78, 88, 95, 84, 80, 90, 91, 92, 99, 95, 97, 90, 87,
+    98, 92, 95, 81, 95, 66, 91, 72, 89, 90, 96, 92, 73, 80, 82, 99, 93, 71, 93, 87)))
+
+# Honesty checks on synthetic faces (issue 5): drawn attributes must be linearly decodable, the
+# label-only ones must not be (a probe beating chance there would be leaking labels).
+VISIBLE_MIN_ACCURACY = 0.95
+LABEL_ONLY_MAX_GAP = 0.02
+
+
+@dataclass
+class Reconstruction:
+    per_image: pd.DataFrame  # columns mse, psnr, ssim, vgg_distance; one row per test image
+    vgg_weights: str  # description of the weights used for the distance
+    mu: torch.Tensor  # (N_test, D) posterior means
+    kl_per_dim: np.ndarray  # (D,) mean over the test split of KL(q(z_d | x) || N(0, 1))
+
+
+def _check_splits(annotations: pd.DataFrame, data) -> None:
+    for split in ("train", "valid", "test"):
+        if not split_mask(annotations, split).any():
+            raise UserError(f"the {split} split of {data} is empty; evaluation needs train, valid and test images "
+                            "in list_eval_partition (0, 1 and 2)")
+
+
+def _vgg_layers(loss: str) -> tuple[str, ...]:
+    """The run's own loss layers; a pixel-loss (pvae) run is measured at VAE-123's layers."""
+    return LOSS_LAYERS[loss] or LOSS_LAYERS["vae123"]
+
+
+@torch.no_grad()
+def measure_reconstruction(run: LoadedRun, images: np.ndarray, vgg: DFCLoss, batch_size: int = 256,
+                           progress: bool = True) -> Reconstruction:
+    """Decode the posterior mean of every image (eval mode) and score it.
+
+    images: (N, S, S, 3) uint8 (a cache slice). vgg_distance is the per-image sum over the tapped
+    layers of squared feature differences, the run's training reconstruction term for VGG runs.
+    """
+    from tqdm.auto import tqdm
+
+    run.model.eval()
+    rows, mus, kls = [], [], []
+    for i in tqdm(range(0, len(images), batch_size), desc="reconstructing test", unit="batch", disable=not progress):
+        x = to_tensor(images[i:i + batch_size]).to(run.device)
+        mu, logvar = run.model.encode(x)
+        recon = run.model.decode(mu).clamp(0, 1)  # pixel scores on displayable images
+        rows.append(pd.DataFrame({
+            "mse": mse(x, recon).cpu().numpy(), "psnr": psnr(x, recon).cpu().numpy(),
+            "ssim": ssim(x, recon).cpu().numpy(), "vgg_distance": vgg.reconstruction(x, recon).float().cpu().numpy(),
+        }))
+        mu, logvar = mu.float().cpu(), logvar.float().cpu()
+        mus.append(mu)
+        # KL(N(mu_d, sigma_d^2) || N(0, 1)) per dimension (Kingma & Welling 2014, Appendix B)
+        kls.append(0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar))
+    return Reconstruction(pd.concat(rows, ignore_index=True), vgg.vgg_weights_description,
+                          torch.cat(mus), torch.cat(kls).mean(0).numpy())
+
+
+def _figure_to_array(fig) -> np.ndarray:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def correlation_figure(corr: np.ndarray, names: list[str], title: str) -> np.ndarray:
+    """(A, A) correlation matrix -> heatmap image (H, W, 3) uint8."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 10))
+    im = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return _figure_to_array(fig)
+
+
+def pca_figure(mu: torch.Tensor, labels: np.ndarray, attribute: str, title: str) -> np.ndarray:
+    """2-D PCA of (N, D) latent means, points coloured by a bool (N,) attribute -> image."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = mu.double() - mu.double().mean(0)
+    _, s, v = torch.linalg.svd(x, full_matrices=False)
+    xy = (x @ v[:2].T).numpy()
+    share = (s.pow(2) / s.pow(2).sum()).numpy()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for value, color, label in ((False, "tab:blue", f"not {attribute}"), (True, "tab:orange", attribute)):
+        m = labels == value
+        ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.6, c=color, label=f"{label} ({m.sum()})", linewidths=0)
+    ax.set_xlabel(f"PC 1 ({share[0]:.1%} of variance)")
+    ax.set_ylabel(f"PC 2 ({share[1]:.1%} of variance)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="best", fontsize=8, markerscale=3)
+    return _figure_to_array(fig)
+
+
+def kl_figure(kl_per_dim: np.ndarray, title: str, threshold: float = 0.01) -> np.ndarray:
+    """Bar plot of the mean KL per latent dimension, largest first -> image."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-kl_per_dim)
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.bar(range(len(order)), kl_per_dim[order], color="tab:blue", width=1.0)
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("mean KL (nats)")
+    ax.set_title(title, fontsize=10)
+    return _figure_to_array(fig)
+
+
+def _pct(x: float) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
+    """Synthetic faces only: visible attributes >= 95% probe test accuracy; label-only attributes
+    within 2 points of their majority baseline. Returns the failures and a pass flag."""
+    vis = probe[probe.attribute.isin(visible)]
+    hidden = probe[~probe.attribute.isin(visible)]
+    low = vis[vis.test_accuracy < VISIBLE_MIN_ACCURACY].attribute.tolist()
+    leak = hidden[(hidden.test_accuracy - hidden.majority_baseline).abs() > LABEL_ONLY_MAX_GAP].attribute.tolist()
+    return {"visible_below_95": low, "label_only_off_baseline": leak, "passed": not low and not leak,
+            "visible_min_accuracy": float(vis.test_accuracy.min()) if len(vis) else None,
+            "label_only_max_abs_gap": float((hidden.test_accuracy - hidden.majority_baseline).abs().max()) if len(hidden) else None}
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Path | None = None,
+             color_by: str = "Smiling", vgg_weights: str | None = None, device: str = "auto",
+             cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True) -> Path:
+    """Evaluate the run in `run_dir` on `data` (default: the data it was trained on); returns `out`.
+
+    vgg_weights: for the VGG feature distance; default the run's own setting.
+    """
+    # --- check every input before computing or writing anything
+    run = load_run(run_dir, device)
+    data = data or run.config.data
+    if not data:
+        raise UserError(f"{run_dir} does not record its data; pass --data DIR")
+    root = find_celeba(data)
+    annotations = load_annotations(root)
+    _check_splits(annotations, data)
+    check_attribute_names([color_by])
+    out = Path(out) if out else Path(run_dir) / "eval"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the report")
+    layers = _vgg_layers(run.config.loss)
+    vgg = DFCLoss(run.config.loss if LOSS_LAYERS[run.config.loss] else "vae123",
+                  vgg_weights=vgg_weights or run.config.vgg_weights).to(run.device)
+
+    synthetic = root.synthetic is not None
+    caption = provenance(synthetic or bool(run.meta.get("synthetic")), run.meta.get("vgg_weights", ""))
+    for line in provenance(False, vgg.vgg_weights_description):
+        if line not in caption:
+            caption.append(f"{line} (for the VGG feature distance)")
+    names = list(ATTRIBUTE_NAMES)
+    cache_dir = cache_dir or run.config.cache_dir
+
+    # --- attribute prediction (paper's protocol): train -> fit, valid -> choose L2, test -> accuracy
+    z, y = {}, {}
+    for split in ("train", "valid", "test"):
+        z[split], rows = encode_split(run, data, split, cache_dir, progress=progress)
+        y[split] = rows[names].to_numpy(bool)
+    probe: ProbeResult = linear_probe(z["train"], y["train"], z["valid"], y["valid"], z["test"], y["test"], names)
+    attr_table = probe.table()
+    if not synthetic:
+        attr_table["lnets_anet"] = [LNETS_ANET[a] / 100 for a in names]
+    visible = ()
+    if synthetic:
+        from .synth import VISIBLE_ATTRIBUTES as visible
+        attr_table["visible"] = attr_table.attribute.isin(visible)
+
+    # --- reconstruction and posterior on the test split
+    cache = prepare_cache(root, run.config.image_size, run.config.crop, cache_dir, None, progress)
+    test_idx = np.flatnonzero(split_mask(annotations, "test"))
+    rec = measure_reconstruction(run, cache.images[test_idx], vgg, progress=progress)
+    n_active = active_units(rec.mu)
+    mu_var = rec.mu.var(0).numpy() if len(rec.mu) > 1 else np.zeros(rec.mu.shape[1])
+    posterior = pd.DataFrame({"dim": np.arange(len(rec.kl_per_dim)), "kl": rec.kl_per_dim,
+                              "mu_variance": mu_var, "active": mu_var > 0.01})
+
+    # --- pictures of the latent space
+    vectors, _, _ = attribute_vectors(z["train"], y["train"])
+    v = vectors.double().numpy()
+    norms = np.linalg.norm(v - v.mean(1, keepdims=True), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(v)
+    corr[~np.isfinite(corr)] = 0.0  # an attribute with a zero vector (all or none of train have it)
+    corr[norms == 0, norms == 0] = 0.0
+    corr_df = pd.DataFrame(corr, index=names, columns=names)
+    who = f"{run.path.name} ({run.config.loss}, step {run.step})"
+    corr_png = correlation_figure(corr, names, f"{who}: correlation of attribute vectors over {v.shape[1]} latent dims")
+    color_labels = y["test"][:, names.index(color_by)]
+    pca_png = pca_figure(rec.mu, color_labels, color_by, f"{who}: PCA of test-split latent means")
+    kl_png = kl_figure(rec.kl_per_dim, f"{who}: mean KL per latent dimension, test split ({n_active} active units)")
+
+    # --- summary numbers
+    per = rec.per_image
+    summary = {
+        "run": str(run.path), "step": run.step, "loss": run.config.loss, "image_size": run.config.image_size,
+        "latent_dim": run.config.latent_dim, "data": str(root.annotations), "data_description": root.description,
+        "synthetic": synthetic, "trained_on": run.meta.get("data_description", ""),
+        "run_vgg_weights": run.meta.get("vgg_weights", ""), "eval_vgg_weights": rec.vgg_weights,
+        "vgg_layers": list(layers), "caption": caption,
+        "n_train": len(y["train"]), "n_valid": len(y["valid"]), "n_test": len(y["test"]),
+        "mean_accuracy": float(probe.test_accuracy.mean()), "mean_majority_baseline": float(probe.majority_baseline.mean()),
+        "mse": float(per.mse.mean()), "psnr": float(per.psnr.mean()), "ssim": float(per.ssim.mean()),
+        "vgg_distance": float(per.vgg_distance.mean()),
+        "active_units": n_active, "kl_total": float(rec.kl_per_dim.sum()),
+    }
+    if synthetic:
+        summary["honesty"] = honesty_checks(attr_table, visible)
+        summary["mean_accuracy_visible"] = float(attr_table[attr_table.visible].test_accuracy.mean())
+    else:
+        summary["mean_lnets_anet"] = float(np.mean(list(LNETS_ANET.values()))) / 100
+    report = _report(summary, attr_table, posterior, color_by)
+
+    # --- write (all inputs were good; every file is written atomically)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "attributes.csv", attr_table.to_csv(index=False, float_format="%.6g"))
+    write_text(out / "reconstruction.csv", per.to_csv(index_label="test_image", float_format="%.6g"))
+    write_text(out / "posterior.csv", posterior.to_csv(index=False, float_format="%.6g"))
+    write_text(out / "attribute_correlation.csv", corr_df.to_csv(float_format="%.4f"))
+    save_png(out / "attribute_correlation.png", corr_png, caption)
+    save_png(out / "latent_pca.png", pca_png, caption + [f"coloured by {color_by} (test split labels)"])
+    save_png(out / "kl_per_dim.png", kl_png, caption)
+    sample_grid(run, out / "samples.png", n=64, seed=seed)
+    reconstruct_grid(run, data, out / "reconstructions.png", "test", 32, cache_dir, progress)
+    write_json(out / "summary.json", summary)
+    write_text(out / "report.md", report)
+    return out
+
+
+def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str) -> str:
+    lines = [f"# Evaluation of {Path(s['run']).name}", ""]
+    if s["caption"]:
+        lines += ["**How this was made:** " + "; ".join(s["caption"]) + ".", ""]
+    lines += [
+        f"- run: `{s['run']}`, step {s['step']}, loss `{s['loss']}`, {s['image_size']}x{s['image_size']}, latent dim {s['latent_dim']}",
+        f"- trained on: {s['trained_on']}; evaluated on: {s['data_description']} (`{s['data']}`)",
+        f"- splits: {s['n_train']} train, {s['n_valid']} valid, {s['n_test']} test images",
+        "",
+        "## Attribute prediction (paper's protocol)",
+        "",
+        "One L2-regularized logistic regression per attribute on the posterior means of the train split "
+        "(standardized); the L2 strength is chosen per attribute on the valid split (one-standard-error rule, "
+        "intercept-only model included); accuracy on the test split. Majority baseline: test accuracy of "
+        "always predicting the train split's majority label.",
+        "",
+    ]
+    real = "lnets_anet" in attrs
+    head = "| attribute | probe acc. % | majority % | gain (points) |" + (" LNets+ANet % |" if real else "") \
+        + (" drawn |" if "visible" in attrs else "") + " L2 |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in attrs.itertuples():
+        row = f"| {r.attribute} | {_pct(r.test_accuracy)} | {_pct(r.majority_baseline)} | {100 * r.gain:+.1f} |"
+        if real:
+            row += f" {_pct(r.lnets_anet)} |"
+        if "visible" in attrs:
+            row += f" {'yes' if r.visible else 'no'} |"
+        lines.append(row + f" {'majority' if math.isinf(r.l2) else f'{r.l2:g}'} |")
+    mean_row = f"| **mean** | **{_pct(s['mean_accuracy'])}** | {_pct(s['mean_majority_baseline'])} | " \
+               f"{100 * (s['mean_accuracy'] - s['mean_majority_baseline']):+.1f} |"
+    if real:
+        mean_row += f" {_pct(s['mean_lnets_anet'])} |"
+    if "visible" in attrs:
+        mean_row += " |"
+    lines += [mean_row + " |", ""]
+    if real:
+        lines += ["LNets+ANet: Liu et al. 2015, published test accuracies (face-attribute CNNs trained on the labels).", ""]
+    if "honesty" in s:
+        h = s["honesty"]
+        lines += [
+            "### Honesty checks (synthetic faces)",
+            "",
+            f"- drawn attributes reach >= {VISIBLE_MIN_ACCURACY:.0%} test accuracy: "
+            f"{'yes' if not h['visible_below_95'] else 'NO: ' + ', '.join(h['visible_below_95'])} "
+            f"(lowest {_pct(h['visible_min_accuracy'])}%; mean over drawn attributes {_pct(s['mean_accuracy_visible'])}%)",
+            f"- label-only attributes stay within {100 * LABEL_ONLY_MAX_GAP:.0f} points of the majority baseline: "
+            f"{'yes' if not h['label_only_off_baseline'] else 'NO: ' + ', '.join(h['label_only_off_baseline'])} "
+            f"(largest gap {100 * h['label_only_max_abs_gap']:.1f} points)",
+            "",
+        ]
+    layer_note = "the run's own loss layers" if s["loss"] != "pvae" else "VAE-123's layers (a pvae run has no VGG loss)"
+    lines += [
+        "## Reconstruction (test split, posterior mean decoded in eval mode, clamped to [0, 1])",
+        "",
+        "| MSE | PSNR (dB) | SSIM | VGG feature distance |",
+        "|---|---|---|---|",
+        f"| {s['mse']:.5f} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['vgg_distance']:.4g} |",
+        "",
+        f"Means over test images of per-image scores. SSIM: Gaussian window 11, sigma 1.5 (Wang et al. 2004). "
+        f"VGG feature distance: per-image sum of squared differences at {', '.join(s['vgg_layers'])} "
+        f"({layer_note}), VGG19 weights: {s['eval_vgg_weights']}. Per image: reconstruction.csv.",
+        "",
+        "## Posterior",
+        "",
+        f"- active units (variance of the posterior mean over the test split > 0.01, Burda et al. 2016): "
+        f"**{s['active_units']} / {s['latent_dim']}**",
+        f"- KL(q(z|x) || N(0, I)) averaged over the test split: {s['kl_total']:.2f} nats in all; "
+        f"largest per dimension {posterior.kl.max():.3f}, smallest {posterior.kl.min():.3f} (posterior.csv, kl_per_dim.png)",
+        "",
+        "## Pictures",
+        "",
+        "- `attribute_correlation.png`: correlation of the 40 attribute vectors (mean latent of faces with the "
+        "attribute minus mean of faces without, train split): which attributes the latent space ties together",
+        f"- `latent_pca.png`: the test split's latent means on their first two principal components, coloured by {color_by}",
+        "- `kl_per_dim.png`: mean KL per latent dimension",
+        "- `samples.png`: decoded z ~ N(0, I); `reconstructions.png`: test faces (odd rows) and reconstructions (even rows)",
+        "",
+        "![attribute correlation](attribute_correlation.png)",
+        "![latent PCA](latent_pca.png)",
+        "![KL per dimension](kl_per_dim.png)",
+        "![samples](samples.png)",
+        "![reconstructions](reconstructions.png)",
+        "",
+    ]
+    return "\n".join(lines)
