@@ -25,7 +25,7 @@ from .errors import UserError
 from .fileio import write_json
 
 CROPS = ("official", "center148")
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: reduced-scale JPEG boxes mapped by exactly 1/scale
 
 
 def crop_box(image_size: tuple[int, int], crop: str) -> tuple[float, float, float, float]:
@@ -62,9 +62,12 @@ def load_face(path: str | Path, size: int, crop: str = "official") -> np.ndarray
         while scale < 8 and box_side / (scale * 2) >= size:
             scale *= 2
         if scale > 1 and im.format == "JPEG":
+            # libjpeg's DCT scaling: pixel (i, j) of the 1/scale image covers the full image's
+            # [scale*i, scale*(i+1)) block, so the box maps by exactly 1/scale (the last row and
+            # column may be partial blocks, which the box never reaches)
             im.draft("RGB", (math.ceil(full[0] / scale), math.ceil(full[1] / scale)))
-        f = im.size[0] / full[0]
-        box = tuple(v * f for v in box)
+            reduced_by = round(full[0] / im.size[0])  # the scale libjpeg chose (1 if it declined)
+            box = tuple(v / reduced_by for v in box)
         rgb = im.convert("RGB")
         return np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC, box=box))
 

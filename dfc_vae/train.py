@@ -55,6 +55,82 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum a tensor over all processes; the gradient of every process's input is the sum of the
+    gradients that reach the output in all processes (each process's loss depends on every input)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class _GlobalBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose training statistics are taken over the whole global batch of all processes.
+
+    The CPU (gloo) counterpart of nn.SyncBatchNorm, which DistributedDataParallel accepts on GPUs
+    only: per-channel sums and sums of squares are all-reduced (with gradient, so backpropagation
+    sees the same global statistics as a one-process run over the global batch).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        c = x.shape[1]
+        n = x.numel() // c * dist.get_world_size()
+        xf = x.float()
+        stats = _AllReduceSum.apply(torch.cat([xf.sum((0, 2, 3)), xf.pow(2).sum((0, 2, 3))]))
+        mean = stats[:c] / n
+        var = (stats[c:] / n - mean.pow(2)).clamp_min(0)  # biased, as BatchNorm normalizes with
+        with torch.no_grad():  # running statistics as nn.BatchNorm2d keeps them (unbiased variance)
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * (n / (n - 1)), self.momentum)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return (xf * scale.view(1, c, 1, 1) + (self.bias - mean * scale).view(1, c, 1, 1)).to(x.dtype)
+
+
+def _global_batchnorm(module: nn.Module) -> nn.Module:
+    """Swap every BatchNorm2d in `module` (in place) for one with global-batch statistics."""
+    if torch.cuda.is_available() and next(module.parameters()).is_cuda:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            bn = _GlobalBatchNorm(child.num_features, child.eps, child.momentum)
+            bn.weight, bn.bias = child.weight, child.bias  # the same parameters and buffers
+            bn.running_mean, bn.running_var, bn.num_batches_tracked = (
+                child.running_mean, child.running_var, child.num_batches_tracked)
+            setattr(module, name, bn)
+        else:
+            _global_batchnorm(child)
+    return module
+
+
+class TrainStep(nn.Module):
+    """The model's forward pass with the reparameterization noise passed in.
+
+    Under data parallelism every process draws the noise of the whole global batch (same seed)
+    and passes in its own slice, so N processes see the noise a one-process run would.
+    x: (B, 3, S, S) pixels in [0, 1]; eps: (B, latent_dim) ~ N(0, I) -> (recon, mu, logvar).
+    """
+
+    def __init__(self, model: DFCVAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor):
+        mu, logvar = self.model.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps (Kingma & Welling 2014, Sec. 2.4)
+        return self.model.decode(z), mu, logvar
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); initializes the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -159,14 +235,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     source = BatchSource(cache.images, train_idx, cfg.batch_size, device, cfg.seed, cfg.flip, rank, world)
     eval_x = to_tensor(cache.images[np.sort(eval_idx)])
 
-    # --- model, loss, optimizer
-    model = DFCVAE(cfg.model_config()).to(device)
-    loss_fn = DFCLoss(cfg.loss, cfg.alpha, cfg.beta, cfg.vgg_weights).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        loss_fn = loss_fn.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                 fused=device.type == "cuda" or None)
+    # --- model, loss, optimizer (channels_last: batches arrive NHWC-strided from the cache)
+    model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
+    loss_fn = DFCLoss(cfg.loss, cfg.alpha, cfg.beta, cfg.vgg_weights).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg, device)
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
         ckpt = load_checkpoint(latest_checkpoint(run), map_location=device)
@@ -174,13 +246,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         optimizer.load_state_dict(ckpt["optimizer"])
         step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         set_rng_state(ckpt["rng"])
-    train_model = model
-    if world > 1:
-        train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_model = nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    step_fn = torch.compile(train_model) if cfg.compile else train_model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    step_module = TrainStep(model)
+    if world > 1:  # BatchNorm over the global batch, gradients averaged over processes
+        step_module = nn.parallel.DistributedDataParallel(
+            _global_batchnorm(step_module), device_ids=[device.index] if device.type == "cuda" else None)
+    step_fn = make_step_fn(step_module, loss_fn, device, cfg.compile)
+    autocast = autocast_for(device)
 
     synthetic = root.synthetic is not None
     meta = {"data": str(root.annotations), "data_description": root.description, "synthetic": synthetic,
@@ -212,9 +283,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     model.train()
     while epoch < cfg.epochs and step < total_steps:
         for x in source.batches(epoch, batch_in_epoch):
-            with autocast:
-                recon, mu, logvar = step_fn(x)
-                out = loss_fn(x, recon, mu, logvar)
+            eps = torch.randn(cfg.batch_size, cfg.latent_dim, device=device)  # the global batch's noise
+            eps = eps[rank * len(x):(rank + 1) * len(x)]
+            out, mu = step_fn(x, eps)
             loss = out["loss"]
             if check_each_step and not torch.isfinite(loss).item():
                 skipped += 1
@@ -264,6 +335,33 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if world > 1:
         dist.barrier()
     return run
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores, fp32 master weights); plain fp32 elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam as the paper (lr 5e-4, beta1 0.5); the fused kernel on CUDA (one launch for all tensors)."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                            fused=device.type == "cuda" or None)
+
+
+def make_step_fn(step_module: nn.Module, loss_fn: DFCLoss, device: torch.device, compile: bool = False):
+    """f(x, eps) -> (loss dict, mu): forward pass and loss under autocast, ready for backward.
+
+    Nothing here reads a value back to the host, so on CUDA the step never waits for the GPU.
+    With `compile`, forward and loss run as one torch.compile graph (and so does their backward).
+    """
+    autocast = autocast_for(device)
+
+    def forward_loss(x, eps):
+        with autocast:
+            recon, mu, logvar = step_module(x, eps)
+            return loss_fn(x, recon, mu, logvar), mu
+
+    return torch.compile(forward_loss) if compile else forward_loss
 
 
 def _diverged(run: Path, step: int):
