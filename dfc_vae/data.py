@@ -106,9 +106,10 @@ def _fingerprint(root: CelebARoot, ids: list[str], size: int, crop: str) -> str:
 _worker_array: np.ndarray | None = None
 
 
-def _worker_init(array_path: str):
+def _worker_init(array_path: str, worker_process: bool = True):
     global _worker_array
-    torch.set_num_threads(1)
+    if worker_process:  # one thread per decoding process; never change the main process's setting
+        torch.set_num_threads(1)
     _worker_array = np.load(array_path, mmap_mode="r+")
 
 
@@ -175,7 +176,7 @@ def _decode_all(root, ids, array_path, size, crop, workers, progress):
     errors: list[str] = []
     bar = tqdm(total=len(paths), desc=f"decoding faces to {size}x{size}", unit="img", disable=not progress, smoothing=0.1)
     if workers == 1 or len(tasks) == 1:
-        _worker_init(str(array_path))
+        _worker_init(str(array_path), worker_process=False)
         results = map(_decode_chunk, tasks)
     else:
         pool = mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(str(array_path),))
