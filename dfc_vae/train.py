@@ -150,14 +150,17 @@ def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
         raise UserError(f"--out {run} is a file; give a folder for the run")
     saved = run / "config.json"
     if resume:
-        if not saved.is_file() or latest_checkpoint(run) is None:
-            raise UserError(f"{run} holds no checkpoint to resume; start it without --resume")
+        if not saved.is_file():
+            raise UserError(f"{run} holds no run to resume; start it without --resume")
         import json
 
+        # a run killed before its first checkpoint resumes from step 0 with its saved settings
         return run, json.loads(saved.read_text())["config"]
     if run.is_dir() and any(run.iterdir()):
-        if saved.is_file():
+        if saved.is_file() and latest_checkpoint(run) is not None:
             raise UserError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
+        if saved.is_file():  # killed before its first checkpoint: nothing to lose, start again
+            return run, None
         raise UserError(f"{run} exists, is not empty and is not a dfc_vae run; choose another --out")
     return run, None
 
@@ -205,6 +208,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if not cfg.data:
         raise UserError("no data given; pass --data DIR (CelebA, or faces from `dfc-vae synth`)")
     run, saved = check_run_dir(cfg, resume)
+    resume = resume and latest_checkpoint(run) is not None
     if saved is not None:
         cfg = merge_resume_config(saved, cfg)
     rank, world = _distributed()
