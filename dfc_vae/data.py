@@ -254,12 +254,11 @@ class BatchSource:
                 x = torch.from_numpy(self.source[rows[sort]])[torch.from_numpy(np.argsort(sort))]
                 if self.device.type == "cuda":
                     x = x.pin_memory().to(self.device, non_blocking=True)
-            # NHWC uint8 -> NCHW view with channels_last strides, then float in [0, 1]
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            if self.flip:
+            if self.flip:  # on the uint8 batch (a quarter of the bytes); dim 2 of NHWC is the width
                 f = flips[idx].to(self.device)
-                x = torch.where(f.view(-1, 1, 1, 1), x.flip(3), x)
-            yield x
+                x = torch.where(f.view(-1, 1, 1, 1), x.flip(2), x)
+            # float in [0, 1] on the contiguous NHWC batch, then an NCHW view with channels_last strides
+            yield x.float().div_(255.0).permute(0, 3, 1, 2)
 
 
 def to_tensor(images_u8: np.ndarray) -> torch.Tensor:

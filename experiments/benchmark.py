@@ -1,0 +1,273 @@
+"""How fast dfc_vae is, every row measured in this run on this machine.
+
+    python experiments/benchmark.py [--n 20000] [--out docs/benchmarks.md]
+
+Rows:
+  data    images/s of torchvision.datasets.CelebA + CenterCrop/Resize/ToTensor in a DataLoader
+          (2 workers, the usual PyTorch pipeline) against dfc_vae's first pass (decode once into
+          the uint8 cache) and its cached epochs (random batches gathered from the cache);
+  train   images/s of one training step (forward, loss, backward, Adam) at batch 64, 64x64, for
+          vae123, vae345 and pvae; FLOPs per step counted from the model itself
+          (torch.utils.flop_counter over one whole step, VGG included) and the achieved FLOP/s
+          divided by this machine's dense matmul FLOP/s measured here (utilization, as nanoGPT's
+          estimate_mfu); peak resident memory of the training process;
+  encode  encoder inference images/s (what attribute vectors over all of CelebA cost).
+The faces are synthetic (dfc_vae.synth) and VGG19 has random weights (speed does not depend on
+them); the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BATCH = 64
+SIZE = 64
+LOSSES = ("vae123", "vae345", "pvae")
+
+
+# ----------------------------------------------------------------------------- machine peak
+
+
+def matmul_peak(device: torch.device, seconds: float = 3.0) -> tuple[float, str]:
+    """Dense matmul FLOP/s: fp32 on CPU, bf16 on CUDA (the precision training runs in there)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+        if device.type == "cuda" and reps % 20:
+            continue
+        _sync(device)
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0), f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul"
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------- data rows
+
+
+def torchvision_loader_rate(root: Path, images: int) -> float:
+    """The usual pipeline: torchvision CelebA, PIL transforms, DataLoader with 2 workers."""
+    from torchvision import datasets, transforms
+
+    # torchvision checks the md5 sums of the official annotation files; our synthetic faces come
+    # with files in the same format but other contents, so the check would refuse them.
+    datasets.CelebA._check_integrity = lambda self: True
+    tf = transforms.Compose([transforms.CenterCrop(148), transforms.Resize(SIZE), transforms.ToTensor()])
+    ds = datasets.CelebA(str(root), split="all", target_type="attr", transform=tf, download=False)
+    ds = torch.utils.data.Subset(ds, range(min(images, len(ds))))
+    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
+    t0, n = time.perf_counter(), 0
+    for x, _ in loader:
+        n += len(x)
+    return n / (time.perf_counter() - t0)
+
+
+def first_pass_rate(root: Path, cache_dir: Path) -> tuple[float, object]:
+    from dfc_vae.data import prepare_cache
+
+    t0 = time.perf_counter()
+    cache = prepare_cache(root, SIZE, "official", cache_dir, progress=False)
+    return len(cache.ids) / (time.perf_counter() - t0), cache
+
+
+def cached_epoch_rate(cache, device: torch.device) -> float:
+    """One epoch of random flipped batches from the cache, ending with the batch on `device`."""
+    from dfc_vae.data import BatchSource
+
+    source = BatchSource(cache.images, np.arange(len(cache.ids)), BATCH, device, seed=0, flip=True)
+    t0, n = time.perf_counter(), 0
+    for x in source.batches(0):
+        n += len(x)
+    _sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def encode_rate(cache, device: torch.device, images: int = 8192) -> float:
+    from dfc_vae.model import DFCVAE
+    from dfc_vae.train import autocast_for
+
+    model = DFCVAE().to(device, memory_format=torch.channels_last).eval()
+    x = cache.images[: min(images, len(cache.ids))]
+    with torch.no_grad(), autocast_for(device):
+        for i in range(2):  # warm-up
+            model.encode(_batch(x[:256], device))
+        _sync(device)
+        t0 = time.perf_counter()
+        for i in range(0, len(x), 256):
+            model.encode(_batch(x[i:i + 256], device))
+        _sync(device)
+    return len(x) / (time.perf_counter() - t0)
+
+
+def _batch(u8: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(u8)).to(device).permute(0, 3, 1, 2).float().div_(255)
+
+
+# ----------------------------------------------------------------------------- training rows
+
+
+def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, compile: bool) -> dict:
+    """Time training steps of `loss` (run in its own process, so its peak memory is its own)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dfc_vae.config import TrainConfig
+    from dfc_vae.data import BatchSource, open_cache
+    from dfc_vae.losses import DFCLoss
+    from dfc_vae.model import DFCVAE
+    from dfc_vae.train import TrainStep, make_optimizer, make_step_fn
+
+    device = torch.device(device_name)
+    cfg = TrainConfig(loss=loss, vgg_weights="random", batch_size=BATCH, image_size=SIZE)
+    cache = open_cache(cache_path)
+    source = BatchSource(cache.images, np.arange(len(cache.ids)), BATCH, device, seed=0)
+    torch.manual_seed(0)
+    model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
+    loss_fn = DFCLoss(loss, vgg_weights="random").to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg, device)
+    forward_loss = make_step_fn(TrainStep(model), loss_fn, device, compile)
+
+    def step(x):
+        out, _ = forward_loss(x, torch.randn(BATCH, cfg.latent_dim, device=device))
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        return out["loss"]
+
+    batches = (x for epoch in range(10**6) for x in source.batches(epoch))
+    eager = make_step_fn(TrainStep(model), loss_fn, device, compile=False)
+    with FlopCounterMode(display=False) as counter:  # one eager step: FLOPs of the math itself
+        out, _ = eager(next(batches), torch.randn(BATCH, cfg.latent_dim, device=device))
+        out["loss"].backward()
+    optimizer.zero_grad(set_to_none=True)
+    flops = counter.get_total_flops()
+    for _ in range(3 if compile else 1):  # warm-up (and compilation)
+        step(next(batches))
+    _sync(device)
+    steps, t0 = 0, time.perf_counter()
+    while steps < 2 or time.perf_counter() - t0 < seconds:
+        last = step(next(batches))
+        steps += 1
+    float(last)  # the one host sync
+    dt = time.perf_counter() - t0
+    status = Path("/proc/self/status").read_text() if Path("/proc/self/status").exists() else ""
+    peak = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM")), None)
+    if peak is None:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {"loss": loss, "images_per_s": steps * BATCH / dt, "flops_per_step": flops, "steps": steps,
+            "peak_rss": peak, "gpu_peak": gpu_peak}
+
+
+def run_train_worker(loss, cache, device, seconds, compile) -> dict:
+    cmd = [sys.executable, __file__, "--_train-worker", loss, "--_cache", str(cache.path), "--device", str(device),
+           "--train-seconds", str(seconds)] + (["--compile"] if compile else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"training worker for {loss} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), host {os.cpu_count()} CPU threads"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=20000, help="synthetic faces to render (CelebA has 202,599)")
+    p.add_argument("--baseline-images", type=int, default=4096, help="images the torchvision DataLoader reads")
+    p.add_argument("--train-seconds", type=float, default=25.0, help="timed seconds per training row")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--compile", action="store_true", help="time training through torch.compile")
+    p.add_argument("--work", help="folder for the synthetic root and cache (default: a temporary folder)")
+    p.add_argument("--out", help="also write the table as markdown to this file")
+    p.add_argument("--_train-worker", help=argparse.SUPPRESS)
+    p.add_argument("--_cache", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from dfc_vae.train import resolve_device
+
+    device = resolve_device(args.device)
+    if args._train_worker:
+        print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile)))
+        return 0
+
+    from dfc_vae.synth import render_celeba
+
+    with tempfile.TemporaryDirectory(dir=args.work) as work:
+        work = Path(work)
+        t0 = time.perf_counter()
+        root = render_celeba(work / "celeba", n=args.n, seed=0, progress=False)  # torchvision's layout too
+        print(f"rendered {args.n} synthetic faces in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        peak, peak_what = matmul_peak(device)
+        rows = []
+        tv = torchvision_loader_rate(work, args.baseline_images)
+        rows.append(("data", "torchvision CelebA + CenterCrop/Resize/ToTensor, DataLoader 2 workers", tv, "1.0x"))
+        first, cache = first_pass_rate(root, work / "cache")
+        rows.append(("data", f"dfc_vae first pass: decode once into the uint8 cache ({os.cpu_count()} workers)",
+                     first, f"{first / tv:.1f}x"))
+        epoch = cached_epoch_rate(cache, device)
+        rows.append(("data", f"dfc_vae cached epoch: random flipped batches of {BATCH} on {device.type}",
+                     epoch, f"{epoch / tv:.0f}x"))
+        trains = []
+        for loss in LOSSES:
+            r = run_train_worker(loss, cache, device, args.train_seconds, args.compile)
+            util = r["images_per_s"] / BATCH * r["flops_per_step"] / peak
+            mem = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
+            if r["gpu_peak"]:
+                mem += f", GPU {r['gpu_peak'] / 2**30:.2f} GiB"
+            rows.append(("train", f"{loss}, batch {BATCH}, {SIZE}x{SIZE}: {r['flops_per_step'] / 1e9:.0f} GFLOP/step, {mem}",
+                         r["images_per_s"], f"{util:.0%} of peak"))
+            trains.append(r)
+        enc = encode_rate(cache, device)
+        rows.append(("encode", "encoder inference (posterior means), batch 256", enc, ""))
+        cache_gib = cache.images.nbytes / 2**30
+
+    header = [f"machine: {machine(device)}; torch {torch.__version__}",
+              f"matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({peak_what})",
+              f"data: {args.n} synthetic faces (dfc_vae.synth, not CelebA), cache {cache_gib:.3f} GiB; "
+              f"VGG19 with RANDOM weights (speed does not depend on them)"
+              + ("; training through torch.compile" if args.compile else "")]
+    table = ["| what | measured | images/s | ratio |", "|---|---|---:|---:|"]
+    table += [f"| {a} | {b} | {c:,.1f} | {d} |" for a, b, c, d in rows]
+    text = "\n".join(header) + "\n\n" + "\n".join(table) + "\n"
+    print(text)
+    if args.out:
+        from dfc_vae.fileio import write_text
+
+        write_text(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
