@@ -128,3 +128,43 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_refused(tiny_run, tmp_path
     (copy / "checkpoints" / "latest.pt").write_bytes(buf.getvalue()[:1000])
     with pytest.raises(UserError, match="truncated"):
         load_run(copy)
+
+
+def _poison_batches(monkeypatch, bad_calls):
+    """Make the reconstruction term NaN on the given (1-based) training-loss calls."""
+    from dfc_vae.losses import DFCLoss
+
+    original = DFCLoss.forward
+    calls = {"n": 0}
+
+    def forward(self, x, recon, mu, logvar):
+        out = original(self, x, recon, mu, logvar)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] in bad_calls:
+                out = {**out, "loss": out["loss"] * float("nan")}
+        return out
+
+    monkeypatch.setattr(DFCLoss, "forward", forward)
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(synth_root, tmp_path, monkeypatch):
+    _poison_batches(monkeypatch, {4})
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=2, checkpoint_every=1,
+                      cache_dir=str(tmp_path / "c"), **TINY)
+    with pytest.raises(UserError, match="step 4") as e:
+        train(cfg, progress=False)
+    assert "intact" in str(e.value)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_skip_bad_batches_skips_them_and_finishes(synth_root, tmp_path, monkeypatch):
+    _poison_batches(monkeypatch, {2, 5})
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=2, skip_bad_batches=2,
+                      cache_dir=str(tmp_path / "c"), **TINY)
+    run = train(cfg, progress=False)
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
