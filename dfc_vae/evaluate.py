@@ -205,7 +205,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
     z, y = {}, {}
     for split in ("train", "valid", "test"):
         z[split], rows = encode_split(run, data, split, cache_dir, progress=progress)
-        y[split] = rows[names].to_numpy(bool)
+        y[split] = rows[names].to_numpy(bool).copy()  # writable, for torch
     probe: ProbeResult = linear_probe(z["train"], y["train"], z["valid"], y["valid"], z["test"], y["test"], names)
     attr_table = probe.table()
     if not synthetic:

@@ -1,0 +1,135 @@
+"""`dfc-vae evaluate` on a tiny run trained on synthetic faces: the report's files and columns,
+provenance, and the errors a user can make (no partial output behind them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from dfc_vae.celeba import ATTRIBUTE_NAMES
+from dfc_vae.cli import main
+from dfc_vae.config import TrainConfig
+from dfc_vae.errors import UserError
+from dfc_vae.evaluate import LNETS_ANET, evaluate
+from dfc_vae.synth import render_celeba
+from dfc_vae.train import train
+
+PNGS = ("attribute_correlation.png", "latent_pca.png", "kl_per_dim.png", "samples.png", "reconstructions.png")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """600 synthetic faces, a 32x32 PVAE trained for 30 steps, and its evaluation (made once)."""
+    base = tmp_path_factory.mktemp("evaluate")
+    data = render_celeba(base / "faces", n=600, seed=5, progress=False)
+    cache = base / "cache"
+    run = train(TrainConfig(data=str(data), out=str(base / "run"), loss="pvae", vgg_weights="random", image_size=32,
+                            latent_dim=16, epochs=2, max_steps=30, batch_size=32, cache_dir=str(cache),
+                            checkpoint_every=0, device="cpu", log_every=10), progress=False)
+    out = evaluate(run, data, cache_dir=cache, device="cpu", progress=False)
+    return {"data": data, "run": run, "cache": cache, "out": out, "base": base}
+
+
+def test_report_files_and_columns(world):
+    out = world["out"]
+    assert out == world["run"] / "eval"
+    for name in ("report.md", "summary.json", "attributes.csv", "reconstruction.csv", "posterior.csv",
+                 "attribute_correlation.csv", *PNGS):
+        assert (out / name).is_file(), name
+    attrs = pd.read_csv(out / "attributes.csv")
+    assert attrs.attribute.tolist() == list(ATTRIBUTE_NAMES)
+    assert {"test_accuracy", "majority_baseline", "gain", "valid_accuracy", "l2", "visible"} <= set(attrs.columns)
+    assert "lnets_anet" not in attrs.columns  # synthetic faces: never beside published CelebA numbers
+    assert attrs.test_accuracy.between(0, 1).all() and attrs.majority_baseline.between(0.5, 1).all()
+
+    summary = json.loads((out / "summary.json").read_text())
+    rec = pd.read_csv(out / "reconstruction.csv")
+    assert list(rec.columns) == ["test_image", "mse", "psnr", "ssim", "vgg_distance"]
+    assert len(rec) == summary["n_test"] > 0
+    assert summary["psnr"] == pytest.approx(rec.psnr.mean()) and 0 < summary["ssim"] <= 1
+    assert summary["vgg_layers"] == ["relu1_1", "relu2_1", "relu3_1"]  # a pvae run is measured at VAE-123's layers
+
+    post = pd.read_csv(out / "posterior.csv")
+    assert list(post.columns) == ["dim", "kl", "mu_variance", "active"] and len(post) == 16
+    assert summary["active_units"] == int(post.active.sum())
+    assert summary["kl_total"] == pytest.approx(post.kl.sum(), rel=1e-4)
+    corr = pd.read_csv(out / "attribute_correlation.csv", index_col=0)
+    assert corr.shape == (40, 40) and list(corr.index) == list(ATTRIBUTE_NAMES)
+    assert summary["mean_accuracy"] == pytest.approx(attrs.test_accuracy.mean())
+
+
+def test_report_and_pictures_say_how_they_were_made(world):
+    from PIL import Image
+
+    report = (world["out"] / "report.md").read_text()
+    assert "synthetic faces" in report and "RANDOM" in report
+    assert "LNets" not in report
+    assert "Honesty checks" in report
+    for name in PNGS:
+        caption = Image.open(world["out"] / name).text.get("caption", "")
+        assert "synthetic faces" in caption, name
+    assert "RANDOM" in Image.open(world["out"] / "latent_pca.png").text["caption"]
+
+
+def test_real_celeba_gets_the_published_lnets_anet_column(world, tmp_path):
+    # the same faces without the synthetic marker are treated as CelebA
+    real = tmp_path / "celeba"
+    shutil.copytree(world["data"], real)
+    (real / "dfc_vae_synthetic.json").unlink()
+    out = evaluate(world["run"], real, tmp_path / "eval", cache_dir=world["cache"], device="cpu", progress=False)
+    attrs = pd.read_csv(out / "attributes.csv")
+    assert (attrs.lnets_anet * 100).round().tolist() == [LNETS_ANET[a] for a in ATTRIBUTE_NAMES]
+    assert "visible" not in attrs.columns
+    assert "LNets+ANet" in (out / "report.md").read_text()
+
+
+def test_cli_prints_one_line_and_writes_to_out(world, tmp_path, capsys):
+    out = tmp_path / "cli_eval"
+    code = main(["evaluate", "--run", str(world["run"]), "--data", str(world["data"]), "--out", str(out),
+                 "--cache-dir", str(world["cache"]), "--device", "cpu", "--color-by", "Male", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and "mean attribute accuracy" in printed[0]
+    assert (out / "report.md").is_file()
+
+
+def _copy_data(world, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(world["data"], copy)
+    return copy
+
+
+def test_a_folder_that_is_not_a_run_is_refused(world, tmp_path, capsys):
+    (tmp_path / "notarun").mkdir()
+    out = tmp_path / "out"
+    code = main(["evaluate", "--run", str(tmp_path / "notarun"), "--data", str(world["data"]), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not a dfc_vae run" in err[0]
+    assert not out.exists()
+
+
+def test_data_without_attribute_labels_is_refused(world, tmp_path):
+    data = _copy_data(world, tmp_path)
+    (data / "list_attr_celeba.txt").unlink()
+    with pytest.raises(UserError, match="list_attr_celeba"):
+        evaluate(world["run"], data, tmp_path / "out", cache_dir=world["cache"], device="cpu", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("split,number", [("valid", 1), ("test", 2)])
+def test_data_without_a_split_is_refused(world, tmp_path, split, number):
+    data = _copy_data(world, tmp_path)
+    part = data / "list_eval_partition.txt"
+    part.write_text(part.read_text().replace(f" {number}\n", " 0\n"))
+    with pytest.raises(UserError, match=f"the {split} split .* is empty"):
+        evaluate(world["run"], data, tmp_path / "out", cache_dir=world["cache"], device="cpu", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_color_by_attribute_is_refused(world, tmp_path):
+    with pytest.raises(UserError, match="unknown attribute 'Smiley'"):
+        evaluate(world["run"], world["data"], tmp_path / "out", color_by="Smiley", device="cpu", progress=False)
+    assert not (tmp_path / "out").exists()
