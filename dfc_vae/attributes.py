@@ -50,7 +50,7 @@ def attribute_vectors(mu: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tenso
     """mu: (N, D) posterior means; labels: (N, A) bool. Returns (A, D) vectors
     mean(mu | label) - mean(mu | not label), and the (A,) counts with and without each label.
     An attribute that no image (or every image) has gets a zero vector."""
-    labels = torch.as_tensor(np.asarray(labels, dtype=bool))
+    labels = torch.tensor(np.asarray(labels, dtype=bool))
     pos = labels.float()
     neg = 1.0 - pos
     n_pos, n_neg = pos.sum(0), neg.sum(0)

@@ -1,0 +1,27 @@
+import argparse
+
+HELP = "the whole job offline: synthetic faces -> train -> attribute vectors -> Figs. 5 and 6 -> report"
+ORDER = 5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    from ..demo import DemoSettings
+
+    parser.add_argument("--out", default="dfc_vae_demo", help="folder for everything the demo makes (default: dfc_vae_demo)")
+    parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: OUT/cache)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (step lines only)")
+    for f in fields(DemoSettings):  # the smaller-scale knobs (tests, quick looks); defaults fit 10 min on 2 cores
+        flag = "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, type=type(f.default), default=f.default, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from ..demo import DemoSettings, run_demo
+
+    settings = DemoSettings(**{f.name: getattr(args, f.name) for f in fields(DemoSettings)})
+    report = run_demo(args.out, settings, args.cache_dir, progress=not args.no_progress)
+    print(f"report written to {report}")
