@@ -121,7 +121,7 @@ def encode_rate(cache, device: torch.device, images: int = 8192) -> float:
 
 
 def _batch(u8: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(u8)).to(device).permute(0, 3, 1, 2).float().div_(255)
+    return torch.from_numpy(np.array(u8)).to(device).permute(0, 3, 1, 2).float().div_(255)
 
 
 # ----------------------------------------------------------------------------- training rows
