@@ -92,7 +92,7 @@ def edit_photo(run, vectors, image: str | Path, settings: dict[str, float], out:
     names = list(settings)
     weights = [settings[n] for n in names]
     face = read_photo(image, run.config.image_size, run.config.crop)
-    x = to_tensor(face[None]).to(run.device)
+    x = to_tensor(np.array(face[None])).to(run.device)  # (a copy: PIL arrays are read-only)
     model = run.model.eval()
     mu = model.encode(x)[0]
     v = torch.stack([vectors.vector(n) for n in names]).to(mu.device)

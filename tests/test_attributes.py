@@ -1,0 +1,66 @@
+"""Attribute vectors: mean(z | attribute) - mean(z | not), their file, and the CLI."""
+
+import numpy as np
+import pytest
+import torch
+
+from dfc_vae.attributes import (AttributeVectors, attribute_vectors, compute_attribute_vectors,
+                                load_attribute_vectors)
+from dfc_vae.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, split_mask
+from dfc_vae.config import TrainConfig
+from dfc_vae.data import prepare_cache, to_tensor
+from dfc_vae.errors import UserError
+from dfc_vae.model import DFCVAE
+from dfc_vae.run import LoadedRun
+
+
+def test_toy_latents_with_known_answer():
+    # attribute 0 shifts z by +2 along axis 0; attribute 1 is independent of z; attribute 2 is on nowhere
+    mu = torch.tensor([[3.0, 1.0], [3.0, -1.0], [1.0, 1.0], [1.0, -1.0]])
+    labels = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    vectors, n_pos, n_neg = attribute_vectors(mu, labels)
+    assert torch.allclose(vectors[0], torch.tensor([2.0, 0.0]))
+    assert torch.allclose(vectors[1], torch.tensor([0.0, 2.0]))
+    assert torch.equal(vectors[2], torch.zeros(2))  # no positives: a zero vector, not NaN
+    assert n_pos.tolist() == [2, 2, 0] and n_neg.tolist() == [2, 2, 4]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = TrainConfig(image_size=32, latent_dim=8, base_channels=4)
+    model = DFCVAE(cfg.model_config()).eval()
+    return LoadedRun(tmp_path_factory.mktemp("run"), model, cfg, {"vgg_weights": "random"}, 0, torch.device("cpu"))
+
+
+def test_vectors_match_brute_force_on_a_synthetic_root(tiny_run, synth_root, cache_dir):
+    vec = compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False)
+    ann = load_annotations(find_celeba(synth_root))
+    rows = np.flatnonzero(split_mask(ann, "train"))
+    images = prepare_cache(synth_root, 32, "official", cache_dir, None, False).images
+    with torch.no_grad():  # one image at a time: batch composition must not matter in eval mode
+        mu = torch.cat([tiny_run.model.encode(to_tensor(images[i:i + 1]))[0] for i in rows])
+    for name in ("Smiling", "Male", "Eyeglasses", "Young"):
+        has = ann[name].to_numpy()[rows]
+        if has.all() or not has.any():
+            continue
+        expected = mu[has].mean(0) - mu[~has].mean(0)
+        assert torch.allclose(vec.vector(name), expected, atol=1e-4)
+        assert vec.n_pos[ATTRIBUTE_NAMES.index(name)] == has.sum()
+    assert vec.meta["synthetic"] and vec.meta["images"] == len(rows)
+
+
+def test_file_round_trip_and_model_check(tmp_path):
+    v = AttributeVectors(list(ATTRIBUTE_NAMES), torch.randn(40, 8), np.arange(40), np.arange(40)[::-1].copy(),
+                         {"run": "r", "synthetic": True})
+    path = v.save(tmp_path / "v.safetensors")
+    back = load_attribute_vectors(path, latent_dim=8)
+    assert back.names == v.names and torch.equal(back.vectors, v.vectors)
+    assert back.n_pos.tolist() == v.n_pos.tolist() and back.meta == v.meta
+    with pytest.raises(UserError, match="latent has 100 dimensions"):
+        load_attribute_vectors(path, latent_dim=100)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(UserError, match="not an attribute-vector file"):
+        load_attribute_vectors(tmp_path / "junk.safetensors")
+    with pytest.raises(UserError, match="unknown attribute 'Smiley'"):
+        back.vector("Smiley")

@@ -1,0 +1,94 @@
+"""Figures 5 and 6: grid geometry, endpoints, the per-cell CSV and the summary measures."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from dfc_vae.attributes import compute_attribute_vectors
+from dfc_vae.classifier import train_classifier
+from dfc_vae.config import TrainConfig
+from dfc_vae.data import load_face, to_tensor
+from dfc_vae.figures import (FIG5_ROWS, _monotone, compose, edit_measures, figure5, figure6, measure_edits,
+                             parse_edit)
+from dfc_vae.images import to_uint8
+from dfc_vae.run import load_run
+from dfc_vae.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, synth_root, cache_dir):
+    out = tmp_path_factory.mktemp("figrun") / "run"
+    cfg = TrainConfig(data=str(synth_root), out=str(out), loss="pvae", image_size=32, latent_dim=16, base_channels=8,
+                      epochs=1, batch_size=16, max_steps=2, cache_dir=str(cache_dir), workers=1)
+    run = load_run(train(cfg, progress=False))
+    clf = train_classifier(synth_root, 32, cache_dir=cache_dir, epochs=1, batch_size=16, progress=False)
+    vectors = compute_attribute_vectors(run, synth_root, "train", cache_dir, progress=False)
+    return run, clf, vectors
+
+
+def test_compose_geometry():
+    cells = [np.zeros((13, 32, 32, 3), np.uint8) for _ in range(3)]
+    assert compose(cells, pad=2).shape == (3 * 34 + 2, 13 * 34 + 2, 3)
+
+
+def test_figure5_rows_endpoints_and_csv(tiny, synth_root, cache_dir, tmp_path):
+    run, clf, _ = tiny
+    res = figure5(run, synth_root, clf, tmp_path / "f5.png", n_faces=3, n_show=1, cache_dir=cache_dir, progress=False)
+    table = pd.read_csv(res.csv)
+    summary = res.summary["rows"]
+    drawn = [r.name for r in FIG5_ROWS if summary[r.name]["faces"]]
+    assert len(table) == 11 * sum(summary[r.name]["faces"] for r in FIG5_ROWS)
+    assert sorted(table.alpha.unique()) == pytest.approx([i / 10 for i in range(11)])
+    png = np.asarray(Image.open(res.png).convert("RGB"))
+    assert png.shape[1] >= 13 * 34 + 2 and png.shape[0] > len(drawn) * 34 + 2  # 13 columns; caption below
+    # row 1 (non-smiling woman -> smiling woman): input, alpha 0 ... 1, input
+    first = table[(table.row == FIG5_ROWS[0].name) & (table.face == 0)].iloc[0]
+    left = load_face(synth_root / "img_align_celeba" / first.image, 32)
+    right = load_face(synth_root / "img_align_celeba" / first.image_right, 32)
+    cell = lambda c: png[2:34, 2 + c * 34: 34 + c * 34]  # noqa: E731
+    assert np.array_equal(cell(0), left) and np.array_equal(cell(12), right)
+    with torch.no_grad():  # the alpha = 0 and 1 cells decode exactly the encoded endpoints
+        mu = run.model.encode(to_tensor(np.stack([left, right])))[0]
+        ends = to_uint8(run.model.decode(mu))
+    assert np.abs(cell(1).astype(int) - ends[0]).max() <= 1 and np.abs(cell(11).astype(int) - ends[1]).max() <= 1
+    assert 0 <= res.summary["monotone_rows"] <= 1
+
+
+def test_figure6_rows_and_measures(tiny, synth_root, cache_dir, tmp_path):
+    run, clf, vectors = tiny
+    res = figure6(run, synth_root, vectors, clf, tmp_path / "f6.png", n_faces=2, n_show=1, cache_dir=cache_dir,
+                  progress=False)
+    assert res.csv.is_file() and res.png.with_suffix(".json").is_file()
+    shown = sum(min(1, r["faces"]) for r in res.summary["rows"].values())
+    png = np.asarray(Image.open(res.png).convert("RGB"))
+    assert png.shape[1] >= 12 * 34 + 2 and png.shape[0] >= shown * 34 + 2
+    custom = figure6(run, synth_root, vectors, clf, None, edits=[parse_edit("+Bangs:~Male")], alphas=[0, 0.5, 2],
+                     n_faces=2, cache_dir=cache_dir, progress=False)
+    assert custom.summary["alphas"] == [0, 0.5, 2] and list(custom.summary["rows"]) == ["+Bangs:~Male"]
+    numbers = measure_edits(run, synth_root, vectors, clf, n_faces=2, cache_dir=cache_dir)
+    assert {"flip_Smiling", "others_changed_max_edit", "monotone_rows", "fig5", "fig6"} <= set(numbers)
+
+
+def test_edit_measures_on_known_scores():
+    names = ["Smiling", "Male", "Bangs"]
+    # 4 faces x 3 alphas: Smiling rises on 3 faces; Male flips on face 0; Bangs never changes
+    p = torch.zeros(4, 3, 3)
+    p[:3, :, 0] = torch.tensor([0.1, 0.5, 0.9])
+    p[0, :, 1] = torch.tensor([0.2, 0.4, 0.7])
+    m = edit_measures(p, names, "Smiling", +1)
+    assert m["flip_rate"] == 0.75 and m["at_start"] == 0
+    assert m["others_changed"] == 0.25 and m["others_changed_max_attribute"] == "Male"
+    assert edit_measures(p, names, "Smiling", +1, trusted=["Smiling", "Bangs"])["others_changed"] == 0
+    assert _monotone(torch.tensor([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1], [0.1, 0.9, 0.2], [0.5, 0.48, 0.6]])).tolist() == [
+        True, True, False, True]
+
+
+def test_bad_edit_spec_is_a_user_error():
+    from dfc_vae.errors import UserError
+
+    with pytest.raises(UserError, match="unknown attribute 'Smilling'"):
+        parse_edit("+Smilling")
+    with pytest.raises(UserError, match="should look like"):
+        parse_edit("Smiling")
