@@ -63,46 +63,69 @@ def check_loss_name(loss: str) -> None:
         raise UserError(f"unknown loss '{loss}'; choose one of {', '.join(LOSS_LAYERS)}")
 
 
-def load_vgg19_features(weights: str = "imagenet") -> tuple[nn.Sequential, str]:
-    """torchvision's VGG19 `features`, and a description of the weights it holds.
+def _vgg19_feature_layers() -> nn.Sequential:
+    """torchvision's VGG19 `features` (configuration 'E'), built without the 0.5 GB classifier."""
+    from torchvision.models.vgg import cfgs, make_layers
 
-    weights: 'imagenet' (torchvision's VGG19_Weights.IMAGENET1K_V1, through torchvision's cache),
-    'random' (offline runs and tests: features carry no ImageNet knowledge), or a path to a
-    state-dict file of torchvision's vgg19 (full model or its `features`).
-    """
-    from torchvision.models import VGG19_Weights, vgg19
+    return make_layers(cfgs["E"], batch_norm=False)
 
-    if weights == "random":
-        torch_state = torch.random.get_rng_state()
-        torch.manual_seed(0)  # the same random VGG every time, so runs are comparable
-        net = vgg19(weights=None)
-        torch.random.set_rng_state(torch_state)
-        return net.features, "random"
-    if weights == "imagenet":
-        hub = Path(torch.hub.get_dir()) / "checkpoints"
-        try:
-            net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
-        except Exception as e:  # no network, proxy, broken download...
-            url = VGG19_Weights.IMAGENET1K_V1.url
-            raise UserError(
-                f"VGG19 ImageNet weights could not be loaded ({type(e).__name__}); put {url.rsplit('/', 1)[-1]} "
-                f"(from {url}) in {hub}, or pass --vgg-weights PATH to a local file, or --vgg-weights random "
-                "for an offline run without ImageNet features") from e
-        return net.features, "imagenet (torchvision VGG19_Weights.IMAGENET1K_V1)"
-    path = Path(weights)
-    if not path.is_file():
-        raise UserError(f"--vgg-weights {weights}: no such file; give 'imagenet', 'random' or a path to a VGG19 state dict")
+
+def _load_features_state(net: nn.Sequential, path: Path, what: str) -> None:
+    """Load the `features.*` tensors of a torchvision vgg19 state-dict file (or a bare features
+    state dict) into `net`. Memory-mapped, so the classifier's 0.5 GB is never read."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
-        raise UserError(f"--vgg-weights {path} is not a readable tensor state dict ({type(e).__name__}); "
+        raise UserError(f"{what} {path} is not a readable tensor state dict ({type(e).__name__}); "
                         "save one with torch.save(vgg19(...).state_dict(), PATH)") from e
     state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
-    net = vgg19(weights=None).features
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"--vgg-weights {path} does not hold torchvision VGG19 weights ({str(e).splitlines()[0]})") from e
+        raise UserError(f"{what} {path} does not hold torchvision VGG19 weights ({str(e).splitlines()[0]})") from e
+
+
+def load_vgg19_features(weights: str = "imagenet") -> tuple[nn.Sequential, str]:
+    """torchvision's VGG19 `features`, and a description of the weights it holds.
+
+    weights: 'imagenet' (torchvision's VGG19_Weights.IMAGENET1K_V1, through torch.hub's cache:
+    downloaded once where there is internet), 'random' (offline runs and tests: the features carry
+    no ImageNet knowledge), or a path to a state-dict file of torchvision's vgg19 (full model or
+    its `features`).
+    """
+    net = _vgg19_feature_layers()
+    if weights == "random":
+        # torchvision's VGG initialization (kaiming normal, fan_out), from a fixed seed so that
+        # every run with random weights uses the same network
+        g = torch.Generator().manual_seed(0)
+        for m in net:
+            if isinstance(m, nn.Conv2d):
+                std = (2.0 / (m.out_channels * m.kernel_size[0] * m.kernel_size[1])) ** 0.5
+                with torch.no_grad():
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) * std)
+                    m.bias.zero_()
+        return net, "random"
+    if weights == "imagenet":
+        from torchvision.models import VGG19_Weights
+
+        url = VGG19_Weights.IMAGENET1K_V1.url
+        name = url.rsplit("/", 1)[-1]  # vgg19-dcbb9e9d.pth: the suffix is a sha256 prefix
+        path = Path(torch.hub.get_dir()) / "checkpoints" / name
+        if not path.is_file():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.hub.download_url_to_file(url, str(path), hash_prefix=name.split("-")[1].split(".")[0])
+            except Exception as e:  # no network, proxy, broken download...
+                raise UserError(
+                    f"VGG19 ImageNet weights could not be downloaded ({type(e).__name__}); put {name} (from {url}) "
+                    f"in {path.parent}, or pass --vgg-weights PATH to a local file, or --vgg-weights random for an "
+                    "offline run without ImageNet features") from e
+        _load_features_state(net, path, "the cached VGG19 weights")
+        return net, "imagenet (torchvision VGG19_Weights.IMAGENET1K_V1)"
+    path = Path(weights)
+    if not path.is_file():
+        raise UserError(f"--vgg-weights {weights}: no such file; give 'imagenet', 'random' or a path to a VGG19 state dict")
+    _load_features_state(net, path, "--vgg-weights")
     return net, f"file {os.path.abspath(path)}"
 
 

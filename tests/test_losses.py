@@ -85,17 +85,27 @@ def test_unknown_loss_and_missing_weights_file_are_user_errors(tmp_path):
         DFCLoss("vae123", vgg_weights=str(tmp_path / "missing.pth"))
 
 
-def test_unreachable_imagenet_weights_say_where_to_put_the_file(monkeypatch):
-    import torchvision.models
-
+def test_unreachable_imagenet_weights_say_where_to_put_the_file(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise OSError("no network")
 
-    monkeypatch.setattr(torchvision.models, "vgg19", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache
     with pytest.raises(UserError) as e:
         load_vgg19_features("imagenet")
     msg = str(e.value)
-    assert "vgg19-dcbb9e9d.pth" in msg and "--vgg-weights random" in msg and "checkpoints" in msg
+    assert "vgg19-dcbb9e9d.pth" in msg and "--vgg-weights random" in msg and str(tmp_path / "hub" / "checkpoints") in msg
+
+
+def test_imagenet_weights_come_from_torch_hubs_cache(monkeypatch, tmp_path):
+    torch.manual_seed(2)
+    net = vgg19(weights=None)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(net.state_dict(), tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    features, desc = load_vgg19_features("imagenet")
+    torch.testing.assert_close(features[34].weight, net.features[34].weight)
+    assert desc.startswith("imagenet")
 
 
 def test_local_weights_file_is_loaded(tmp_path):

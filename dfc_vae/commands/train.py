@@ -16,6 +16,9 @@ def run(args: argparse.Namespace) -> None:
     from ..config import config_from_args
     from ..train import train
 
+    import os
+
     cfg = config_from_args(args)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"run written to {out}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, from rank 0
+        print(f"run written to {out}")
