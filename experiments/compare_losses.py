@@ -24,7 +24,7 @@ from dfc_vae.errors import UserError
 from dfc_vae.evaluate import evaluate
 from dfc_vae.fileio import write_text
 from dfc_vae.run import load_run
-from dfc_vae.train import train
+from dfc_vae.train import resolve_device, train
 
 LOSSES = ("pvae", "vae123", "vae345")
 COLUMNS = {  # summary.json key -> table heading
@@ -33,18 +33,35 @@ COLUMNS = {  # summary.json key -> table heading
 }
 
 
-def edit_scores(run_dir: Path, data: str, cache_dir: str | None) -> dict:
-    """The figure scripts' attribute-edit scores, when dfc_vae.figures provides measure_edits."""
-    try:
-        from dfc_vae.figures import measure_edits
-    except ImportError:
-        return {}
-    return dict(measure_edits(run_dir, data, cache_dir=cache_dir))
+def edit_scores(run_dir: Path, data: str, classifier, args) -> dict:
+    """The figure scripts' attribute-edit scores (dfc_vae.figures.measure_edits): how often a +Smiling /
+    +Eyeglasses edit flips the classifier's verdict, how often it changes other attributes, and how
+    many interpolation rows move monotonically. Only the flat float headline numbers are kept."""
+    from dfc_vae.attributes import compute_attribute_vectors
+    from dfc_vae.figures import measure_edits
+
+    run = load_run(run_dir, args.device)
+    vectors = compute_attribute_vectors(run, data, "train", cache_dir=args.cache_dir, progress=not args.no_progress)
+    scores = measure_edits(run, data, vectors, classifier, seed=args.seed, cache_dir=args.cache_dir)
+    return {f"edit: {k}": v for k, v in scores.items() if isinstance(v, float) and not isinstance(v, bool)}
 
 
 def compare(args) -> pd.DataFrame:
     out = Path(args.out)
     rows = []
+    classifier = None
+    if not args.no_edit_scores:
+        # one attribute classifier (dfc_vae.classifier) for all runs: it depends on the data and size only
+        from dfc_vae.classifier import load_classifier, train_classifier
+
+        folder = out / "classifier"
+        if args.reuse and (folder / "classifier.json").is_file():
+            classifier = load_classifier(folder, resolve_device(args.device))
+        else:
+            classifier = train_classifier(args.data, args.image_size, cache_dir=args.cache_dir, seed=args.seed,
+                                          device=resolve_device(args.device),
+                                          progress=not args.no_progress)
+            classifier.save(folder)
     for loss in args.losses:
         run_dir = out / loss
         t0 = time.time()
@@ -69,7 +86,8 @@ def compare(args) -> pd.DataFrame:
             h = s["honesty"]
             row["visible attr. acc. %"] = 100 * s["mean_accuracy_visible"]
             row["honesty checks"] = "pass" if h["passed"] else "FAIL"
-        row.update(edit_scores(run_dir, args.data, args.cache_dir))
+        if classifier is not None:
+            row.update(edit_scores(run_dir, args.data, classifier, args))
         rows.append(row)
         print(f"{loss}: mean attribute accuracy {100 * s['mean_accuracy']:.1f}%, PSNR {s['psnr']:.2f} dB, "
               f"active units {s['active_units']}", flush=True)
@@ -89,7 +107,7 @@ def markdown(table: pd.DataFrame, caption: list[str], s, args) -> str:
     head = "| " + " | ".join(table.columns) + " |"
     lines = [head, "|" + "---|" * len(table.columns)]
     for r in table.to_dict("records"):
-        lines.append("| " + " | ".join(fmt.get(c, "{}").format(v) if isinstance(v, float) or c in fmt else str(v)
+        lines.append("| " + " | ".join(fmt.get(c, "{:.3g}").format(v) if isinstance(v, float) or c in fmt else str(v)
                                         for c, v in r.items()) + " |")
     made = "; ".join(caption) if caption else "CelebA, ImageNet VGG19"
     return "\n".join([
@@ -103,7 +121,10 @@ def markdown(table: pd.DataFrame, caption: list[str], s, args) -> str:
         "(majority: always the train split's majority label). MSE/PSNR/SSIM: test split, posterior mean decoded. "
         "VGG dist.: per-image sum of squared feature differences at relu1_1, relu2_1, relu3_1 for pvae and vae123, "
         "relu3_1, relu4_1, relu5_1 for vae345 (each run's own layers; not comparable across those two groups). "
-        "Active units: posterior-mean variance > 0.01. Per-run reports: OUT/LOSS/eval/report.md.", "",
+        "Active units: posterior-mean variance > 0.01. edit: columns: dfc_vae.figures.measure_edits with one attribute "
+        "classifier (dfc_vae.classifier) for all runs: flip_* = share of +attribute edits the classifier then calls "
+        "positive, others_changed_max_edit = worst share of faces whose other attributes change, monotone_rows = share "
+        "of interpolation rows whose scored attributes move monotonically. Per-run reports: OUT/LOSS/eval/report.md.", "",
         "Command: `" + " ".join(["python"] + sys.argv) + "`", "",
     ])
 
@@ -123,6 +144,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--cache-dir", help="decoded-image cache folder")
     p.add_argument("--reuse", action="store_true", help="evaluate runs already in OUT instead of training them again")
+    p.add_argument("--no-edit-scores", action="store_true",
+                   help="leave out the attribute-edit scores (they train an attribute classifier first)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
