@@ -121,10 +121,11 @@ def markdown(table: pd.DataFrame, caption: list[str], s, args) -> str:
         "(majority: always the train split's majority label). MSE/PSNR/SSIM: test split, posterior mean decoded. "
         "VGG dist.: per-image sum of squared feature differences at relu1_1, relu2_1, relu3_1 for pvae and vae123, "
         "relu3_1, relu4_1, relu5_1 for vae345 (each run's own layers; not comparable across those two groups). "
-        "Active units: posterior-mean variance > 0.01. edit: columns: dfc_vae.figures.measure_edits with one attribute "
+        "Active units: posterior-mean variance > 0.01. " + ("edit: columns: dfc_vae.figures.measure_edits with one attribute "
         "classifier (dfc_vae.classifier) for all runs: flip_* = share of +attribute edits the classifier then calls "
         "positive, others_changed_max_edit = worst share of faces whose other attributes change, monotone_rows = share "
-        "of interpolation rows whose scored attributes move monotonically. Per-run reports: OUT/LOSS/eval/report.md.", "",
+        "of interpolation rows whose scored attributes move monotonically. " if any(c.startswith("edit:") for c in table.columns)
+         else "Attribute-edit scores left out (--no-edit-scores). ") + "Per-run reports: OUT/LOSS/eval/report.md.", "",
         "Command: `" + " ".join(["python"] + sys.argv) + "`", "",
     ])
 

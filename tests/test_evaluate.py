@@ -161,7 +161,7 @@ def test_label_only_attributes_stay_at_their_majority_baseline(world):
         hidden[["attribute", "test_accuracy", "majority_baseline"]].to_string()
 
 
-@pytest.mark.skip(reason="not reached at test scale on a 2-core CPU: a 32x32 PVAE after 1 epoch on 8k synthetic faces "
+@pytest.mark.skip(reason="not reached at test scale on a 2-core CPU: a 32x32 PVAE after 1 epoch on 10k synthetic faces (8k train) "
                          "gives Smiling 72%, Mouth_Slightly_Open 75%, Wearing_Lipstick 89%, Bangs 93% (others >= 95%); "
                          "threshold kept at 95%, scale to be decided (see docs/compare_losses.md)")
 def test_drawn_attributes_reach_95_percent(world):
