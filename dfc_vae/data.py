@@ -263,4 +263,4 @@ class BatchSource:
 
 def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    return torch.from_numpy(np.array(images_u8, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255.0)  # a writable copy of a read-only cache view
