@@ -15,16 +15,18 @@ from . import __version__, commands
 from .errors import UserError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 2 (argparse's own status), no usage dump
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line and exit status 2 (no usage dump)."""
+
+    def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dfc-vae", description="Deep Feature Consistent VAE (Hou et al., WACV 2017): "
+    parser = ArgumentParser(prog="dfc-vae", description="Deep Feature Consistent VAE (Hou et al., WACV 2017): "
                      "train, sample, edit faces and reproduce the paper's figures.")
     parser.add_argument("--version", action="version", version=f"dfc_vae {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     modules = [importlib.import_module(f"{commands.__name__}.{m.name}") for m in pkgutil.iter_modules(commands.__path__)]
     for mod in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
         name = mod.__name__.rsplit(".", 1)[-1]

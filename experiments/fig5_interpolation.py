@@ -9,9 +9,10 @@ OUT.json (summary: share of rows whose scores move monotonically).
 Works for real CelebA on a GPU and for synthetic faces on a CPU.
 """
 
-import argparse
 import json
+import sys
 
+from dfc_vae.cli import ArgumentParser
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.errors import UserError
 from dfc_vae.figures import figure5
@@ -19,7 +20,7 @@ from dfc_vae.run import load_run
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
@@ -47,8 +48,9 @@ def main(argv=None):
         clf = classifier_for_run(run, args.data, args.cache_dir)
         res = figure5(run, args.data, clf, args.out, n_faces=args.faces, n_show=args.show, seed=args.seed,
                       steps=args.steps, method=args.method, endpoints=endpoints, split=args.split, cache_dir=args.cache_dir)
-    except UserError as e:
-        raise SystemExit(f"fig5_interpolation: error: {e}")
+    except UserError as e:  # one line, exit status 2, as the CLI
+        print(f"fig5_interpolation: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps({k: v for k, v in res.summary.items() if k != "alphas"}, indent=1))
     print(f"wrote {res.png} and {res.csv}")
 

@@ -10,12 +10,14 @@ share of faces whose other attributes change).
 Works for real CelebA on a GPU and for synthetic faces on a CPU.
 """
 
-import argparse
 import json
+import math
+import sys
 
 import torch
 
 from dfc_vae.attributes import load_attribute_vectors
+from dfc_vae.cli import ArgumentParser
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.errors import UserError
 from dfc_vae.figures import FIG6_ROWS, figure6, parse_edit
@@ -23,7 +25,7 @@ from dfc_vae.run import load_run
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--attributes", required=True, help="file from `dfc-vae attributes`")
@@ -45,6 +47,9 @@ def main(argv=None):
         edits = [parse_edit(e) for e in args.edit] or list(FIG6_ROWS)
         if args.steps < 2:
             raise UserError("--steps must be at least 2")
+        if not (math.isfinite(args.alpha_min) and math.isfinite(args.alpha_max)) or args.alpha_min >= args.alpha_max:
+            raise UserError(f"alpha range {args.alpha_min}..{args.alpha_max} is malformed; give finite values with "
+                            "--alpha-min below --alpha-max (e.g. --alpha-min 0 --alpha-max 1)")
         faces_by_id = dict(item.split("=", 1) for item in args.face if "=" in item)
         run = load_run(args.run, args.device)
         vectors = load_attribute_vectors(args.attributes, run.config.latent_dim)
@@ -52,8 +57,9 @@ def main(argv=None):
         res = figure6(run, args.data, vectors, clf, args.out, edits=edits,
                       alphas=torch.linspace(args.alpha_min, args.alpha_max, args.steps), n_faces=args.faces,
                       n_show=args.show, seed=args.seed, faces_by_id=faces_by_id, split=args.split, cache_dir=args.cache_dir)
-    except UserError as e:
-        raise SystemExit(f"fig6_arithmetic: error: {e}")
+    except UserError as e:  # one line, exit status 2, as the CLI
+        print(f"fig6_arithmetic: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(res.summary["rows"], indent=1))
     print(f"wrote {res.png} and {res.csv}")
 
