@@ -224,6 +224,8 @@ def main(argv=None) -> int:
 
     from dfc_vae.synth import render_celeba
 
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         work = Path(work)
         t0 = time.perf_counter()
