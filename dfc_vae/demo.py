@@ -38,7 +38,7 @@ class DemoSettings:
 
     n: int = 10000  # synthetic faces (CelebA's split proportions: ~80% train, ~10% test)
     image_size: int = 32
-    epochs: int = 6
+    epochs: int = 15
     batch_size: int = 64
     classifier_epochs: int = 4
     faces_per_edit: int = 300  # test faces per Fig. 5 / Fig. 6 row kind (fewer where the test split has fewer)
