@@ -59,7 +59,7 @@ LABEL_ONLY: tuple[str, ...] = tuple(a for a in ATTRIBUTE_NAMES if a not in VISIB
 LAYOUTS = ("official", "torchvision", "kaggle")
 MARKER_NAME = "dfc_vae_synthetic.json"  # written last: its presence means "complete dataset"
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Smiling and Mouth_Slightly_Open drawn independently (no teeth)
 JPEG_QUALITY = 92
 
 # CelebA's official partition sizes (list_eval_partition.txt).
@@ -313,11 +313,11 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
     mw = d.u(18.5, 21.0) if smile else d.u(12.5, 15.0)  # mouth half-width
     if open_ and not smile:
         mw *= 0.85
-    raise_ = d.u(4.0, 6.0) if smile else d.u(-0.5, 0.5)  # how far the corners rise
+    raise_ = d.u(5.5, 7.5) if smile else d.u(-0.5, 0.5)  # how far the corners rise
     opening = d.u(6.0, 8.5)
     lip_up, lip_lo = d.u(2.3, 3.5), d.u(3.0, 4.5)
-    teeth_h = d.u(2.6, 3.4)
-    teeth = _rgb((d.u(225, 245), d.u(222, 240), d.u(210, 228)))
+    teeth_h = d.u(2.6, 3.4)  # drawn, unused since format 2: keeps the random stream of later features
+    teeth = _rgb((d.u(225, 245), d.u(222, 240), d.u(210, 228)))  # unused since format 2, drawn for the same reason
     light_a, light_b, light_g = d.u(-0.07, 0.07), d.u(-0.07, 0.07), d.u(0.96, 1.04)
     noise_x, noise_y = int(d.u(0, _NOISE_PAD)), int(d.u(0, _NOISE_PAD))
     # No_Beard = -1 means a beard, a mustache or both: with a mustache, a beard comes too at the
@@ -361,7 +361,7 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
 
     # Beard: jaw and chin below the mouth corners, leaving the upper lip (mustache's place) bare.
     corner_y = mouth_y - raise_
-    lower_lip_y = mouth_y + (opening if open_ else teeth_h if smile else 0) + lip_lo + 2
+    lower_lip_y = mouth_y + (opening * 0.6 if open_ else 0) + lip_lo + 2
     if beard:
         sel = (head_y > cy + 6) & lower  # the jaw from one cheek round the chin to the other
         bx, by = list(head_x[sel]), list(head_y[sel])
@@ -427,14 +427,13 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
         c.ellipse(nx + side * 3.6, nose_y + 2.2, 2.0, 1.3, fill=_shade(skin, 0.5))
 
     # Mouth. Corners at corner_y; the middle line sags below them for a smile (upturned arc).
-    # Four distinct shapes: smile = wide upturned arc showing a band of upper teeth (plus a dark
-    # "D" below them when open); no smile = narrow flat closed lips, or a small dark oval.
+    # The two attributes are drawn independently of each other, so that each has one look and
+    # latent-space edits of one do not change the other: Smiling sets the shape (wide upturned arc
+    # vs narrow flat line), Mouth_Slightly_Open the same dark gap between the lips along it.
     u = _U
-    mid = corner_y + (raise_ + 1.5 if smile else 0.0) * (1 - u ** 2)
-    if smile:  # the gap between the lips: teeth only when closed, teeth over darkness when open
-        upper, lower_ = mid - 1.0 * _ROOT, mid + (opening if open_ else teeth_h) * _ROOT
-    elif open_:
-        upper, lower_ = mid - opening * 0.5 * _ROOT, mid + opening * 0.5 * _ROOT
+    mid = corner_y + (raise_ + 2.5 if smile else 0.0) * (1 - u ** 2)
+    if open_:
+        upper, lower_ = mid - opening * 0.4 * _ROOT, mid + opening * 0.6 * _ROOT
     else:
         upper, lower_ = mid, mid
     mxs = mouth_x + mw * u
@@ -443,7 +442,7 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
     if smile:  # smile folds from the nose wings round the raised mouth corners
         for side in (-1, 1):
             c.line([nx + side * 9.5, mouth_x + side * (mw + 2.5), mouth_x + side * (mw + 1.5)],
-                   [nose_y + 1, corner_y - 3, corner_y + 3], fill=_shade(skin, 0.78), width=1.5)
+                   [nose_y + 1, corner_y - 3, corner_y + 3], fill=_shade(skin, 0.7), width=2.2)
 
     if f["Mustache"]:  # a thick bar between the nose and the upper lip, drooping at the ends
         top_y = min(nose_y + 4.0, float(lip_top[6]) - 6.0)
@@ -455,13 +454,10 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
                ys_top + ys_bot, fill=facial_hair)
 
     c.poly(np.r_[mxs, mxs[::-1]], np.r_[lip_top, lip_bot[::-1]], fill=lip)
-    if open_ or smile:
+    if open_:
         c.poly(np.r_[mxs, mxs[::-1]], np.r_[upper, lower_[::-1]], fill=(55, 18, 22))
-        if smile:  # upper teeth
-            k = slice(1, 12)
-            c.poly(np.r_[mxs[k], mxs[k][::-1]], np.r_[upper[k], (upper + (teeth_h + 1.0) * _ROOT)[k][::-1]], fill=teeth)
     else:
-        c.line(mxs, mid, fill=_shade(lip, 0.45), width=2)
+        c.line(mxs, mid, fill=_shade(lip, 0.4), width=2.8)
 
     if f["Wearing_Hat"]:  # a coloured dome over the top of the head, a band and a brim
         dome_top = hair_top - 4  # covers all the hair on top

@@ -101,7 +101,7 @@ def test_official_annotation_files(official):
     assert list(lm.columns) == LANDMARKS and list(lm.index) == ids
 
     marker = json.loads((official / "dfc_vae_synthetic.json").read_text())
-    assert marker == {"generator": "dfc_vae.synth", "format_version": 1, "n": N, "seed": 3, "layout": "official",
+    assert marker == {"generator": "dfc_vae.synth", "format_version": synth.FORMAT_VERSION, "n": N, "seed": 3, "layout": "official",
                       "visible_attributes": list(VISIBLE_ATTRIBUTES)}
     assert not (official / synth.PARTIAL_NAME).exists()
 
