@@ -286,6 +286,25 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
     return result
 
 
+def script_parser(description: str):
+    """An argument parser with the flags both figure scripts share (experiments/fig5_interpolation.py,
+    experiments/fig6_arithmetic.py); usage errors are one line and exit status 2, as the CLI's."""
+    from .cli import ArgumentParser
+
+    p = ArgumentParser(description=description)
+    p.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
+    p.add_argument("--data", required=True, help="CelebA root or synthetic faces")
+    p.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
+    p.add_argument("--faces", type=int, default=200, help="faces (rows) measured per row kind (default 200)")
+    p.add_argument("--show", type=int, default=1, help="rows drawn per row kind (default 1)")
+    p.add_argument("--steps", type=int, default=11, help="columns from the first to the last alpha (default 11)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir")
+    return p
+
+
 # ----------------------------------------------------------------------------- Figure 6
 
 

@@ -12,29 +12,18 @@ Works for real CelebA on a GPU and for synthetic faces on a CPU.
 import json
 import sys
 
-from dfc_vae.cli import ArgumentParser
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.errors import UserError
-from dfc_vae.figures import figure5
+from dfc_vae.figures import figure5, script_parser
 from dfc_vae.run import load_run
 
 
 def main(argv=None):
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
+    p = script_parser(__doc__.splitlines()[0])
     p.add_argument("--attributes", help="(unused by Fig. 5; accepted so both figure scripts take the same flags)")
-    p.add_argument("--faces", type=int, default=200, help="rows measured per row kind (default 200)")
-    p.add_argument("--show", type=int, default=1, help="rows drawn per row kind (default 1)")
-    p.add_argument("--steps", type=int, default=11, help="columns from alpha 0 to 1 (default 11: 0, 0.1, ..., 1)")
     p.add_argument("--method", default="linear", choices=("linear", "spherical"))
     p.add_argument("--pairs", action="append", default=[], metavar="ROW=LEFT_ID,RIGHT_ID",
                    help="endpoints of a row's first drawn row; ROW is Smiling, Eyeglasses or Male")
-    p.add_argument("--split", default="test")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir")
     args = p.parse_args(argv)
     try:
         endpoints = {}

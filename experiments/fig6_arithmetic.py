@@ -17,31 +17,20 @@ import sys
 import torch
 
 from dfc_vae.attributes import load_attribute_vectors
-from dfc_vae.cli import ArgumentParser
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.errors import UserError
-from dfc_vae.figures import FIG6_ROWS, figure6, parse_edit
+from dfc_vae.figures import FIG6_ROWS, figure6, parse_edit, script_parser
 from dfc_vae.run import load_run
 
 
 def main(argv=None):
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True)
-    p.add_argument("--data", required=True)
+    p = script_parser(__doc__.splitlines()[0])
     p.add_argument("--attributes", required=True, help="file from `dfc-vae attributes`")
-    p.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
     p.add_argument("--edit", action="append", default=[], metavar="+NAME[:COND]",
                    help="a row kind such as +Smiling, +Eyeglasses:Male, +Bangs:~Male; write removals as --edit=-Eyeglasses (default: the paper's five)")
     p.add_argument("--alpha-min", type=float, default=0.0)
     p.add_argument("--alpha-max", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=11)
-    p.add_argument("--faces", type=int, default=200, help="faces measured per edit (default 200)")
-    p.add_argument("--show", type=int, default=1, help="rows drawn per edit (default 1)")
     p.add_argument("--face", action="append", default=[], metavar="EDIT=ID", help="image id for an edit's first drawn row")
-    p.add_argument("--split", default="test")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir")
     args = p.parse_args(argv)
     try:
         edits = [parse_edit(e) for e in args.edit] or list(FIG6_ROWS)
