@@ -7,7 +7,6 @@ The defaults are sized to finish within 10 minutes on a 2-core CPU.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil

@@ -21,8 +21,6 @@ the scores go to a CSV beside the PNG. The summary measures are:
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .celeba import ATTRIBUTE_NAMES, check_attribute_names, find_celeba, load_annotations, split_mask
+from .celeba import check_attribute_names, find_celeba, load_annotations, split_mask
 from .data import prepare_cache, to_tensor
 from .errors import UserError
 from .fileio import write_json, write_text

@@ -316,8 +316,8 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
     raise_ = d.u(5.5, 7.5) if smile else d.u(-0.5, 0.5)  # how far the corners rise
     opening = d.u(6.0, 8.5)
     lip_up, lip_lo = d.u(2.3, 3.5), d.u(3.0, 4.5)
-    teeth_h = d.u(2.6, 3.4)  # drawn, unused since format 2: keeps the random stream of later features
-    teeth = _rgb((d.u(225, 245), d.u(222, 240), d.u(210, 228)))  # unused since format 2, drawn for the same reason
+    # format 1 drew teeth; their four random draws stay, so every later feature keeps its values
+    d.u(2.6, 3.4), d.u(225, 245), d.u(222, 240), d.u(210, 228)
     light_a, light_b, light_g = d.u(-0.07, 0.07), d.u(-0.07, 0.07), d.u(0.96, 1.04)
     noise_x, noise_y = int(d.u(0, _NOISE_PAD)), int(d.u(0, _NOISE_PAD))
     # No_Beard = -1 means a beard, a mustache or both: with a mustache, a beard comes too at the

@@ -3,7 +3,6 @@
 import errno
 import io
 import os
-import pickle
 
 import numpy as np
 import pytest
