@@ -404,17 +404,6 @@ class _Window:
 
 
 @torch.no_grad()
-def encode_all(model: DFCVAE, x: torch.Tensor, device: torch.device, batch_size: int = 256):
-    """Posterior means and log-variances of (N, 3, S, S) images, in eval mode, batched."""
-    model.eval()
-    mus, logvars = [], []
-    for i in range(0, len(x), batch_size):
-        mu, logvar = model.encode(x[i:i + batch_size].to(device))
-        mus.append(mu.float()), logvars.append(logvar.float())
-    return torch.cat(mus), torch.cat(logvars)
-
-
-@torch.no_grad()
 def evaluate_fixed_set(model: DFCVAE, loss_fn: DFCLoss, x: torch.Tensor, device, autocast=nullcontext()) -> dict:
     """Eval-mode loss terms on held-out images, decoding the posterior mean; active units."""
     model.eval()
