@@ -282,6 +282,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                disable=not (progress and is_main), dynamic_ncols=True)
     window = _Window(cfg.latent_dim, device)
     skipped = 0
+    # a skipped batch's forward pass has already moved the BatchNorm running statistics: keep a copy
+    bn_buffers = [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                  for b in (m.running_mean, m.running_var, m.num_batches_tracked)] if cfg.skip_bad_batches else []
     t_last = time.perf_counter()
     t_start = t_last
     model.train()
@@ -289,12 +292,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         for x in source.batches(epoch, batch_in_epoch):
             eps = torch.randn(cfg.batch_size, cfg.latent_dim, device=device)  # the global batch's noise
             eps = eps[rank * len(x):(rank + 1) * len(x)]
+            saved_bn = [b.clone() for b in bn_buffers]
             out, mu = step_fn(x, eps)
             loss = out["loss"]
             if check_each_step and not torch.isfinite(loss).item():
                 skipped += 1
                 if skipped > cfg.skip_bad_batches:
                     _diverged(run, step + 1)
+                for b, saved in zip(bn_buffers, saved_bn):
+                    b.copy_(saved)
                 optimizer.zero_grad(set_to_none=True)
                 batch_in_epoch += 1
                 continue

@@ -167,3 +167,20 @@ def test_skip_bad_batches_skips_them_and_finishes(synth_root, tmp_path, monkeypa
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_a_skipped_nan_batch_leaves_batchnorm_statistics_finite(synth_root, tmp_path, monkeypatch):
+    from dfc_vae.data import BatchSource
+
+    original = BatchSource.batches
+
+    def batches(self, epoch, start=0):
+        for i, x in enumerate(original(self, epoch, start)):
+            yield x * float("nan") if (epoch, i) == (0, 1) else x  # NaN pixels: BatchNorm sees them
+
+    monkeypatch.setattr(BatchSource, "batches", batches)
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, skip_bad_batches=1,
+                      cache_dir=str(tmp_path / "c"), **TINY)
+    run = train(cfg, progress=False)
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert all(torch.isfinite(v).all() for k, v in ckpt["model"].items() if "running" in k)
