@@ -275,13 +275,8 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
     if data_rows:
         summary["monotone_rows_own_attribute"] = (sum(r["faces"] * r["monotone_own_attribute"] for r in data_rows)
                                                   / sum(r["faces"] for r in data_rows))
-    result = FigureResult(None, None, summary, pd.concat(tables, ignore_index=True))
-    if out is not None:
-        caption = _caption(run, faces) + [
-            f"Fig. 5 ({method} interpolation, alpha = 0 ... 1 in {steps} steps; real inputs at the ends of data rows), rows:"
-        ] + [f"  {r.name}" for r in rows for _ in range(min(n_show, summary["rows"][r.name]["faces"]))]
-        result.png, result.csv = _write(out, compose(cells), caption, result.table, summary)
-    return result
+    title = f"Fig. 5 ({method} interpolation, alpha = 0 ... 1 in {steps} steps; real inputs at the ends of data rows), rows:"
+    return _finish(run, faces, out, title, [r.name for r in rows], n_show, cells, tables, summary)
 
 
 def script_parser(description: str):
@@ -337,13 +332,8 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
         inputs = to_uint8(faces.images(rows[:n_show]))
         for i in range(min(n_show, len(rows))):
             cells.append(np.concatenate([inputs[i][None], to_uint8(shown[i])]))
-    result = FigureResult(None, None, summary, pd.concat(tables, ignore_index=True))
-    if out is not None:
-        caption = _caption(run, faces) + [
-            f"Fig. 6: input, then z + alpha * v_attribute for alpha = {summary['alphas'][0]:g} ... {summary['alphas'][-1]:g}, rows:"
-        ] + [f"  {e.name}" for e in edits for _ in range(min(n_show, summary["rows"][e.name]["faces"]))]
-        result.png, result.csv = _write(out, compose(cells), caption, result.table, summary)
-    return result
+    title = f"Fig. 6: input, then z + alpha * v_attribute for alpha = {summary['alphas'][0]:g} ... {summary['alphas'][-1]:g}, rows:"
+    return _finish(run, faces, out, title, [e.name for e in edits], n_show, cells, tables, summary)
 
 
 def edit_measures(probs: torch.Tensor, names: list[str], attribute: str, sign: int, trusted=None) -> dict:
@@ -426,6 +416,15 @@ def compose(cells: list[np.ndarray], pad: int = 2) -> np.ndarray:
 def _caption(run, faces: _Faces) -> list[str]:
     return provenance(faces.root.synthetic is not None, run.meta.get("vgg_weights", "")) + [
         f"{faces.root.description}, {faces.split} split; model {Path(run.path).name} step {run.step}"]
+
+
+def _finish(run, faces, out, title: str, row_names: list[str], n_show: int, cells, tables, summary) -> FigureResult:
+    """A figure's result; with `out`, also its PNG (captioned with the rows drawn), CSV and JSON."""
+    result = FigureResult(None, None, summary, pd.concat(tables, ignore_index=True))
+    if out is not None:
+        drawn = [f"  {name}" for name in row_names for _ in range(min(n_show, summary["rows"][name]["faces"]))]
+        result.png, result.csv = _write(out, compose(cells), _caption(run, faces) + [title] + drawn, result.table, summary)
+    return result
 
 
 def _write(out, image: np.ndarray, caption: list[str], table: pd.DataFrame, summary: dict):
