@@ -19,3 +19,16 @@ def synth_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory, synth_root, cache_dir):
+    """The directory of a tiny PVAE run (32x32, 2 steps) on `synth_root`: enough to exercise
+    everything that needs a trained run, not to judge quality."""
+    from dfc_vae.config import TrainConfig
+    from dfc_vae.train import train
+
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path_factory.mktemp("tinyrun") / "run"), loss="pvae",
+                      image_size=32, latent_dim=16, base_channels=8, epochs=1, batch_size=16, max_steps=2,
+                      cache_dir=str(cache_dir), workers=1)
+    return train(cfg, progress=False)

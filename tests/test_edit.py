@@ -6,19 +6,15 @@ from PIL import Image
 
 from dfc_vae.attributes import compute_attribute_vectors
 from dfc_vae.cli import main
-from dfc_vae.config import TrainConfig
 from dfc_vae.edit import SHOW_SIZE, read_photo
 from dfc_vae.errors import UserError
 from dfc_vae.run import load_run
-from dfc_vae.train import train
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, synth_root, cache_dir):
-    out = tmp_path_factory.mktemp("editrun") / "run"
-    cfg = TrainConfig(data=str(synth_root), out=str(out), loss="pvae", image_size=32, latent_dim=16, base_channels=8,
-                      epochs=1, batch_size=16, max_steps=1, cache_dir=str(cache_dir), workers=1)
-    run = load_run(train(cfg, progress=False))
+def setup(tiny_trained_run, synth_root, cache_dir):
+    out = tiny_trained_run
+    run = load_run(out)
     vec = compute_attribute_vectors(run, synth_root, "train", cache_dir, progress=False).save(out / "attrs.safetensors")
     photo = next((synth_root / "img_align_celeba").glob("*.jpg"))
     return out, vec, photo

@@ -8,21 +8,16 @@ from PIL import Image
 
 from dfc_vae.attributes import compute_attribute_vectors
 from dfc_vae.classifier import train_classifier
-from dfc_vae.config import TrainConfig
 from dfc_vae.data import load_face, to_tensor
 from dfc_vae.figures import (FIG5_ROWS, _monotone, compose, edit_measures, figure5, figure6, measure_edits,
                              parse_edit)
 from dfc_vae.images import to_uint8
 from dfc_vae.run import load_run
-from dfc_vae.train import train
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, synth_root, cache_dir):
-    out = tmp_path_factory.mktemp("figrun") / "run"
-    cfg = TrainConfig(data=str(synth_root), out=str(out), loss="pvae", image_size=32, latent_dim=16, base_channels=8,
-                      epochs=1, batch_size=16, max_steps=2, cache_dir=str(cache_dir), workers=1)
-    run = load_run(train(cfg, progress=False))
+def tiny(tiny_trained_run, synth_root, cache_dir):
+    run = load_run(tiny_trained_run)
     clf = train_classifier(synth_root, 32, cache_dir=cache_dir, epochs=1, batch_size=16, progress=False)
     vectors = compute_attribute_vectors(run, synth_root, "train", cache_dir, progress=False)
     return run, clf, vectors
