@@ -47,12 +47,14 @@ def crop_box(image_size: tuple[int, int], crop: str) -> tuple[float, float, floa
     return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
 
 
-def load_face(path: str | Path, size: int, crop: str = "official") -> np.ndarray:
-    """Read one aligned face photo -> (size, size, 3) uint8, cropped and resized with antialiasing.
+def _decode_face(path: str | Path, size: int, crop: str) -> tuple[np.ndarray, bool]:
+    """Decode one face photo -> (pixels, finished).
 
     JPEGs are decoded at a reduced DCT scale (1/2, 1/4, 1/8) when the reduced face box is still at
     least `size` pixels, which is much faster and matches a full decode to within resize error.
-    Grayscale, palette and RGBA inputs are converted to RGB (alpha dropped).
+    Grayscale, palette and RGBA inputs are converted to RGB (alpha dropped). When the face box falls
+    on whole pixels (the official crop of 178x218 photos at 64 px) this returns the box, still to be
+    resized (`finished` False) -- batched, in `load_faces`; otherwise PIL resizes the fractional box.
     """
     with Image.open(path) as im:
         full = im.size
@@ -68,8 +70,47 @@ def load_face(path: str | Path, size: int, crop: str = "official") -> np.ndarray
             im.draft("RGB", (math.ceil(full[0] / scale), math.ceil(full[1] / scale)))
             reduced_by = round(full[0] / im.size[0])  # the scale libjpeg chose (1 if it declined)
             box = tuple(v / reduced_by for v in box)
-        rgb = im.convert("RGB")
-        return np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC, box=box))
+        rgb = im if im.mode == "RGB" else im.convert("RGB")
+        whole = tuple(round(v) for v in box)
+        if all(abs(v - w) < 1e-9 for v, w in zip(box, whole)):
+            x0, y0, x1, y1 = whole
+            return np.asarray(rgb)[y0:y1, x0:x1], False
+        return np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC, box=box)), True
+
+
+def load_faces(paths, size: int, crop: str = "official", on_error=None) -> np.ndarray:
+    """Read aligned face photos -> (n, size, size, 3) uint8, cropped and resized with antialiasing.
+
+    Whole-pixel face boxes are resized together, with torch's antialiased bicubic kernel on uint8
+    (4x faster than PIL image by image, and within ~1 level of it). `on_error(path, exception)`, if
+    given, is called for an unreadable image (its row stays black) instead of raising.
+    """
+    out = np.zeros((len(paths), size, size, 3), np.uint8)
+    pending: dict[tuple, tuple[list[int], list[np.ndarray]]] = {}  # box shape -> (rows, boxes)
+    for i, path in enumerate(paths):
+        try:
+            pixels, finished = _decode_face(path, size, crop)
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(path, e)
+            continue
+        if finished:
+            out[i] = pixels
+        else:
+            rows, boxes = pending.setdefault(pixels.shape, ([], []))
+            rows.append(i)
+            boxes.append(pixels)
+    for rows, boxes in pending.values():
+        x = torch.from_numpy(np.stack(boxes)).permute(0, 3, 1, 2)  # NCHW view of NHWC: channels_last
+        y = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", antialias=True)
+        out[rows] = y.permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def load_face(path: str | Path, size: int, crop: str = "official") -> np.ndarray:
+    """Read one aligned face photo -> (size, size, 3) uint8, exactly as the cache holds it."""
+    return load_faces([path], size, crop)[0]
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -116,11 +157,8 @@ def _worker_init(array_path: str, worker_process: bool = True):
 def _decode_chunk(task):
     start, paths, size, crop = task
     errors = []
-    for i, p in enumerate(paths):
-        try:
-            _worker_array[start + i] = load_face(p, size, crop)
-        except Exception as e:  # report every unreadable image, not just the first
-            errors.append(f"{Path(p).name}: {type(e).__name__}: {e}")
+    faces = load_faces(paths, size, crop, on_error=lambda p, e: errors.append(f"{Path(p).name}: {type(e).__name__}: {e}"))
+    _worker_array[start:start + len(paths)] = faces  # every unreadable image is reported, not just the first
     return len(paths), errors  # no msync per chunk: one fsync of the whole file at the end
 
 
@@ -241,27 +279,31 @@ class BatchSource:
     def batches(self, epoch: int, start: int = 0):
         """Yield the batches of `epoch` from batch number `start` on."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.indices), generator=g)
-        flips = torch.rand(len(self.indices), generator=g) < 0.5
+        order = torch.randperm(len(self.indices), generator=g).numpy()
+        flips = (torch.rand(len(self.indices), generator=g) < 0.5).numpy()
         local = self.batch_size // self.world_size
         for b in range(start, self.num_batches):
             lo = b * self.batch_size + self.rank * local
             idx = order[lo:lo + local]
             if self.on_device is not None:
-                x = self.on_device[idx.to(self.device)]
+                x = self.on_device[torch.from_numpy(idx).to(self.device)]
             else:
-                rows = self.indices[idx.numpy()]
+                rows = self.indices[idx]
                 sort = np.argsort(rows)  # read the memory map in file order, then restore batch order
-                x = torch.from_numpy(self.source[rows[sort]])[torch.from_numpy(np.argsort(sort))]
+                x = torch.from_numpy(self.source[rows[sort]][np.argsort(sort)])
                 if self.device.type == "cuda":
                     x = x.pin_memory().to(self.device, non_blocking=True)
-            if self.flip:  # on the uint8 batch (a quarter of the bytes); dim 2 of NHWC is the width
-                f = flips[idx].to(self.device)
-                x = torch.where(f.view(-1, 1, 1, 1), x.flip(2), x)
-            # float in [0, 1] on the contiguous NHWC batch, then an NCHW view with channels_last strides
-            yield x.float().div_(255.0).permute(0, 3, 1, 2)
+            if self.flip:  # only the chosen images, on the uint8 batch; dim 2 of NHWC is the width
+                chosen = torch.from_numpy(np.flatnonzero(flips[idx])).to(self.device)
+                x[chosen] = x[chosen].flip(2)
+            yield to_unit_float(x)
+
+
+def to_unit_float(images_u8: torch.Tensor) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [0, 1]: an NCHW view with channels_last strides."""
+    return images_u8.to(torch.float32).mul_(1 / 255).permute(0, 3, 1, 2)
 
 
 def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [0, 1]."""
-    return torch.from_numpy(np.array(images_u8, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255.0)  # a writable copy of a read-only cache view
+    return to_unit_float(torch.from_numpy(np.array(images_u8, dtype=np.uint8)))  # a writable copy of a read-only cache view

@@ -62,11 +62,24 @@ def check_loss_name(loss: str) -> None:
         raise UserError(f"unknown loss '{loss}'; choose one of {', '.join(LOSS_LAYERS)}")
 
 
-def _vgg19_feature_layers() -> nn.Sequential:
-    """torchvision's VGG19 `features` (configuration 'E'), built without the 0.5 GB classifier."""
-    from torchvision.models.vgg import cfgs, make_layers
+# VGG19 (Simonyan & Zisserman 2015, Table 1, configuration E): 3x3 convs (padding 1) with their
+# widths, 'M' = 2x2 max pooling. Built here, not by torchvision, so that training never imports
+# torchvision (~160 MB of resident memory); module indices are torchvision's `features` indices.
+VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+VGG19_IMAGENET_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 
-    return make_layers(cfgs["E"], batch_norm=False)
+
+def _vgg19_feature_layers(upto: int | None = None) -> nn.Sequential:
+    """VGG19's `features` (conv, ReLU and pooling modules, no classifier), up to index `upto`."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in VGG19_CONFIG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = v
+    return nn.Sequential(*layers[: None if upto is None else upto + 1])
 
 
 def _load_features_state(net: nn.Sequential, path: Path, what: str) -> None:
@@ -77,22 +90,23 @@ def _load_features_state(net: nn.Sequential, path: Path, what: str) -> None:
     except Exception as e:
         raise UserError(f"{what} {path} is not a readable tensor state dict ({type(e).__name__}); "
                         "save one with torch.save(vgg19(...).state_dict(), PATH)") from e
-    state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+    wanted = net.state_dict().keys()  # `net` may stop before the last layer
+    state = {k.removeprefix("features."): v for k, v in state.items() if k.removeprefix("features.") in wanted}
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
         raise UserError(f"{what} {path} does not hold torchvision VGG19 weights ({str(e).splitlines()[0]})") from e
 
 
-def load_vgg19_features(weights: str = "imagenet") -> tuple[nn.Sequential, str]:
-    """torchvision's VGG19 `features`, and a description of the weights it holds.
+def load_vgg19_features(weights: str = "imagenet", upto: int | None = None) -> tuple[nn.Sequential, str]:
+    """torchvision's VGG19 `features` (up to index `upto`), and a description of the weights it holds.
 
     weights: 'imagenet' (torchvision's VGG19_Weights.IMAGENET1K_V1, through torch.hub's cache:
     downloaded once where there is internet), 'random' (offline runs and tests: the features carry
     no ImageNet knowledge), or a path to a state-dict file of torchvision's vgg19 (full model or
     its `features`).
     """
-    net = _vgg19_feature_layers()
+    net = _vgg19_feature_layers(upto)
     if weights == "random":
         # torchvision's VGG initialization (kaiming normal, fan_out), from a fixed seed so that
         # every run with random weights uses the same network
@@ -105,9 +119,7 @@ def load_vgg19_features(weights: str = "imagenet") -> tuple[nn.Sequential, str]:
                     m.bias.zero_()
         return net, "random"
     if weights == "imagenet":
-        from torchvision.models import VGG19_Weights
-
-        url = VGG19_Weights.IMAGENET1K_V1.url
+        url = VGG19_IMAGENET_URL
         name = url.rsplit("/", 1)[-1]  # vgg19-dcbb9e9d.pth: the suffix is a sha256 prefix
         path = Path(torch.hub.get_dir()) / "checkpoints" / name
         if not path.is_file():
@@ -139,12 +151,11 @@ class VGGFeatures(nn.Module):
         for name in layers:
             if name not in VGG_LAYERS:
                 raise UserError(f"unknown VGG layer '{name}'; choose from {', '.join(VGG_LAYERS)}")
-        features, self.weights_description = load_vgg19_features(weights)
         self.taps = sorted(VGG_LAYERS[n] for n in layers)
-        self.net = features[: self.taps[-1] + 1]
-        for m in self.net:  # in-place ReLUs would overwrite a tapped conv output; ours tap ReLUs only
+        self.net, self.weights_description = load_vgg19_features(weights, upto=self.taps[-1])
+        for m in self.net:  # in place: only ReLU outputs are tapped, and no conv output is needed again
             if isinstance(m, nn.ReLU):
-                m.inplace = False
+                m.inplace = True
         self.net.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

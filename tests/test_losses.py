@@ -115,3 +115,20 @@ def test_local_weights_file_is_loaded(tmp_path):
     features, desc = load_vgg19_features(str(tmp_path / "vgg19.pth"))
     torch.testing.assert_close(features[0].weight, net.features[0].weight)
     assert desc.startswith("file ")
+
+
+def test_our_vgg19_layers_are_torchvisions_and_a_truncated_one_loads_a_full_file(tmp_path):
+    from dfc_vae.losses import _vgg19_feature_layers
+
+    ours, theirs = _vgg19_feature_layers(), vgg19(weights=None).features
+    assert [repr(m) for m in ours] == [repr(m) for m in theirs]  # same modules at the same indices
+    torch.manual_seed(3)
+    net = vgg19(weights=None)
+    torch.save(net.state_dict(), tmp_path / "vgg19.pth")
+    features, _ = load_vgg19_features(str(tmp_path / "vgg19.pth"), upto=11)  # VAE-123 stops at relu3_1
+    assert len(features) == 12
+    torch.testing.assert_close(features[10].weight, net.features[10].weight)
+    # random weights do not depend on where the network is cut
+    full, _ = load_vgg19_features("random")
+    cut, _ = load_vgg19_features("random", upto=11)
+    torch.testing.assert_close(cut[10].weight, full[10].weight)
