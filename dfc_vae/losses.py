@@ -174,6 +174,26 @@ class VGGFeatures(nn.Module):
         return out
 
 
+class _SumOfSquaredErrors(torch.autograd.Function):
+    """sum((a - b)^2) with gradient 2 (a - b) for `a` (b is a target: no gradient).
+
+    The same as mse_loss(a, b, reduction="sum") in three passes over memory instead of ~7 (forward:
+    one subtraction and a norm; backward: the saved difference scaled). On a CPU the
+    feature loss of VAE-123 at 64x64 is memory-bound: this is ~12% of a training step.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        diff = a - b
+        ctx.save_for_backward(diff)
+        return torch.linalg.vector_norm(diff).square()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (diff,) = ctx.saved_tensors
+        return diff * (2 * grad), None
+
+
 class DFCLoss(nn.Module):
     """alpha * KL + beta * reconstruction, with per-image sums averaged over the batch (see module doc)."""
 
@@ -187,19 +207,23 @@ class DFCLoss(nn.Module):
     def vgg_weights_description(self) -> str:
         return self.vgg.weights_description if self.vgg is not None else "none (pixel loss)"
 
-    def reconstruction(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Per-image reconstruction term, (B,)."""
+    def reconstruction(self, x: torch.Tensor, recon: torch.Tensor, per_image: bool = True) -> torch.Tensor:
+        """The reconstruction term per image, (B,); or, with per_image=False, its batch mean, computed
+        as one sum over the whole batch / B (the same number, in fewer passes over memory)."""
+        def squared_error(a, b):
+            a, b = a.float(), b.float()
+            if per_image:
+                return (a - b).pow(2).flatten(1).sum(1)
+            return _SumOfSquaredErrors.apply(a, b) / a.shape[0]
+
         if self.vgg is None:
-            return (recon.float() - x.float()).pow(2).flatten(1).sum(1)
+            return squared_error(recon, x)
         with torch.no_grad():
             targets = self.vgg(x)
-        total = 0.0
-        for f_hat, f in zip(self.vgg(recon), targets):
-            total = total + (f_hat.float() - f.float()).pow(2).flatten(1).sum(1)
-        return total
+        return sum(squared_error(f_hat, f) for f_hat, f in zip(self.vgg(recon), targets))
 
     def forward(self, x, recon, mu, logvar) -> dict[str, torch.Tensor]:
         """Returns batch means: 'loss' (to minimize), 'recon' and 'kl'."""
-        rec = self.reconstruction(x, recon).mean()
+        rec = self.reconstruction(x, recon, per_image=False)
         kl = kl_divergence(mu.float(), logvar.float()).mean()
         return {"loss": self.alpha * kl + self.beta * rec, "recon": rec, "kl": kl}

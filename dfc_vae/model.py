@@ -57,8 +57,21 @@ def _encoder_stage(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+class EdgePad(nn.Module):
+    """nn.ReplicationPad2d(1) (repeat the edge pixels once on every side), written with torch.cat.
+
+    The same numbers, but torch.compile (torch 2.14, CPU) mis-states the strides of
+    replication_pad2d's backward on channels_last tensors and fails; with cat, the compiled step
+    works, and eager speed is unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
+        return torch.cat([x[:, :, :, :1], x, x[:, :, :, -1:]], dim=3)
+
+
 def _decoder_stage(c_in: int, c_out: int, last: bool = False) -> nn.Sequential:
-    layers = [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReplicationPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+    layers = [nn.Upsample(scale_factor=2, mode="nearest"), EdgePad(), nn.Conv2d(c_in, c_out, 3)]
     if not last:
         layers += [nn.BatchNorm2d(c_out, eps=1e-3), nn.LeakyReLU(0.2, inplace=True)]
     return nn.Sequential(*layers)

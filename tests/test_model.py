@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from dfc_vae import DFCVAE, ModelConfig, UserError
 
@@ -64,3 +65,16 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
         torch.testing.assert_close(loaded.encode(x)[0], model.encode(x)[0])
     with pytest.raises(UserError, match="export"):
         DFCVAE.from_pretrained(tmp_path / "nothing")
+
+
+def test_edge_pad_is_replication_padding_forward_and_backward():
+    from dfc_vae.model import EdgePad
+
+    x = torch.randn(2, 3, 5, 4).to(memory_format=torch.channels_last).requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    ours, ref = EdgePad()(x), nn.ReplicationPad2d(1)(y)
+    assert torch.equal(ours, ref)
+    g = torch.randn_like(ref)
+    ours.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, y.grad)
