@@ -174,24 +174,25 @@ class VGGFeatures(nn.Module):
         return out
 
 
-class _SumOfSquaredErrors(torch.autograd.Function):
-    """sum((a - b)^2) with gradient 2 (a - b) for `a` (b is a target: no gradient).
+class _SquaredNormOfDifference(torch.autograd.Function):
+    """||t - a||^2, given d = t - a computed beforehand; the gradient for `a` is -2 d (the target
+    t has none).
 
-    The same as mse_loss(a, b, reduction="sum") in three passes over memory instead of ~7 (forward:
-    one subtraction and a norm; backward: the saved difference scaled). On a CPU the
-    feature loss of VAE-123 at 64x64 is memory-bound: this is ~12% of a training step.
+    The same as mse_loss(a, t, reduction="sum") in three passes over memory instead of ~7, and
+    without a new feature-sized tensor when the caller computes d in place in a target it no longer
+    needs (forward: that subtraction and a norm; backward: d scaled). On a CPU the feature loss of
+    VAE-123 at 64x64 is memory-bound: this saves ~12% of a training step and ~110 MB.
     """
 
     @staticmethod
-    def forward(ctx, a, b):
-        diff = a - b
-        ctx.save_for_backward(diff)
-        return torch.linalg.vector_norm(diff).square()
+    def forward(ctx, a, d):
+        ctx.save_for_backward(d)
+        return torch.linalg.vector_norm(d).square()
 
     @staticmethod
     def backward(ctx, grad):
-        (diff,) = ctx.saved_tensors
-        return diff * (2 * grad), None
+        (d,) = ctx.saved_tensors
+        return d * (-2 * grad), None
 
 
 class DFCLoss(nn.Module):
@@ -210,17 +211,20 @@ class DFCLoss(nn.Module):
     def reconstruction(self, x: torch.Tensor, recon: torch.Tensor, per_image: bool = True) -> torch.Tensor:
         """The reconstruction term per image, (B,); or, with per_image=False, its batch mean, computed
         as one sum over the whole batch / B (the same number, in fewer passes over memory)."""
-        def squared_error(a, b):
-            a, b = a.float(), b.float()
+        def squared_error(a, target, target_is_scratch):
+            a = a.float()
             if per_image:
-                return (a - b).pow(2).flatten(1).sum(1)
-            return _SumOfSquaredErrors.apply(a, b) / a.shape[0]
+                return (a - target.float()).pow(2).flatten(1).sum(1)
+            with torch.no_grad():
+                target = target.float()
+                d = target.sub_(a) if target_is_scratch else target - a
+            return _SquaredNormOfDifference.apply(a, d) / a.shape[0]
 
         if self.vgg is None:
-            return squared_error(recon, x)
+            return squared_error(recon, x, target_is_scratch=False)  # x is the caller's batch
         with torch.no_grad():
-            targets = self.vgg(x)
-        return sum(squared_error(f_hat, f) for f_hat, f in zip(self.vgg(recon), targets))
+            targets = self.vgg(x)  # our own temporaries: overwritten by the differences
+        return sum(squared_error(f_hat, f, target_is_scratch=True) for f_hat, f in zip(self.vgg(recon), targets))
 
     def forward(self, x, recon, mu, logvar) -> dict[str, torch.Tensor]:
         """Returns batch means: 'loss' (to minimize), 'recon' and 'kl'."""

@@ -176,6 +176,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     for _ in range(3 if compile else 1):  # warm-up (and compilation)
         step(next(batches))
     _sync(device)
+    _reset_peak_rss()  # the peak below is that of training steps, not of the FLOP count's bookkeeping
     steps, t0 = 0, time.perf_counter()
     while steps < 2 or time.perf_counter() - t0 < seconds:
         last = step(next(batches))
@@ -190,6 +191,14 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return {"loss": loss, "images_per_s": steps * BATCH / dt, "flops_per_step": flops, "steps": steps,
             "peak_rss": peak, "cache_rss": _mapped_bytes(cache.path / "images.npy"), "gpu_peak": gpu_peak}
+
+
+def _reset_peak_rss() -> None:
+    """Start VmHWM (peak resident memory) afresh from the current RSS (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def _mapped_bytes(path: Path) -> int | None:
