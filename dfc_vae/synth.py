@@ -59,7 +59,9 @@ LABEL_ONLY: tuple[str, ...] = tuple(a for a in ATTRIBUTE_NAMES if a not in VISIB
 LAYOUTS = ("official", "torchvision", "kaggle")
 MARKER_NAME = "dfc_vae_synthetic.json"  # written last: its presence means "complete dataset"
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
-FORMAT_VERSION = 2  # 2: Smiling and Mouth_Slightly_Open drawn independently (no teeth)
+FORMAT_VERSION = 3  # 2: Smiling and Mouth_Slightly_Open drawn independently (no teeth);
+#                    3: a smile also blushes round cheeks, eyeglasses get tinted lenses, only an open
+#                       mouth is dark (see docs/synthetic_faces.md, "Format versions")
 JPEG_QUALITY = 92
 
 # CelebA's official partition sizes (list_eval_partition.txt).
@@ -136,6 +138,10 @@ _HAIR_RGB = {  # base colour and per-face jitter range; ranges do not overlap
 _HAT_RGB = ((35, 75, 195), (40, 145, 70), (115, 50, 160), (20, 135, 145), (195, 40, 135))
 _IRIS_RGB = ((90, 55, 30), (45, 32, 25), (70, 110, 165), (80, 120, 80), (120, 90, 45))
 _FRAME_RGB = ((18, 18, 20), (45, 30, 22), (25, 28, 45), (55, 55, 58))
+# Lens tints (format 3): blue / teal / violet greys, away from every skin hue, so a tinted lens
+# shows on light and dark skin alike.
+_LENS_RGB = ((110, 145, 200), (90, 160, 165), (140, 125, 195))
+_BLUSH_RGB = (235, 65, 110)  # a smile's cheeks (format 3) move 50-60% of the way from the skin to it
 # Non-pale skin runs from light tan to dark brown; pale skin is a separate, much whiter tone
 # (high blue channel), so no non-pale face ever falls in the pale range.
 _SKIN_LIGHT, _SKIN_MID, _SKIN_DARK = np.array((226, 182, 150.)), np.array((196, 142, 108.)), np.array((112, 74, 52.))
@@ -168,7 +174,7 @@ class _Draws:
     makes the same calls in the same order whatever its labels (branches choose ranges, never
     whether to draw), so flipping a label never shifts the other random choices."""
 
-    def __init__(self, rng: np.random.Generator, count: int = 80):  # a face uses 62
+    def __init__(self, rng: np.random.Generator, count: int = 80):  # a face uses 65
         self._v = rng.random(count)
         self._i = 0
 
@@ -314,7 +320,7 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
     if open_ and not smile:
         mw *= 0.85
     raise_ = d.u(5.5, 7.5) if smile else d.u(-0.5, 0.5)  # how far the corners rise
-    opening = d.u(6.0, 8.5)
+    opening = d.u(7.0, 9.5)  # format 3: 1 px more than format 2
     lip_up, lip_lo = d.u(2.3, 3.5), d.u(3.0, 4.5)
     # format 1 drew teeth; their four random draws stay, so every later feature keeps its values
     d.u(2.6, 3.4), d.u(225, 245), d.u(222, 240), d.u(210, 228)
@@ -324,6 +330,9 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
     # rate that makes beard and mustache independent among CelebA-like males (see sampling).
     beard_coin = d.u(0, 1)
     beard = not f["No_Beard"] and (not f["Mustache"] or beard_coin < _P_BEARD_MALE)
+    # format 3's draws come last, so every earlier feature keeps its format-2 value
+    blush_t = d.u(0.5, 0.6)  # how far a smile's cheeks move towards _BLUSH_RGB
+    lens, lens_a = d.pick(_LENS_RGB), d.u(0.45, 0.55)  # eyeglasses: tint colour and opacity
 
     img = Image.new("RGB", (W, H), bg)
     c = _Canvas(img, scale, dx, dy)
@@ -358,6 +367,14 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
         for side in (-1, 1):
             c.ellipse(cx + side * hw * 0.98, 117, 5.5, 10, fill=_shade(skin, 0.93))
     c.poly(head_x, head_y, fill=skin)
+
+    eye_x = (cx - 0.5 - eye_dx, cx - 0.5 + eye_dx)
+    if smile:  # format 3: the cheeks bunch up into round blushed apples under the eyes, outside the
+        # smile folds: an area large enough to survive a 32x32 face, independent of the mouth's opening
+        # and a little below where eyeglasses reach
+        cheek = _mix(skin, _BLUSH_RGB, blush_t)
+        for side, ex in zip((-1, 1), eye_x):
+            c.ellipse(ex + side * 2.5, eye_y + 18, 9.5, 5.5, fill=cheek)
 
     # Beard: jaw and chin below the mouth corners, leaving the upper lip (mustache's place) bare.
     corner_y = mouth_y - raise_
@@ -401,8 +418,7 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
 
     # Brows and eyes.
     eyes = []
-    for side in (-1, 1):
-        ex = cx - 0.5 + side * eye_dx
+    for side, ex in zip((-1, 1), eye_x):
         eyes.append((ex, eye_y))
         by = eye_y - brow_gap
         c.line([ex - side * 9, ex + side * 1, ex + side * 9.5], [by + 1.5, by - brow_arch, by + 0.5], fill=brow, width=brow_w)
@@ -412,9 +428,15 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
         c.line([ex - eye_rx, ex - eye_rx * 0.3, ex + eye_rx * 0.3, ex + eye_rx],
                [eye_y + 0.5, eye_y - eye_ry - 0.3, eye_y - eye_ry - 0.3, eye_y + 0.5], fill=_shade(skin, 0.45), width=1.4)
 
-    if f["Eyeglasses"]:  # thick dark frames, bridge and temple arms
+    if f["Eyeglasses"]:  # tinted lenses (format 3), thick dark frames, bridge and temple arms
+        mask = Image.new("L", (W, H), 0)
+        lens_draw = ImageDraw.Draw(mask)
+        for ex, ey in eyes:
+            lens_draw.rounded_rectangle((float(c.x(ex - 12.5)), float(c.y(ey - 8)), float(c.x(ex + 12.5)),
+                                         float(c.y(ey + 8))), radius=4 * c.s, fill=int(round(255 * lens_a)))
+        img.paste(Image.new("RGB", (W, H), lens), mask=mask)
         for side, (ex, ey) in zip((-1, 1), eyes):
-            c.rrect(ex - 12.5, ey - 8, ex + 12.5, ey + 8, 4, outline=frame, width=3.2)
+            c.rrect(ex - 12.5, ey - 8, ex + 12.5, ey + 8, 4, outline=frame, width=3.6)
             c.line([ex - side * 12.5, cx + side * hw * 0.99], [ey - 3, ey - 5], fill=frame, width=2.2)
         c.line([eyes[0][0] + 12.5, cx, eyes[1][0] - 12.5], [eyes[0][1] - 2, eyes[0][1] - 4, eyes[1][1] - 2], fill=frame, width=3)
 
@@ -457,7 +479,8 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
     if open_:
         c.poly(np.r_[mxs, mxs[::-1]], np.r_[upper, lower_[::-1]], fill=(55, 18, 22))
     else:
-        c.line(mxs, mid, fill=_shade(lip, 0.4), width=2.8)
+        # format 3: a lighter, thinner line than format 2's, so that only an open mouth is dark
+        c.line(mxs, mid, fill=_shade(lip, 0.62), width=2.0)
 
     if f["Wearing_Hat"]:  # a coloured dome over the top of the head, a band and a brim
         dome_top = hair_top - 4  # covers all the hair on top

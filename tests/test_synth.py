@@ -198,8 +198,9 @@ def _pair(attr: str, k: int, base_changes: dict | None = None) -> tuple[np.ndarr
 REGIONS = {
     "Eyeglasses": (30, 90, 150, 132), "Wearing_Lipstick": (55, 135, 125, 175), "Bangs": (35, 60, 145, 108),
     "Wearing_Hat": (10, 25, 170, 100),
-    # the mouth's shape also moves the inner edge of a beard, which reaches out to the jaw
-    "Smiling": (35, 122, 145, 180), "Mouth_Slightly_Open": (35, 122, 145, 180), "Mustache": (35, 122, 145, 180),
+    # the mouth's shape also moves the inner edge of a beard, which reaches out to the jaw; a smile
+    # also blushes the cheeks just below the eyes (format 3)
+    "Smiling": (35, 115, 145, 180), "Mouth_Slightly_Open": (35, 122, 145, 180), "Mustache": (35, 122, 145, 180),
 }
 
 
@@ -241,6 +242,25 @@ def test_the_four_mouths_differ():
             assert (np.abs(mouths[a] - mouths[b]).max(axis=2) > 40).sum() > 40, (a, b)
 
 
+def test_smile_cheeks_and_open_mouth_are_drawn_apart():
+    """Format 3's smile also blushes the cheeks; the open mouth never reaches them, so the cheeks look
+    the same whether the mouth is open or not (the two attributes stay additive)."""
+    for k in range(1, 13):
+        rng = synth._face_rng(7, k)
+        labels = {**sample_attributes(rng), "No_Beard": 1, "Mustache": -1}  # facial hair follows the lips
+        state = rng.bit_generator.state
+        img = {}
+        for smile in (-1, 1):
+            for open_ in (-1, 1):
+                rng.bit_generator.state = state
+                img[smile, open_] = np.asarray(render_face({**labels, "Smiling": smile, "Mouth_Slightly_Open": open_}, rng),
+                                               dtype=np.int16)[:139]
+        for smile in (-1, 1):
+            assert (img[smile, 1] == img[smile, -1]).all(), k
+        cheeks = np.abs(img[1, -1] - img[-1, -1]).max(axis=2)[115:139] > 20
+        assert cheeks.sum() > 150, k  # both blushed cheeks, well above the mouth
+
+
 def test_label_only_attributes_leave_the_pixels_alone():
     for attr in LABEL_ONLY:
         for k in range(1, 7):
@@ -252,7 +272,8 @@ def test_label_only_attributes_leave_the_pixels_alone():
 def test_pale_skin_is_apart_from_every_other_skin():
     def cheek(pale: int, k: int) -> np.ndarray:
         rng = synth._face_rng(2, k)
-        labels = {**sample_attributes(rng), "Pale_Skin": pale, "No_Beard": 1, "Mustache": -1}
+        # no smile: its blushed cheeks (format 3) are not the skin tone
+        labels = {**sample_attributes(rng), "Pale_Skin": pale, "No_Beard": 1, "Mustache": -1, "Smiling": -1}
         return np.asarray(render_face(labels, rng), dtype=float)[125:135, 55:62].reshape(-1, 3).mean(0)
     pale = np.array([cheek(1, k) for k in range(1, 40)])
     other = np.array([cheek(-1, k) for k in range(1, 40)])
