@@ -61,7 +61,7 @@ MARKER_NAME = "dfc_vae_synthetic.json"  # written last: its presence means "comp
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
 FORMAT_VERSION = 3  # 2: Smiling and Mouth_Slightly_Open drawn independently (no teeth);
 #                    3: a smile also blushes round cheeks, eyeglasses get tinted lenses, only an open
-#                       mouth is dark (see docs/synthetic_faces.md, "Format versions")
+#                       mouth is dark, painted lips are fuller (see docs/synthetic_faces.md, "Format versions")
 JPEG_QUALITY = 92
 
 # CelebA's official partition sizes (list_eval_partition.txt).
@@ -322,6 +322,8 @@ def render_face_annotated(labels: Mapping[str, int] | Sequence[int], rng: np.ran
     raise_ = d.u(5.5, 7.5) if smile else d.u(-0.5, 0.5)  # how far the corners rise
     opening = d.u(7.0, 9.5)  # format 3: 1 px more than format 2
     lip_up, lip_lo = d.u(2.3, 3.5), d.u(3.0, 4.5)
+    if f["Wearing_Lipstick"]:  # format 3: painted lips are fuller, so the colour survives a 32x32 face
+        lip_up, lip_lo = lip_up * 1.6, lip_lo * 1.6
     # format 1 drew teeth; their four random draws stay, so every later feature keeps its values
     d.u(2.6, 3.4), d.u(225, 245), d.u(222, 240), d.u(210, 228)
     light_a, light_b, light_g = d.u(-0.07, 0.07), d.u(-0.07, 0.07), d.u(0.96, 1.04)
