@@ -53,9 +53,7 @@ class DemoSettings:
 
 def _imagenet_available(timeout: float = 10.0) -> bool:
     """Whether torchvision's VGG19 ImageNet weights are cached or can be downloaded now."""
-    from torchvision.models import VGG19_Weights
-
-    url = VGG19_Weights.IMAGENET1K_V1.url
+    from .losses import VGG19_IMAGENET_URL as url
     if (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file():
         return True
     host = url.split("/")[2]
