@@ -41,6 +41,9 @@ class TrainConfig:
     seed: int = _opt(0, "seed of initialization, data order and sampling")
     device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
     compile: bool = _opt(False, "run the model through torch.compile")
+    precision: str = _opt("auto", "arithmetic of the training step: bf16 (autocast; fp32 weights and optimizer) or fp32; "
+                          "auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere",
+                          choices=("auto", "bf16", "fp32"))
     log_every: int = _opt(20, "read losses (a host sync) and append a metrics row every N steps")
     checkpoint_every: int = _opt(500, "also save the latest checkpoint every N steps (0: at epoch ends only)")
     max_steps: int = _opt(0, "stop after N optimizer steps in all (0: no limit)")

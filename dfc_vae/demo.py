@@ -192,7 +192,8 @@ def _report(s, vgg, run, clf, scored, visible, f5, f6, numbers, times, wall) -> 
              f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5), {s.epochs} epochs, "
              f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps.",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-             f"({torch.get_num_threads()} threads), device {run.device}. Wall time: **{wall:.0f} s** "
+             f"({torch.get_num_threads()} threads), device {run.device}, training arithmetic "
+             f"{run.meta.get('precision', 'fp32')}. Wall time: **{wall:.0f} s** "
              f"({', '.join(f'{k} {v:.0f}s' for k, v in times.items())}).", "",
              "## Targets (test split)", "", "| measure | value | target | met |", "|---|---|---|---|"]
     for key, (op, target, text) in TARGETS.items():

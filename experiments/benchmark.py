@@ -7,10 +7,11 @@ Rows:
           (2 workers, the usual PyTorch pipeline) against dfc_vae's first pass (decode once into
           the uint8 cache) and its cached epochs (random batches gathered from the cache);
   train   images/s of one training step (forward, loss, backward, Adam) at batch 64, 64x64, for
-          vae123, vae345 and pvae; FLOPs per step counted from the model itself
+          vae123, vae345 and pvae, in fp32 (CPU) and in bf16 where training uses it (CUDA, CPUs
+          with native bf16); FLOPs per step counted from the model itself
           (torch.utils.flop_counter over one whole step, VGG included) and the achieved FLOP/s
-          divided by this machine's dense matmul FLOP/s measured here (utilization, as nanoGPT's
-          estimate_mfu); peak resident memory of the training process;
+          divided by this machine's dense matmul FLOP/s in the same precision, measured here
+          (utilization, as nanoGPT's estimate_mfu); peak resident memory of the training process;
   encode  encoder inference images/s (what attribute vectors over all of CelebA cost).
 The faces are synthetic (dfc_vae.synth) and VGG19 has random weights (speed does not depend on
 them); the table says so.
@@ -39,23 +40,38 @@ LOSSES = ("vae123", "vae345", "pvae")
 # ----------------------------------------------------------------------------- machine peak
 
 
-def matmul_peak(device: torch.device, seconds: float = 3.0) -> tuple[float, str]:
-    """Dense matmul FLOP/s: fp32 on CPU, bf16 on CUDA (the precision training runs in there)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    n = 8192 if device.type == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> tuple[float, str]:
+    """The machine's dense matmul FLOP/s in `dtype`: the fastest of torch.matmul on square matrices
+    (BLAS: MKL on x86 CPUs, cuBLAS) and, on a CPU, the same matrix product through oneDNN (the
+    convolution library, as a 1x1 convolution), since on some CPUs (AMD EPYC here) oneDNN's kernels
+    outrun MKL's: the higher the peak, the stricter the utilization ratio."""
+    results = []
+    for n in ((4096, 8192) if device.type == "cuda" else (1024, 2048, 4096)):
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        results.append((_rate(lambda: a @ b, 2 * n**3, device, seconds), f"{n}x{n} torch.matmul"))
+    if device.type == "cpu":  # (64*32*32 x 1024) @ (1024 x 1024) through oneDNN
+        x = torch.randn(64, 1024, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(1024, 1024, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        flops = 2 * 64 * 32 * 32 * 1024 * 1024
+        results.append((_rate(lambda: torch.nn.functional.conv2d(x, w), flops, device, seconds),
+                        "65536x1024 @ 1024x1024 through oneDNN (1x1 convolution)"))
+    best, what = max(results)
+    return best, f"{str(dtype).removeprefix('torch.')} {what}; best of " + ", ".join(f"{r / 1e9:.0f}" for r, _ in results)
+
+
+def _rate(fn, flops: float, device: torch.device, seconds: float) -> float:
+    for _ in range(2):  # warm-up
+        fn()
     _sync(device)
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        a @ b
+        fn()
         reps += 1
         if device.type == "cuda" and reps % 20:
             continue
         _sync(device)
     _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0), f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul"
+    return flops * reps / (time.perf_counter() - t0)
 
 
 def _sync(device):
@@ -112,13 +128,13 @@ def cached_epoch_rates(cache, device: torch.device, flip: bool) -> tuple[float, 
     return epochs([0]), epochs([1, 2, 3])
 
 
-def encode_rate(cache, device: torch.device, images: int = 8192) -> float:
+def encode_rate(cache, device: torch.device, precision: str, images: int = 8192) -> float:
     from dfc_vae.model import DFCVAE
     from dfc_vae.train import autocast_for
 
     model = DFCVAE().to(device, memory_format=torch.channels_last).eval()
     x = cache.images[: min(images, len(cache.ids))]
-    with torch.no_grad(), autocast_for(device):
+    with torch.no_grad(), autocast_for(device, precision):
         for i in range(2):  # warm-up
             model.encode(_batch(x[:256], device))
         _sync(device)
@@ -136,7 +152,7 @@ def _batch(u8: np.ndarray, device) -> torch.Tensor:
 # ----------------------------------------------------------------------------- training rows
 
 
-def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, compile: bool) -> dict:
+def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, compile: bool, precision: str) -> dict:
     """Time training steps of `loss` (run in its own process, so its peak memory is its own)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -157,7 +173,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
     loss_fn = DFCLoss(loss, vgg_weights="random").to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, device)
-    forward_loss = make_step_fn(TrainStep(model), loss_fn, device, compile)
+    forward_loss = make_step_fn(TrainStep(model), loss_fn, device, compile, precision)
 
     def step(x):
         out, _ = forward_loss(x, torch.randn(BATCH, cfg.latent_dim, device=device))
@@ -167,7 +183,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
         return out["loss"]
 
     batches = (x for epoch in range(10**6) for x in source.batches(epoch))
-    eager = make_step_fn(TrainStep(model), loss_fn, device, compile=False)
+    eager = make_step_fn(TrainStep(model), loss_fn, device, compile=False, precision=precision)
     with FlopCounterMode(display=False) as counter:  # one eager step: FLOPs of the math itself
         out, _ = eager(next(batches), torch.randn(BATCH, cfg.latent_dim, device=device))
         out["loss"].backward()
@@ -216,9 +232,9 @@ def _mapped_bytes(path: Path) -> int | None:
     return total
 
 
-def run_train_worker(loss, cache, device, seconds, compile) -> dict:
+def run_train_worker(loss, cache, device, seconds, compile, precision) -> dict:
     cmd = [sys.executable, __file__, "--_train-worker", loss, "--_cache", str(cache.path), "--device", str(device),
-           "--train-seconds", str(seconds)] + (["--compile"] if compile else [])
+           "--train-seconds", str(seconds), "--precision", precision] + (["--compile"] if compile else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"training worker for {loss} failed:\n{out.stderr[-3000:]}")
@@ -246,6 +262,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-seconds", type=float, default=25.0, help="timed seconds per training row")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--compile", action="store_true", help="time training through torch.compile")
+    p.add_argument("--precision", default="all", choices=("all", "fp32", "bf16"),
+                   help="training rows' arithmetic: all = fp32 and, where the hardware has native bf16, bf16 "
+                        "(each against the matmul peak of its own precision)")
     p.add_argument("--losses", default=",".join(LOSSES), help="training rows to time, comma-separated ('' for none)")
     p.add_argument("--work", help="folder for the synthetic faces (kept for later runs) and the cache "
                                   "(default: a temporary folder)")
@@ -253,12 +272,16 @@ def main(argv=None) -> int:
     p.add_argument("--_train-worker", help=argparse.SUPPRESS)
     p.add_argument("--_cache", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from dfc_vae.train import resolve_device
+    from dfc_vae.train import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     if args._train_worker:
-        print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile)))
+        print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile,
+                                      args.precision)))
         return 0
+    precisions = [args.precision]
+    if args.precision == "all":  # fp32 on a CPU, and bf16 wherever training uses it by default
+        precisions = (["fp32"] if device.type == "cpu" else []) + (["bf16"] if resolve_precision("auto", device) == "bf16" else [])
 
     from dfc_vae.synth import render_celeba
 
@@ -271,7 +294,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         root = render_celeba(faces / "celeba", n=args.n, seed=0, progress=False)  # torchvision's layout too
         print(f"{args.n} synthetic faces ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        peak, peak_what = matmul_peak(device)
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        peaks = {prec: matmul_peak(device, dtypes[prec]) for prec in precisions}
         rows = []
         tv = torchvision_loader_rate(faces, args.baseline_images)
         rows.append(("data", "torchvision CelebA + CenterCrop/Resize/ToTensor, DataLoader 2 workers", tv, "1.0x"))
@@ -283,24 +307,26 @@ def main(argv=None) -> int:
             what = "with --flip (random horizontal flips)" if flip else "default (no flips)"
             rows.append(("data", f"dfc_vae cached epochs 2-4, {what}: batches of {BATCH} on {device.type} "
                          f"(epoch 1, mapping the cache's pages: {first:,.0f} images/s)", later, f"{later / tv:.0f}x"))
-        trains = []
-        for loss in filter(None, args.losses.split(",")):
-            r = run_train_worker(loss, cache, device, args.train_seconds, args.compile)
-            util = r["images_per_s"] / BATCH * r["flops_per_step"] / peak
-            mem = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
-            if r["cache_rss"] is not None:
-                mem += f" = {(r['peak_rss'] - r['cache_rss']) / 2**30:.2f} GiB + the cache's {r['cache_rss'] / 2**30:.2f} GiB"
-            if r["gpu_peak"]:
-                mem += f", GPU {r['gpu_peak'] / 2**30:.2f} GiB"
-            rows.append(("train", f"{loss}, batch {BATCH}, {SIZE}x{SIZE}: {r['flops_per_step'] / 1e9:.0f} GFLOP/step, {mem}",
-                         r["images_per_s"], f"{util:.0%} of peak"))
-            trains.append(r)
-        enc = encode_rate(cache, device)
-        rows.append(("encode", "encoder inference (posterior means), batch 256", enc, ""))
+        for prec in precisions:
+            peak = peaks[prec][0]
+            for loss in filter(None, args.losses.split(",")):
+                r = run_train_worker(loss, cache, device, args.train_seconds, args.compile, prec)
+                util = r["images_per_s"] / BATCH * r["flops_per_step"] / peak
+                mem = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
+                if r["cache_rss"] is not None:
+                    mem += f" = {(r['peak_rss'] - r['cache_rss']) / 2**30:.2f} GiB + the cache's {r['cache_rss'] / 2**30:.2f} GiB"
+                if r["gpu_peak"]:
+                    mem += f", GPU {r['gpu_peak'] / 2**30:.2f} GiB"
+                rows.append(("train", f"{loss}, {prec}, batch {BATCH}, {SIZE}x{SIZE}: {r['flops_per_step'] / 1e9:.0f} GFLOP/step, "
+                             f"{mem}", r["images_per_s"], f"{util:.0%} of the {prec} peak"))
+        enc_precision = resolve_precision("auto", device)
+        enc = encode_rate(cache, device, enc_precision)
+        rows.append(("encode", f"encoder inference (posterior means), batch 256, {enc_precision}", enc, ""))
         cache_gib = cache.images.nbytes / 2**30
 
     header = [f"machine: {machine(device)}; torch {torch.__version__}",
-              f"matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({peak_what})",
+              *(f"{prec} matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({what})"
+                for prec, (peak, what) in peaks.items()),
               f"data: {args.n} synthetic faces (dfc_vae.synth, not CelebA), cache {cache_gib:.3f} GiB; "
               f"VGG19 with RANDOM weights (speed does not depend on them)"
               + ("; training through torch.compile" if args.compile else "")]

@@ -43,6 +43,27 @@ def test_vgg_is_frozen_cut_after_the_deepest_tap_and_stays_in_eval():
     assert not taps.training
 
 
+def test_vgg_under_bf16_autocast_gives_autocasts_numbers_from_weights_cast_once():
+    taps = VGGFeatures(LOSS_LAYERS["vae123"], weights="random")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        h, expected = (x - taps.mean) / taps.std, []
+        for i, layer in enumerate(taps.net):  # autocast casting the fp32 weights at each call
+            h = layer(h)
+            if i in taps.taps:
+                expected.append(h)
+        got = taps(x)
+        cast_copy = taps._cast[1]
+        taps(x)
+        assert taps._cast[1] is cast_copy  # made once
+    for g, e in zip(got, expected):
+        assert g.dtype == torch.bfloat16
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+    assert taps.net[0].weight.dtype == torch.float32  # the module's own weights stay fp32
+    with torch.no_grad():
+        assert all(f.dtype == torch.float32 for f in taps(x))  # and serve calls outside autocast
+
+
 def test_random_vgg_weights_are_the_same_every_time():
     a, _ = load_vgg19_features("random")
     b, desc = load_vgg19_features("random")
@@ -69,6 +90,28 @@ def test_feature_loss_gradients_reach_the_reconstruction_only():
     out["loss"].backward()
     assert recon.grad is not None and recon.grad.abs().sum() > 0
     assert x.grad is None  # the target's features are computed without grad
+
+
+def test_chunked_feature_loss_on_cpu_equals_one_pass_over_the_batch(monkeypatch):
+    """On a CPU the training loss runs VGG forward and backward in chunks of images; the loss and the
+    gradient that reaches the reconstruction are those of one pass over the whole batch."""
+    import dfc_vae.losses as losses
+
+    torch.manual_seed(0)
+    loss = DFCLoss("vae123", vgg_weights="random")
+    x = torch.rand(7, 3, 32, 32)
+    results = []
+    for chunk_images in (3, 7):  # 3, 3 and 1 images; then the whole batch at once
+        monkeypatch.setattr(losses, "CPU_CHUNK_BYTES", chunk_images * 64 * 4 * 32 * 32)
+        assert losses._images_per_chunk(x) == chunk_images
+        recon = x.flip(3).clone().requires_grad_()
+        (value := loss.reconstruction(x, recon, per_image=False)).backward()
+        results.append((value.detach(), recon.grad))
+    (chunked, chunked_grad), (whole, whole_grad) = results
+    torch.testing.assert_close(chunked, whole, rtol=2e-5, atol=0)  # float sums in another order
+    torch.testing.assert_close(chunked_grad, whole_grad)
+    assert chunked_grad.abs().sum() > 0
+    torch.testing.assert_close(chunked, loss.reconstruction(x, x.flip(3)).mean(), rtol=2e-5, atol=0)  # per image (eval)
 
 
 def test_active_units_counts_dimensions_that_vary():

@@ -67,9 +67,12 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
         DFCVAE.from_pretrained(tmp_path / "nothing")
 
 
-def test_edge_pad_is_replication_padding_forward_and_backward():
+@pytest.mark.parametrize("compiling", [False, True])
+def test_edge_pad_is_replication_padding_forward_and_backward(compiling, monkeypatch):
+    """Eagerly and in the torch.cat form that a torch.compile graph gets."""
     from dfc_vae.model import EdgePad
 
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
     x = torch.randn(2, 3, 5, 4).to(memory_format=torch.channels_last).requires_grad_()
     y = x.detach().clone().requires_grad_()
     ours, ref = EdgePad()(x), nn.ReplicationPad2d(1)(y)

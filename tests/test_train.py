@@ -10,7 +10,7 @@ from dfc_vae.checkpoint import load_checkpoint
 from dfc_vae.cli import main
 from dfc_vae.config import TrainConfig
 from dfc_vae.data import prepare_cache
-from dfc_vae.train import train
+from dfc_vae.train import resolve_precision, train
 
 TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0)
 
@@ -46,6 +46,7 @@ def test_training_lowers_the_loss_and_writes_the_run_directory(synth_root, cache
     assert [int(r["epoch"]) for r in epochs] == [1, 2, 3]
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["meta"]["vgg_weights"] == "random" and ckpt["meta"]["synthetic"] is True
+    assert ckpt["meta"]["precision"] == resolve_precision("auto", torch.device("cpu"))
     assert {"model", "optimizer", "rng", "step", "epoch", "batch_in_epoch"} <= set(ckpt)
 
 
@@ -163,3 +164,28 @@ def test_compiled_step_matches_the_eager_step():
     scale = max(float(g.abs().max()) for g in eager_grads)  # conv biases before BatchNorm have ~0 gradients
     for a, b in zip(compiled_grads, eager_grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_precision_auto_is_bf16_where_the_cpu_computes_it_natively_and_a_bf16_step_tracks_fp32():
+    from dfc_vae.losses import DFCLoss
+    from dfc_vae.model import DFCVAE, ModelConfig
+    from dfc_vae.train import TrainStep, make_step_fn
+
+    cpu = torch.device("cpu")
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    x = torch.rand(8, 32, 32, 3).permute(0, 3, 1, 2)  # channels_last, as batches come
+    eps = torch.randn(8, 100)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = DFCVAE(ModelConfig(image_size=32)).to(memory_format=torch.channels_last)
+        loss_fn = DFCLoss("vae123", vgg_weights="random").to(memory_format=torch.channels_last)
+        out, _ = make_step_fn(TrainStep(model), loss_fn, cpu, precision=precision)(x, eps)
+        out["loss"].backward()
+        results[precision] = (out["loss"].detach(), torch.cat([p.grad.flatten() for p in model.parameters()]))
+    (loss32, grad32), (loss16, grad16) = results["fp32"], results["bf16"]
+    assert loss16.dtype == torch.float32  # the loss is summed in fp32 whatever the step's arithmetic
+    torch.testing.assert_close(loss16, loss32, rtol=0.02, atol=0)
+    assert torch.nn.functional.cosine_similarity(grad16, grad32, dim=0) > 0.99
