@@ -1,9 +1,13 @@
-"""The figure scripts treat bad input as the CLI does: one line, exit status 2, nothing written."""
+"""The experiment scripts: the figure scripts treat bad input as the CLI does (one line, exit status 2,
+nothing written); the benchmark runs end to end at a tiny size."""
 
 import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
+
+from dfc_vae.train import resolve_precision
 
 
 def _script(name):
@@ -38,3 +42,29 @@ def test_fig5_on_a_missing_run(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_benchmark_prints_and_writes_every_row_at_a_tiny_size(tmp_path, capsys):
+    """The benchmark's one command, shrunk (timings are not judged here: docs/benchmarks.md holds them)."""
+    bench = _script("benchmark")
+    out = tmp_path / "bench.md"
+    assert bench.main(["--n", "160", "--baseline-images", "128", "--losses", "pvae", "--train-seconds", "0",
+                       "--device", "cpu", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    table = out.read_text()
+    assert table in capsys.readouterr().out
+    assert "synthetic faces (dfc_vae.synth, not CelebA)" in table and "RANDOM weights" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| what")]
+    precisions = ["fp32"] + (["bf16"] if resolve_precision("auto", torch.device("cpu")) == "bf16" else [])
+    assert [r.split(" | ")[0] for r in rows] == ["| data"] * 4 + ["| train"] * len(precisions) + ["| encode"]
+    for prec, row in zip(precisions, [r for r in rows if r.startswith("| train")]):
+        assert f"pvae, {prec}, batch 64" in row and f"of the {prec} matmul peak" in row
+    for row in rows:  # every rate measured, none zero
+        assert float(row.split(" | ")[2].replace(",", "")) > 0
+
+
+def test_benchmark_refuses_a_baseline_shorter_than_two_batches(capsys):
+    bench = _script("benchmark")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--baseline-images", "64"])
+    assert e.value.code == 2
+    assert "--baseline-images must be at least 128" in capsys.readouterr().err
