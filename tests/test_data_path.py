@@ -34,6 +34,29 @@ def test_reduced_scale_decode_matches_a_full_decode(synth_root):
             assert shifted > 2 * err.mean()
 
 
+def test_fast_jpeg_path_makes_exactly_the_pixels_of_pils_path(synth_root, tmp_path, monkeypatch):
+    """The first pass decodes JPEGs with simplejpeg; PIL decodes everything else. Same pixels, so a
+    cache and `load_face` agree whichever path made them."""
+    from PIL import Image
+
+    import dfc_vae.data as data
+
+    paths = sorted((synth_root / "img_align_celeba").iterdir())[:6]
+    gray = tmp_path / "gray.jpg"
+    Image.open(paths[0]).convert("L").save(gray, quality=95)
+    png = tmp_path / "face.png"
+    Image.open(paths[1]).save(png)
+    assert data._decode_jpeg_scaled(gray, 64, "official") is not None  # grayscale JPEGs take the fast path
+    assert data._decode_jpeg_scaled(png, 64, "official") is None  # other formats go to PIL
+    for size in (32, 64, 128):
+        for crop in ("official", "center148"):
+            fast = data.load_faces(paths + [gray, png], size, crop)
+            with monkeypatch.context() as m:
+                m.setattr(data, "_decode_jpeg_scaled", lambda *args: None)
+                pil = data.load_faces(paths + [gray, png], size, crop)
+            assert np.array_equal(fast, pil), (size, crop)
+
+
 def _source(images, n_train=40, batch=8, **kw):
     return BatchSource(images, np.arange(n_train), batch, torch.device("cpu"), **kw)
 
