@@ -97,7 +97,7 @@ def _face_in(pixels: np.ndarray, box, size: int, image=None) -> tuple[np.ndarray
 
 def _decode_jpeg_scaled(path: str | Path, size: int, crop: str) -> tuple[np.ndarray, bool] | None:
     """The fast path of `_decode_face` for ordinary JPEGs: simplejpeg (libjpeg-turbo's TurboJPEG API,
-    ~1.7x PIL's decode with draft at 1/2 scale), with the same DCT scaling, so the same pixels.
+    ~1.6x PIL's decode with draft at 1/2 scale), with the same DCT scaling, so the same pixels.
     None for anything else (other formats, CMYK, damaged files, images over PIL's decompression-bomb
     limit), which PIL then decodes -- or refuses with its own errors."""
     with open(path, "rb") as f:
