@@ -280,7 +280,8 @@ class DFCLoss(nn.Module):
         """sum over images (and VGG layers) of the squared differences, in three passes over memory
         per layer: the differences are computed in place in our own target features."""
         if self.vgg is None:
-            return _SquaredNormOfDifference.apply(recon.float(), x.float() - recon.float())
+            recon = recon.float()
+            return _SquaredNormOfDifference.apply(recon, x.float() - recon)
         with torch.no_grad():
             targets = self.vgg(x)  # our own temporaries: overwritten by the differences
         total = 0

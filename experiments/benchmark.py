@@ -302,9 +302,10 @@ def main(argv=None) -> int:
         print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile,
                                       args.precision)))
         return 0
+    default_precision = resolve_precision("auto", device)  # what training and inference use here by default
     precisions = [args.precision]
     if args.precision == "all":  # fp32 on a CPU, and bf16 wherever training uses it by default
-        precisions = (["fp32"] if device.type == "cpu" else []) + (["bf16"] if resolve_precision("auto", device) == "bf16" else [])
+        precisions = (["fp32"] if device.type == "cpu" else []) + (["bf16"] if default_precision == "bf16" else [])
 
     from dfc_vae.synth import render_celeba
 
@@ -344,9 +345,8 @@ def main(argv=None) -> int:
                 rows.append(("train", f"{loss}, {prec}, batch {BATCH}, {SIZE}x{SIZE}: {r['flops_per_step'] / 1e9:.0f} GFLOP/step, "
                              f"{mem}", r["images_per_s"],
                              f"{util:.0%} of the {prec} matmul peak ({util * peak / conv_peaks[prec]:.0%} of the 3x3 conv's)"))
-        enc_precision = resolve_precision("auto", device)
-        enc = encode_rate(cache, device, enc_precision)
-        rows.append(("encode", f"encoder inference (posterior means), batch 256, {enc_precision}", enc, ""))
+        enc = encode_rate(cache, device, default_precision)
+        rows.append(("encode", f"encoder inference (posterior means), batch 256, {default_precision}", enc, ""))
         cache_gib = cache.images.nbytes / 2**30
 
     header = [f"machine: {machine(device)}; torch {torch.__version__}",
