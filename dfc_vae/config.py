@@ -37,6 +37,8 @@ class TrainConfig:
     lr: float = _opt(5e-4, "Adam learning rate (paper: 5e-4)")
     beta1: float = _opt(0.5, "Adam beta1 (paper: 0.5)")
     beta2: float = _opt(0.999, "Adam beta2")
+    lr_halving: int = _opt(0, "halve the learning rate every N epochs, the official code's intended schedule (a loop bug "
+                              "there halved it at every step of even epochs); 0: constant, as the paper")
     flip: bool = _opt(False, "random horizontal flips of training batches")
     seed: int = _opt(0, "seed of initialization, data order and sampling")
     device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
@@ -66,6 +68,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every", "latent_dim", "base_channels"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.lr_halving < 0:
+            raise UserError(f"lr_halving must be 0 (constant) or a number of epochs (got {self.lr_halving})")
         if self.lr <= 0:
             raise UserError(f"lr must be positive (got {self.lr})")
         self.model_config()

@@ -99,7 +99,7 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     from .attributes import compute_attribute_vectors
     from .classifier import classifier_for_run
     from .config import TrainConfig
-    from .figures import figure5, figure6, headline
+    from .figures import figure5, figure6, headline, prior_gap
     from .run import load_run
     from .synth import VISIBLE_ATTRIBUTES, render_celeba
     from .train import train
@@ -112,7 +112,7 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     times = {}
 
     def step(k: int, text: str):
-        say(f"[{k}/7 {time.perf_counter() - t0:5.0f}s] {text}")
+        say(f"[{k}/8 {time.perf_counter() - t0:5.0f}s] {text}")
 
     def done(name: str, since: float):
         times[name] = round(time.perf_counter() - since, 1)
@@ -160,10 +160,15 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     f6 = figure6(run, data, vectors, clf, figs / "fig6_arithmetic.png", n_faces=s.faces_per_edit, n_show=s.show,
                  seed=s.seed, cache_dir=cache_dir, progress=progress)
     done("fig6", t)
+    step(8, "the prior gap: Figure 5's fake -> fake rows with their ends drawn from the training posteriors")
+    t = time.perf_counter()
+    gap = prior_gap(run, data, clf, n_faces=s.faces_per_edit, seed=s.seed, cache_dir=cache_dir, progress=progress)
+    write_json(figs / "prior_gap.json", gap)
+    done("prior_gap", t)
     numbers = headline(f5.summary, f6.summary)
     wall = time.perf_counter() - t0
     report = out / "report.md"
-    write_text(report, _report(s, vgg, run, clf, scored, VISIBLE_ATTRIBUTES, f5.summary, f6.summary, numbers, times, wall))
+    write_text(report, _report(s, vgg, run, clf, scored, VISIBLE_ATTRIBUTES, f5.summary, f6.summary, gap, numbers, times, wall))
     write_json(out / MARKER, {"status": "done", "settings": s.__dict__, "vgg_weights": vgg, "numbers": numbers,
                               "targets_met": targets_met(numbers),
                               "times_s": times, "wall_s": round(wall, 1)})
@@ -182,7 +187,7 @@ def targets_met(numbers: dict) -> dict[str, bool]:
             for k, (op, t, _) in TARGETS.items() if k in numbers}
 
 
-def _report(s, vgg, run, clf, scored, visible, f5, f6, numbers, times, wall) -> str:
+def _report(s, vgg, run, clf, scored, visible, f5, f6, gap, numbers, times, wall) -> str:
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     lines = ["# dfc-vae demo report", "",
              "**How this was made:** synthetic cartoon faces rendered by `dfc_vae.synth` (not CelebA), "
@@ -234,7 +239,20 @@ def _report(s, vgg, run, clf, scored, visible, f5, f6, numbers, times, wall) -> 
         own = pct(r["monotone_own_attribute"]) + f" ({r['own_attribute']})" if "own_attribute" in r else "-"
         lines.append(f"| {name} | {r['faces']} | {pct(r['monotone'])} ({r['rows_with_changing_scores']}) | {own} | "
                      f"{pct(r['monotone_all_attributes'])} |")
+    agg = gap["aggregate_posterior"]
+    ev, mo = agg["covariance_eigenvalues"], agg["second_moment_per_dimension"]
+    lines += ["", "### The prior gap: fake -> fake rows with other ends", "",
+              f"The same rows and judge, with both ends drawn four ways (posteriors of {gap['fit_faces']} faces of "
+              f"the {gap['split']} split). Where rows between real faces' posteriors are monotone and rows between "
+              "prior samples are not, the prior's samples land where the encoder puts no faces. The aggregate "
+              "posterior's covariance "
+              f"has eigenvalues {ev['min']:.2f} to {ev['max']:.2f} (median {ev['median']:.2f}) and E[z_j^2] "
+              f"{mo['min']:.2f} to {mo['max']:.2f} per dimension, against all 1 under N(0, I).", "",
+              "| ends of the rows | monotone, changing scores (rows) | most frequent failing scores |", "|---|---|---|"]
+    for name, r in gap["sources"].items():
+        top = ", ".join(f"{k} {v}" for k, v in list(r["failing_scores"].items())[:3]) or "-"
+        lines.append(f"| {name} | {pct(r['monotone'])} ({r['rows_with_changing_scores']}) | {top} |")
     lines += ["", "Per-cell classifier probabilities: `figures/fig5_interpolation.csv`, `figures/fig6_arithmetic.csv`; "
-              "summaries: the `.json` files beside them. Rows with fewer faces than asked for are limited by the "
-              "test split (eyeglasses are on 6.5% of faces, as in CelebA).", ""]
+              "summaries: the `.json` files beside them (the prior gap: `figures/prior_gap.json`). Rows with fewer "
+              "faces than asked for are limited by the test split (eyeglasses are on 6.5% of faces, as in CelebA).", ""]
     return "\n".join(lines)

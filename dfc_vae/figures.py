@@ -130,12 +130,18 @@ class _Faces:
         return x[torch.from_numpy(np.argsort(order))]
 
     @torch.no_grad()
+    def posterior(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D) posterior means and (B, D) log-variances, eval mode."""
+        model = self.run.model.eval()
+        out = [model.encode(self.images(rows[i:i + 256]).to(self.run.device)) for i in range(0, len(rows), 256)]
+        if not out:
+            empty = torch.zeros(0, self.run.config.latent_dim, device=self.run.device)
+            return empty, empty
+        return torch.cat([m for m, _ in out]).float(), torch.cat([v for _, v in out]).float()
+
     def encode(self, rows: np.ndarray) -> torch.Tensor:
         """(B, D) posterior means, eval mode."""
-        model = self.run.model.eval()
-        out = [model.encode(self.images(rows[i:i + 256]).to(self.run.device))[0].float()
-               for i in range(0, len(rows), 256)]
-        return torch.cat(out) if out else torch.zeros(0, self.run.config.latent_dim, device=self.run.device)
+        return self.posterior(rows)[0]
 
     def ids(self, rows: np.ndarray) -> list[str]:
         return [str(self.ann.index[r]) for r in rows]
@@ -162,6 +168,40 @@ def _monotone(p: torch.Tensor, tol: float = MONOTONE_TOL) -> torch.Tensor:
     """p: (B, K) scores along rows -> (B,) bool: non-decreasing, or non-increasing, within tol."""
     d = p[:, 1:] - p[:, :-1]
     return (d >= -tol).all(1) | (d <= tol).all(1)
+
+
+def _prior_ends(n: int, dim: int, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two ends of n fake -> fake rows, z ~ N(0, I), deterministic per (seed, salt)."""
+    g = torch.Generator().manual_seed(seed * 1000 + salt)
+    return torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+
+
+def interpolation_measures(probs: torch.Tensor, scored: list[str], trusted: list[str], attribute: str | None = None) -> dict:
+    """The Fig. 5 measures (module docstring) of B rows of scores, probs (B, K, len(scored))."""
+    good = [scored.index(n) for n in trusted]
+    per_attr = _monotone(probs.permute(0, 2, 1).reshape(-1, probs.shape[1])).view(len(probs), -1)  # (B, A)
+    pred = probs > 0.5
+    # the scores that change along a row: attributes whose predicted label differs at the ends,
+    # and the row's own attribute; rows where nothing changes are left out of this share
+    moving = pred[:, 0] != pred[:, -1]
+    if attribute:
+        moving[:, scored.index(attribute)] = True
+    moving[:, [i for i in range(len(scored)) if i not in good and scored[i] != attribute]] = False
+    has_moving = moving.any(1)
+    mono_moving = (per_attr | ~moving).all(1)
+    failing = (moving & ~per_attr).sum(0)
+    info = {"faces": int(len(probs)),
+            "monotone": float(mono_moving[has_moving].float().mean()) if has_moving.any() else float("nan"),
+            "rows_with_changing_scores": int(has_moving.sum()),
+            "monotone_all_attributes": float(per_attr[:, good].all(1).float().mean()),
+            "failing_scores": {scored[i]: int(failing[i]) for i in failing.argsort(descending=True).tolist()
+                               if failing[i]}}
+    if attribute:
+        t = scored.index(attribute)
+        info["monotone_own_attribute"] = float(per_attr[:, t].float().mean())
+        info["own_attribute"] = attribute
+        info["classifier_trusted"] = attribute in trusted
+    return info
 
 
 @dataclass
@@ -216,9 +256,7 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
     endpoints = endpoints or {}
     for salt, row in enumerate(rows):
         if row.left is None:  # fake -> fake: both ends from the prior
-            g = torch.Generator().manual_seed(seed * 1000 + salt)
-            z0 = torch.randn(n_faces, run.config.latent_dim, generator=g)
-            z1 = torch.randn(n_faces, run.config.latent_dim, generator=g)
+            z0, z1 = _prior_ends(n_faces, run.config.latent_dim, seed, salt)
             left_ids = [f"z{i}a" for i in range(n_faces)]
             right_ids = [f"z{i}b" for i in range(n_faces)]
             ends = None
@@ -240,27 +278,7 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
         z = interpolate(z0, z1, alphas, method)  # (B, K, D)
         probs, shown = _decode_and_score(run, z, classifier, cols, n_show)
         tables.append(_table("fig5", row.name, left_ids, right_ids, alphas, probs, scored))
-        good = [scored.index(n) for n in trusted]
-        per_attr = _monotone(probs.permute(0, 2, 1).reshape(-1, probs.shape[1])).view(len(z), -1)  # (B, A)
-        pred = probs > 0.5
-        # the scores that change along a row: attributes whose predicted label differs at the ends,
-        # and the row's own attribute; rows where nothing changes are left out of this share
-        moving = pred[:, 0] != pred[:, -1]
-        if row.attribute:
-            moving[:, scored.index(row.attribute)] = True
-        moving[:, [i for i in range(len(scored)) if i not in good and scored[i] != row.attribute]] = False
-        has_moving = moving.any(1)
-        mono_moving = (per_attr | ~moving).all(1)
-        info = {"faces": int(len(z)),
-                "monotone": float(mono_moving[has_moving].float().mean()) if has_moving.any() else float("nan"),
-                "rows_with_changing_scores": int(has_moving.sum()),
-                "monotone_all_attributes": float(per_attr[:, good].all(1).float().mean())}
-        if row.attribute:
-            t = scored.index(row.attribute)
-            info["monotone_own_attribute"] = float(per_attr[:, t].float().mean())
-            info["own_attribute"] = row.attribute
-            info["classifier_trusted"] = row.attribute in trusted
-        summary["rows"][row.name] = info
+        summary["rows"][row.name] = interpolation_measures(probs, scored, trusted, row.attribute)
         for i in range(min(n_show, len(z))):
             decoded = to_uint8(shown[i])
             lcell, rcell = (ends[0][i], ends[1][i]) if ends else (blank, blank)
@@ -277,6 +295,58 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
                                                   / sum(r["faces"] for r in data_rows))
     title = f"Fig. 5 ({method} interpolation, alpha = 0 ... 1 in {steps} steps; real inputs at the ends of data rows), rows:"
     return _finish(run, faces, out, title, [r.name for r in rows], n_show, cells, tables, summary)
+
+
+# ----------------------------------------------------------------------------- the prior gap
+
+
+def aggregate_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of the aggregate posterior, the equal mixture of the faces' posteriors
+    N(mu_i, diag exp(logvar_i)): E[mu] and Cov(mu) (over the faces) + the mean of the variances."""
+    mean = mu.mean(0)
+    centred = mu - mean
+    return mean, centred.T @ centred / len(mu) + torch.diag(logvar.exp().mean(0))
+
+
+def prior_gap(run, data, classifier, n_faces: int = 300, fit_faces: int = 4000, seed: int = 0, steps: int = 11,
+              split: str = "train", cache_dir=None, progress: bool = True) -> dict:
+    """Fig. 5's fake -> fake measure with the rows' ends drawn four ways, from the prior to where the
+    encoder puts faces: z ~ N(0, I) (the same ends as figure5's fake rows at this seed); the Gaussian
+    fitted to the aggregate posterior of `fit_faces` faces of `split` (the same normal draws, mapped);
+    posterior samples, and posterior means, of random faces of `split`. Where the last rows score far
+    above the first, fake rows fail because prior samples land where the encoder puts no faces (the
+    'prior hole' problem), not because of the interpolation or of the decoder on faces."""
+    if n_faces < 1 or fit_faces < 2:
+        raise UserError(f"need at least 1 row and 2 fitted faces (got {n_faces} and {fit_faces})")
+    faces = _Faces(run, data, split, cache_dir, progress)
+    scored = _columns(classifier, [])
+    cols = [classifier.column(n) for n in scored]
+    fit = np.sort(faces.pool[np.random.default_rng([seed, 7]).permutation(len(faces.pool))[:fit_faces]])
+    mu, logvar = (t.cpu() for t in faces.posterior(fit))
+    mean, cov = aggregate_posterior(mu, logvar)
+    d = run.config.latent_dim
+    p0, p1 = _prior_ends(n_faces, d, seed, next(i for i, r in enumerate(FIG5_ROWS) if r.left is None))
+    root = torch.linalg.cholesky(cov)
+    g = torch.Generator().manual_seed(seed * 1000 + 99)
+    i0, i1 = torch.randint(len(mu), (n_faces,), generator=g), torch.randint(len(mu), (n_faces,), generator=g)
+    sample = lambda i: mu[i] + (0.5 * logvar[i]).exp() * torch.randn(len(i), d, generator=g)  # noqa: E731
+    ends = {"N(0, I) (the figure's fake -> fake rows)": (p0, p1),
+            "Gaussian fitted to the aggregate posterior": (mean + p0 @ root.T, mean + p1 @ root.T),
+            "posterior samples of random faces": (sample(i0), sample(i1)),
+            "posterior means of random faces": (mu[i0], mu[i1])}
+    sources = {}
+    for name, (z0, z1) in ends.items():
+        probs, _ = _decode_and_score(run, interpolate(z0, z1, default_alphas(steps)), classifier, cols, 0)
+        sources[name] = interpolation_measures(probs, scored, classifier.scored()) | {
+            "mean_norm_of_ends": round(float(torch.cat([z0, z1]).norm(dim=1).mean()), 3)}
+    eig = torch.linalg.eigvalsh(cov)
+    moment = (mu ** 2 + logvar.exp()).mean(0)  # E[z_j^2] per latent dimension; 1 under N(0, I)
+    return {"sources": sources, "split": split, "fit_faces": len(fit), "seed": seed, "scored_attributes": scored,
+            "aggregate_posterior": {
+                "covariance_eigenvalues": {"min": float(eig[0]), "median": float(eig.median()), "max": float(eig[-1])},
+                "second_moment_per_dimension": {"min": float(moment.min()), "median": float(moment.median()),
+                                                "max": float(moment.max())},
+                "norm_of_mean": float(mean.norm())}}
 
 
 def script_parser(description: str):

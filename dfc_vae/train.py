@@ -292,6 +292,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     t_start = t_last
     model.train()
     while epoch < cfg.epochs and step < total_steps:
+        for group in optimizer.param_groups:  # from the epoch alone, so a resumed run gets the same rate
+            group["lr"] = learning_rate(cfg, epoch)
         for x in source.batches(epoch, batch_in_epoch):
             eps = torch.randn(cfg.batch_size, cfg.latent_dim, device=device)  # the global batch's noise
             eps = eps[rank * len(x):(rank + 1) * len(x)]
@@ -369,6 +371,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def autocast_for(device: torch.device, precision: str):
     """bf16 autocast (convolutions and matmuls in bf16, fp32 master weights) or plain fp32."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The rate of the 0-based `epoch`: halved every cfg.lr_halving epochs. The official code meant
+    `if epoch % 2 == 0 then lr = lr / 2` once per even (1-based) epoch, so it is lr / 2 ** ((epoch + 1) // N)."""
+    return cfg.lr * 0.5 ** ((epoch + 1) // cfg.lr_halving) if cfg.lr_halving else cfg.lr
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:

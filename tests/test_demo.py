@@ -12,15 +12,17 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
             "--vgg-weights", "random"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for k in range(1, 8):
-        assert f"[{k}/7" in printed  # progress through every step
+    for k in range(1, 9):
+        assert f"[{k}/8" in printed  # progress through every step
     for name in ("fig5_interpolation", "fig6_arithmetic"):
         for ext in ("png", "csv", "json"):
             assert (out / "figures" / f"{name}.{ext}").is_file()
+    assert (out / "figures" / "prior_gap.json").is_file()
     assert (out / "run" / "classifier" / "model.safetensors").is_file()
     assert (out / "run" / "attributes_train.safetensors").is_file()
     report = (out / "report.md").read_text()
     assert "RANDOM" in report and "synthetic" in report and "figures/fig6_arithmetic.png" in report
+    assert "The prior gap" in report and "posterior means of random faces" in report
     state = json.loads((out / "demo.json").read_text())
     assert state["status"] == "done" and set(state["targets_met"]) <= {
         "flip_Smiling", "flip_Eyeglasses", "others_changed_max_edit", "monotone_rows"}

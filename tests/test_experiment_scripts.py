@@ -2,6 +2,8 @@
 nothing written); the benchmark runs end to end at a tiny size."""
 
 import importlib.util
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,26 @@ def test_fig5_on_a_missing_run(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_prior_gap_prints_and_writes_its_measures_and_refuses_bad_counts(tiny_trained_run, synth_root, cache_dir,
+                                                                        tmp_path, capsys):
+    from dfc_vae.classifier import FOLDER, train_classifier
+
+    run = shutil.copytree(tiny_trained_run, tmp_path / "run")
+    # the script uses the run's classifier; the default one needs more faces than the tiny root has
+    train_classifier(synth_root, 32, cache_dir=cache_dir, epochs=1, batch_size=16, progress=False).save(run / FOLDER)
+    gap = _script("prior_gap")
+    args = ["--run", str(run), "--data", str(synth_root), "--cache-dir", str(cache_dir)]
+    gap.main([*args, "--faces", "4", "--fit-faces", "40", "--out", str(tmp_path / "gap.json")])
+    out = capsys.readouterr().out
+    assert "posterior means of random faces" in out and "aggregate posterior of 40 train faces" in out
+    assert len(json.loads((tmp_path / "gap.json").read_text())["sources"]) == 4
+    with pytest.raises(SystemExit) as e:
+        gap.main([*args, "--faces", "0", "--out", str(tmp_path / "none.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "at least 1 row" in err[0]
+    assert not (tmp_path / "none.json").exists()
 
 
 def test_benchmark_prints_and_writes_every_row_at_a_tiny_size(tmp_path, capsys):

@@ -9,8 +9,8 @@ from PIL import Image
 from dfc_vae.attributes import compute_attribute_vectors
 from dfc_vae.classifier import train_classifier
 from dfc_vae.data import load_face, to_tensor
-from dfc_vae.figures import (FIG5_ROWS, _monotone, compose, edit_measures, figure5, figure6, measure_edits,
-                             parse_edit)
+from dfc_vae.figures import (FIG5_ROWS, _monotone, aggregate_posterior, compose, edit_measures, figure5, figure6,
+                             interpolation_measures, measure_edits, parse_edit, prior_gap)
 from dfc_vae.images import to_uint8
 from dfc_vae.run import load_run
 
@@ -78,6 +78,37 @@ def test_edit_measures_on_known_scores():
     assert edit_measures(p, names, "Smiling", +1, trusted=["Smiling", "Bangs"])["others_changed"] == 0
     assert _monotone(torch.tensor([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1], [0.1, 0.9, 0.2], [0.5, 0.48, 0.6]])).tolist() == [
         True, True, False, True]
+
+
+def test_interpolation_measures_on_known_scores():
+    names = ["Smiling", "Male", "Bangs"]
+    p = torch.zeros(3, 3, 3)  # 3 rows x 3 alphas
+    p[:, :, 0] = torch.tensor([[0.1, 0.5, 0.9], [0.1, 0.9, 0.6], [0.2, 0.3, 0.4]])  # monotone, not, no flip
+    p[2, :, 1] = torch.tensor([0.9, 0.2, 0.3])  # Male flips on row 2, rising again by 0.1 (> tolerance)
+    m = interpolation_measures(p, names, trusted=names)
+    assert m["rows_with_changing_scores"] == 3 and m["monotone"] == pytest.approx(1 / 3)
+    assert m["failing_scores"] == {"Smiling": 1, "Male": 1}
+    assert interpolation_measures(p, names, trusted=["Smiling", "Bangs"])["rows_with_changing_scores"] == 2
+
+
+def test_aggregate_posterior_of_a_known_mixture():
+    mu = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    logvar = torch.tensor([[0.5, 1.0], [0.5, 1.0]]).log()
+    mean, cov = aggregate_posterior(mu, logvar)
+    assert torch.allclose(mean, torch.zeros(2)) and torch.allclose(cov, torch.diag(torch.tensor([1.5, 1.0])))
+
+
+def test_prior_gap_uses_the_figures_fake_rows_and_judge(tiny, synth_root, cache_dir):
+    run, clf, _ = tiny
+    fig = figure5(run, synth_root, clf, None, n_faces=6, cache_dir=cache_dir, progress=False).summary["rows"]
+    gap = prior_gap(run, synth_root, clf, n_faces=6, fit_faces=50, cache_dir=cache_dir, progress=False)
+    assert gap["fit_faces"] == 50 and len(gap["sources"]) == 4
+    prior, fitted = list(gap["sources"].values())[:2]
+    fake = fig[FIG5_ROWS[-1].name]
+    assert prior["faces"] == 6 and prior["rows_with_changing_scores"] == fake["rows_with_changing_scores"]
+    assert prior["monotone_all_attributes"] == fake["monotone_all_attributes"]
+    assert prior["monotone"] == pytest.approx(fake["monotone"], nan_ok=True)
+    assert prior["mean_norm_of_ends"] != fitted["mean_norm_of_ends"]
 
 
 def test_bad_edit_spec_is_a_user_error():

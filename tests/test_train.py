@@ -10,7 +10,8 @@ from dfc_vae.checkpoint import load_checkpoint
 from dfc_vae.cli import main
 from dfc_vae.config import TrainConfig
 from dfc_vae.data import prepare_cache
-from dfc_vae.train import resolve_precision, train
+from dfc_vae.errors import UserError
+from dfc_vae.train import learning_rate, resolve_precision, train
 
 TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0)
 
@@ -50,8 +51,16 @@ def test_training_lowers_the_loss_and_writes_the_run_directory(synth_root, cache
     assert {"model", "optimizer", "rng", "step", "epoch", "batch_in_epoch"} <= set(ckpt)
 
 
+def test_learning_rate_halving_follows_the_official_codes_intent():
+    assert [learning_rate(TrainConfig(lr=4e-4, lr_halving=2), e) for e in range(5)] == [4e-4, 2e-4, 2e-4, 1e-4, 1e-4]
+    assert [learning_rate(TrainConfig(lr=4e-4, lr_halving=0), e) for e in range(3)] == [4e-4] * 3
+    with pytest.raises(UserError, match="lr_halving"):
+        TrainConfig(lr_halving=-1).validate()
+
+
 def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_root, cache_dir, tmp_path):
-    cfg = dict(data=str(synth_root), loss="pvae", cache_dir=str(cache_dir), **TINY)
+    # lr_halving=2: the resumed second epoch must run at the halved rate, as the uninterrupted one did
+    cfg = dict(data=str(synth_root), loss="pvae", cache_dir=str(cache_dir), lr_halving=2, **TINY)
     straight = train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **cfg), progress=False)
     train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg), progress=False)
     resumed = train(TrainConfig(out=str(tmp_path / "b"), epochs=2, **cfg), resume=True, progress=False)
@@ -59,6 +68,8 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_r
     b = load_checkpoint(resumed / "checkpoints" / "latest.pt")["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    for run in (straight, resumed):
+        assert load_checkpoint(run / "checkpoints" / "latest.pt")["optimizer"]["param_groups"][0]["lr"] == 5e-4 / 2
     assert _rows(straight / "metrics.csv") != [] and len(_rows(straight / "metrics.csv")) == len(_rows(resumed / "metrics.csv"))
 
 
