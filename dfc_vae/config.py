@@ -37,9 +37,13 @@ class TrainConfig:
     lr: float = _opt(5e-4, "Adam learning rate (paper: 5e-4)")
     beta1: float = _opt(0.5, "Adam beta1 (paper: 0.5)")
     beta2: float = _opt(0.999, "Adam beta2")
-    lr_halving: int = _opt(0, "halve the learning rate every N epochs, the official code's intended schedule (a loop bug "
-                              "there halved it at every step of even epochs); 0: constant, as the paper")
+    lr_halving: int = _opt(0, "halve the learning rate at the start of epochs N, 2N, 3N, ... (N = 2: the official code's "
+                              "intended schedule; a misplaced line there halves it at every step of even epochs); "
+                              "0: constant, as the paper")
     flip: bool = _opt(False, "random horizontal flips of training batches")
+    calibrate_latent: bool = _opt(True, "at every epoch's end, shift and scale each latent dimension so that the training "
+                                  "faces' posteriors have mean 0 and E[z^2] = 1, as N(0, I): reconstructions unchanged, "
+                                  "KL lower, prior samples where the faces are (model.py; not in the paper)")
     seed: int = _opt(0, "seed of initialization, data order and sampling")
     device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
     compile: bool = _opt(False, "run the model through torch.compile")

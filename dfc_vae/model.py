@@ -8,6 +8,16 @@ upsample + conv to RGB with no BatchNorm and no output activation (as the offici
 
 Images cross this boundary as (B, 3, S, S) floats with pixels in [0, 1]; the decoder's output is
 in the same space but unclamped.
+
+Two views of the latent (our addition, not the paper's): training sees the heads' raw latent
+(`encode_raw`, `decode_raw`, `forward`); `encode` and `decode` see it through a per-dimension
+calibration z = (raw - shift) * scale, fitted after training by `calibrate_latent` so that the
+training faces' aggregate posterior has mean 0 and E[z_j^2] = 1 in every dimension, as N(0, I) has.
+The decoder undoes the map, so decode(encode(x)) is unchanged, while the KL term can only fall: a
+per-dimension shift and scale that the decoder's first linear layer absorbs leaves the
+reconstruction alone, and the KL's minimum over them is exactly that mean and second moment (the
+optimizer approaches it only slowly: its gradient is tiny next to the reconstruction's). Until
+fitted, the calibration is the identity.
 """
 
 from __future__ import annotations
@@ -100,16 +110,38 @@ class DFCVAE(nn.Module):
             _decoder_stage(rev[-1], 3, last=True),
         )
         self.apply(_init_official)
+        self.register_buffer("latent_shift", torch.zeros(config.latent_dim))
+        self.register_buffer("latent_scale", torch.ones(config.latent_dim))
+        self.register_load_state_dict_pre_hook(_identity_calibration_if_missing)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) pixels in [0, 1] -> posterior mean and log-variance, each (B, latent_dim)."""
+    def encode_raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training view: (B, 3, S, S) pixels in [0, 1] -> the heads' posterior mean and log-variance."""
         h = self.encoder(x)
         return self.fc_mu(h), self.fc_logvar(h)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> (B, 3, S, S) pixels, nominally in [0, 1] (not clamped)."""
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """The training view: (B, latent_dim) raw latent -> (B, 3, S, S) pixels, nominally in [0, 1] (not clamped)."""
         h = self.fc_decode(z).view(z.shape[0], -1, 4, 4)
         return self.decoder(h)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) pixels in [0, 1] -> posterior mean and log-variance, each (B, latent_dim), in the
+        calibrated latent (module docstring)."""
+        mu, logvar = self.encode_raw(x)
+        return (mu - self.latent_shift) * self.latent_scale, logvar + 2 * self.latent_scale.log()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) calibrated latent -> (B, 3, S, S) pixels, nominally in [0, 1] (not clamped)."""
+        return self.decode_raw(z / self.latent_scale + self.latent_shift)
+
+    @torch.no_grad()
+    def calibrate_latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        """Fit the calibration to posteriors from `encode_raw` (N, latent_dim): afterwards their
+        aggregate posterior, seen through `encode`, has mean 0 and E[z_j^2] = 1 per dimension."""
+        mean = mu.mean(0)
+        second_moment = ((mu - mean) ** 2 + logvar.exp()).mean(0)
+        self.latent_shift.copy_(mean)
+        self.latent_scale.copy_(second_moment.rsqrt())
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -117,8 +149,9 @@ class DFCVAE(nn.Module):
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+        """The training view: (reconstruction, raw mean, raw log-variance)."""
+        mu, logvar = self.encode_raw(x)
+        return self.decode_raw(self.reparameterize(mu, logvar)), mu, logvar
 
     # --- safe model files: safetensors weights + a JSON config, never pickle ---
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> None:
@@ -148,6 +181,12 @@ class DFCVAE(nn.Module):
         except RuntimeError as e:
             raise UserError(f"{weights_path} does not fit its config.json ({str(e).splitlines()[0]}); re-export the model") from e
         return model.eval()
+
+
+def _identity_calibration_if_missing(module, state_dict, prefix, *args) -> None:
+    """Models saved before the latent calibration existed load with the identity calibration."""
+    for name, fill in (("latent_shift", 0.0), ("latent_scale", 1.0)):
+        state_dict.setdefault(prefix + name, torch.full_like(getattr(module, name), fill))
 
 
 def _init_official(m: nn.Module) -> None:

@@ -4,7 +4,9 @@ Reads top to bottom: set-up (devices, processes, run directory), data, model, th
 Everything a run makes goes into its run directory:
   config.json     resolved settings + provenance (data, VGG weights, versions)
   metrics.csv     a row every `log_every` steps: loss, recon, kl, active units, images/s
-  epochs.csv      a row per epoch: the same on a fixed held-out set, in eval mode
+  epochs.csv      a row per epoch: the same on a fixed held-out set, in eval mode, through the latent's
+                  calibration (model.py), fitted at every epoch's end on up to CALIBRATION_IMAGES training
+                  faces (their mean KL per image before and after it: kl_uncalibrated, kl_calibrated)
   checkpoints/    latest.pt (also every `checkpoint_every` steps) and epoch_NNN.pt
   grids/          epoch_NNN_recon.png (inputs above reconstructions), epoch_NNN_samples.png (z ~ N(0, I))
 """
@@ -17,6 +19,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +39,13 @@ from .losses import DFCLoss, active_units, kl_divergence
 from .model import DFCVAE
 
 METRIC_COLUMNS = ["step", "epoch", "loss", "recon", "kl", "active_units", "images_per_s", "elapsed_s"]
-EPOCH_COLUMNS = ["epoch", "step", "eval_loss", "eval_recon", "eval_kl", "active_units", "images"]
+EPOCH_COLUMNS = ["epoch", "step", "eval_loss", "eval_recon", "eval_kl", "active_units", "images", "kl_uncalibrated",
+                 "kl_calibrated"]
 # Settings a resumed run may change; everything else must match the run's config.json.
 RESUMABLE_OVERRIDES = {"epochs", "max_steps", "log_every", "checkpoint_every", "device", "compile", "precision",
-                       "skip_bad_batches", "workers", "cache_dir", "data", "out"}
+                       "calibrate_latent", "skip_bad_batches", "workers", "cache_dir", "data", "out"}
 EVAL_IMAGES = 1024
+CALIBRATION_IMAGES = 10_000  # per-dimension means and second moments to ~1.4% (sqrt(2 / n))
 
 
 class TrainingDiverged(UserError):
@@ -126,9 +131,9 @@ class TrainStep(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor):
-        mu, logvar = self.model.encode(x)
+        mu, logvar = self.model.encode_raw(x)  # training sees the raw latent (model.py: calibration)
         z = mu + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps (Kingma & Welling 2014, Sec. 2.4)
-        return self.model.decode(z), mu, logvar
+        return self.model.decode_raw(z), mu, logvar
 
 
 def _distributed() -> tuple[int, int, bool]:
@@ -168,6 +173,8 @@ def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
 
 
 def merge_resume_config(saved: dict, cfg: TrainConfig) -> TrainConfig:
+    # a setting newer than the run is missing from its config.json: the run had its default
+    saved = {f.name: f.default for f in fields(TrainConfig)} | saved
     changed = [k for k, v in cfg.to_dict().items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v]
     if changed:
         k = changed[0]
@@ -240,6 +247,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         eval_idx = train_idx[:EVAL_IMAGES]
     source = BatchSource(cache.images, train_idx, cfg.batch_size, device, cfg.seed, cfg.flip, rank, world)
     eval_x = to_tensor(cache.images[np.sort(eval_idx)])
+    calibration_idx = np.sort(train_idx[:CALIBRATION_IMAGES])
 
     # --- model, loss, optimizer (channels_last: batches arrive NHWC-strided from the cache)
     model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
@@ -335,8 +343,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             epoch += 1
             batch_in_epoch = 0
             if is_main:
+                calibration = fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
                 summary = evaluate_fixed_set(model, loss_fn, eval_x, device, autocast)
-                epochs_log.append({"epoch": epoch, "step": step, **summary})
+                epochs_log.append({"epoch": epoch, "step": step, **summary, **calibration})
                 save_epoch_grids(model, eval_x, run / "grids", epoch, cfg.seed, device, caption)
                 save_checkpoint(run, payload(), epoch_name=f"epoch_{epoch:03d}.pt")
                 tqdm.write(f"epoch {epoch}: eval loss {summary['eval_loss']:.4g}, recon {summary['eval_recon']:.4g}, "
@@ -346,6 +355,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         break
     bar.close()
     if is_main and batch_in_epoch:  # stopped inside an epoch (max_steps): keep where we are
+        fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
         save_checkpoint(run, payload())
     if world > 1:
         dist.barrier()
@@ -434,6 +444,22 @@ class _Window:
         self.sums.zero_(), self.mu_sum.zero_(), self.mu_sq.zero_()
         self.steps = self.n = 0
         return row
+
+
+@torch.no_grad()
+def fit_latent_calibration(model: DFCVAE, images: np.ndarray, rows: np.ndarray, device, enabled: bool = True) -> dict:
+    """Fit the model's latent calibration (model.py) to the eval-mode posteriors of images[rows]
+    (uint8 cache rows); returns their mean KL per image in the raw and the calibrated latent.
+    Touches no random state, no BatchNorm statistics and nothing the optimizer sees, so training,
+    and resuming it, go on exactly as without it. `enabled=False` keeps the identity."""
+    if not enabled:
+        return {}
+    model.eval()
+    out = [model.encode_raw(to_tensor(images[rows[i:i + 512]]).to(device)) for i in range(0, len(rows), 512)]
+    mu, logvar = (torch.cat(t).float() for t in zip(*out))
+    model.calibrate_latent(mu, logvar)
+    calibrated = ((mu - model.latent_shift) * model.latent_scale, logvar + 2 * model.latent_scale.log())
+    return {"kl_uncalibrated": float(kl_divergence(mu, logvar).mean()), "kl_calibrated": float(kl_divergence(*calibrated).mean())}
 
 
 @torch.no_grad()

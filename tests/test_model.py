@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from dfc_vae import DFCVAE, ModelConfig, UserError
+from dfc_vae.losses import kl_divergence
 
 
 @pytest.mark.parametrize("size,stages", [(32, 3), (64, 4), (128, 5)])
@@ -65,6 +66,36 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
         torch.testing.assert_close(loaded.encode(x)[0], model.encode(x)[0])
     with pytest.raises(UserError, match="export"):
         DFCVAE.from_pretrained(tmp_path / "nothing")
+
+
+def test_latent_calibration_standardizes_the_posteriors_and_leaves_reconstructions_alone():
+    torch.manual_seed(0)
+    model = DFCVAE(ModelConfig(image_size=32, latent_dim=8)).eval()
+    with torch.no_grad():  # an uncalibrated-looking latent: shifted and spread unevenly
+        model.fc_mu.bias.copy_(torch.linspace(-2, 2, 8))
+        model.fc_mu.weight.mul_(torch.linspace(0.5, 40, 8)[:, None])
+    x = torch.rand(64, 3, 32, 32)
+    with torch.no_grad():
+        raw = model.encode_raw(x)
+        assert all(torch.equal(a, b) for a, b in zip(model.encode(x), raw))  # identity until fitted
+        before = model.decode(model.encode(x)[0])
+        kl_before = kl_divergence(*raw).mean()
+        model.calibrate_latent(*raw)
+        mu, logvar = model.encode(x)
+        torch.testing.assert_close(mu.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+        torch.testing.assert_close((mu ** 2 + logvar.exp()).mean(0), torch.ones(8), atol=1e-4, rtol=0)
+        torch.testing.assert_close(model.decode(mu), before, atol=1e-4, rtol=1e-4)  # the decoder undoes the map
+        torch.testing.assert_close(model(x)[1], raw[0])  # training still sees the raw latent
+    assert kl_divergence(mu, logvar).mean() < kl_before
+
+
+def test_a_model_saved_before_the_calibration_loads_with_the_identity():
+    model = DFCVAE(ModelConfig(image_size=32, latent_dim=8))
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("latent_")}
+    fresh = DFCVAE(ModelConfig(image_size=32, latent_dim=8))
+    fresh.latent_scale.fill_(3.0)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.latent_scale, torch.ones(8)) and torch.equal(fresh.latent_shift, torch.zeros(8))
 
 
 @pytest.mark.parametrize("compiling", [False, True])

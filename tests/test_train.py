@@ -1,6 +1,7 @@
 """Training end to end on tiny synthetic faces, the run directory, resume, and the CLI's errors."""
 
 import csv
+import json
 import shutil
 
 import pytest
@@ -45,7 +46,10 @@ def test_training_lowers_the_loss_and_writes_the_run_directory(synth_root, cache
     assert {"step", "loss", "recon", "kl", "active_units"} <= set(rows[0])
     epochs = _rows(run / "epochs.csv")
     assert [int(r["epoch"]) for r in epochs] == [1, 2, 3]
+    # the latent calibration, fitted at every epoch's end, can only lower the KL
+    assert all(float(r["kl_calibrated"]) <= float(r["kl_uncalibrated"]) for r in epochs)
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert not torch.equal(ckpt["model"]["latent_scale"], torch.ones(16))
     assert ckpt["meta"]["vgg_weights"] == "random" and ckpt["meta"]["synthetic"] is True
     assert ckpt["meta"]["precision"] == resolve_precision("auto", torch.device("cpu"))
     assert {"model", "optimizer", "rng", "step", "epoch", "batch_in_epoch"} <= set(ckpt)
@@ -62,7 +66,10 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_r
     # lr_halving=2: the resumed second epoch must run at the halved rate, as the uninterrupted one did
     cfg = dict(data=str(synth_root), loss="pvae", cache_dir=str(cache_dir), lr_halving=2, **TINY)
     straight = train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **cfg), progress=False)
-    train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg), progress=False)
+    first = train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg), progress=False)
+    saved = json.loads((first / "config.json").read_text())
+    del saved["config"]["calibrate_latent"]  # as a run made before that setting existed
+    (first / "config.json").write_text(json.dumps(saved))
     resumed = train(TrainConfig(out=str(tmp_path / "b"), epochs=2, **cfg), resume=True, progress=False)
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")["model"]
     b = load_checkpoint(resumed / "checkpoints" / "latest.pt")["model"]
@@ -71,6 +78,13 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_r
     for run in (straight, resumed):
         assert load_checkpoint(run / "checkpoints" / "latest.pt")["optimizer"]["param_groups"][0]["lr"] == 5e-4 / 2
     assert _rows(straight / "metrics.csv") != [] and len(_rows(straight / "metrics.csv")) == len(_rows(resumed / "metrics.csv"))
+
+
+def test_without_calibration_the_latent_stays_raw(synth_root, cache_dir, tmp_path):
+    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), loss="pvae", epochs=1, max_steps=2,
+                            cache_dir=str(cache_dir), calibrate_latent=False, **TINY), progress=False)
+    model = load_checkpoint(run / "checkpoints" / "latest.pt")["model"]
+    assert torch.equal(model["latent_scale"], torch.ones(16)) and torch.equal(model["latent_shift"], torch.zeros(16))
 
 
 def test_cli_train_sample_reconstruct(synth_root, cache_dir, tmp_path, capsys):
