@@ -127,7 +127,10 @@ class DFCVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) pixels in [0, 1] -> posterior mean and log-variance, each (B, latent_dim), in the
         calibrated latent (module docstring)."""
-        mu, logvar = self.encode_raw(x)
+        return self.calibrated(*self.encode_raw(x))
+
+    def calibrated(self, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw posterior parameters -> the same posterior in the calibrated latent."""
         return (mu - self.latent_shift) * self.latent_scale, logvar + 2 * self.latent_scale.log()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

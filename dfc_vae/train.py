@@ -384,8 +384,8 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    """The rate of the 0-based `epoch`: halved every cfg.lr_halving epochs. The official code meant
-    `if epoch % 2 == 0 then lr = lr / 2` once per even (1-based) epoch, so it is lr / 2 ** ((epoch + 1) // N)."""
+    """The rate of the 0-based `epoch`: halved at the start of 1-based epochs N, 2N, ... (N = cfg.lr_halving).
+    The official code meant `if epoch % 2 == 0 then lr = lr / 2` once per even (1-based) epoch."""
     return cfg.lr * 0.5 ** ((epoch + 1) // cfg.lr_halving) if cfg.lr_halving else cfg.lr
 
 
@@ -458,8 +458,8 @@ def fit_latent_calibration(model: DFCVAE, images: np.ndarray, rows: np.ndarray, 
     out = [model.encode_raw(to_tensor(images[rows[i:i + 512]]).to(device)) for i in range(0, len(rows), 512)]
     mu, logvar = (torch.cat(t).float() for t in zip(*out))
     model.calibrate_latent(mu, logvar)
-    calibrated = ((mu - model.latent_shift) * model.latent_scale, logvar + 2 * model.latent_scale.log())
-    return {"kl_uncalibrated": float(kl_divergence(mu, logvar).mean()), "kl_calibrated": float(kl_divergence(*calibrated).mean())}
+    return {"kl_uncalibrated": float(kl_divergence(mu, logvar).mean()),
+            "kl_calibrated": float(kl_divergence(*model.calibrated(mu, logvar)).mean())}
 
 
 @torch.no_grad()
