@@ -340,7 +340,7 @@ def prior_gap(run, data, classifier, n_faces: int = 300, fit_faces: int = 4000, 
         sources[name] = interpolation_measures(probs, scored, classifier.scored()) | {
             "mean_norm_of_ends": round(float(torch.cat([z0, z1]).norm(dim=1).mean()), 3)}
     eig = torch.linalg.eigvalsh(cov)
-    moment = (mu ** 2 + logvar.exp()).mean(0)  # E[z_j^2] per latent dimension; 1 under N(0, I)
+    moment = cov.diagonal() + mean ** 2  # E[z_j^2] per latent dimension; 1 under N(0, I)
     return {"sources": sources, "split": split, "fit_faces": len(fit), "seed": seed, "scored_attributes": scored,
             "aggregate_posterior": {
                 "covariance_eigenvalues": {"min": float(eig[0]), "median": float(eig.median()), "max": float(eig[-1])},
