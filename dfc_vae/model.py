@@ -11,7 +11,7 @@ in the same space but unclamped.
 
 Two views of the latent (our addition, not the paper's): training sees the heads' raw latent
 (`encode_raw`, `decode_raw`, `forward`); `encode` and `decode` see it through a per-dimension
-calibration z = (raw - shift) * scale, fitted after training by `calibrate_latent` so that the
+calibration z = (raw - shift) * scale, fitted by `calibrate_latent` (train.py: at every epoch's end) so that the
 training faces' aggregate posterior has mean 0 and E[z_j^2] = 1 in every dimension, as N(0, I) has.
 The decoder undoes the map, so decode(encode(x)) is unchanged, while the KL term can only fall: a
 per-dimension shift and scale that the decoder's first linear layer absorbs leaves the
