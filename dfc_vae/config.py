@@ -12,6 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import UserError
+from .losses import REDUCTIONS
 from .model import ModelConfig
 
 
@@ -25,6 +26,8 @@ class TrainConfig:
     out: str = _opt(None, "run directory: config, metrics, checkpoints and grids go here")
     loss: str = _opt("vae123", "reconstruction loss: vae123 (VGG relu1_1,2_1,3_1), vae345 (relu3_1,4_1,5_1) or pvae (pixels)",
                      choices=("vae123", "vae345", "pvae"))
+    reduction: str = _opt("sum", "loss scale: sum (per-image sums: a per-image negative ELBO) or paper (Eq. 5: per-element "
+                          "means of Caffe-scale VGG features; losses.py derives the scale)", choices=REDUCTIONS)
     alpha: float = _opt(1.0, "weight of the KL term (paper: 1)")
     beta: float = _opt(0.5, "weight of the reconstruction term (paper: 0.5)")
     vgg_weights: str = _opt("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")

@@ -48,6 +48,7 @@ class DemoSettings:
     faces_per_edit: int = 300  # test faces per Fig. 5 / Fig. 6 row kind (fewer where the test split has fewer)
     show: int = 2  # rows drawn per row kind
     seed: int = 0
+    reduction: str = "sum"  # the loss scale (losses.py): sum or paper
     vgg_weights: str = "auto"  # auto: ImageNet if it can be had, random otherwise
 
 
@@ -128,7 +129,7 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     step(3, f"training VAE-123 at {s.image_size}x{s.image_size}, {s.epochs} epochs, batch {s.batch_size}")
     t = time.perf_counter()
     cfg = TrainConfig(data=str(data), out=str(out / "run"), loss="vae123", vgg_weights=vgg, image_size=s.image_size,
-                      epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, cache_dir=str(cache_dir),
+                      reduction=s.reduction, epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, cache_dir=str(cache_dir),
                       checkpoint_every=0, device="auto").validate()
     run_dir = train(cfg, progress=progress)
     done("train", t)
@@ -194,7 +195,8 @@ def _report(s, vgg, run, clf, scored, visible, f5, f6, gap, numbers, times, wall
              + ("VGG19 with **RANDOM** weights (ImageNet weights were not available offline)" if vgg == "random"
                 else f"VGG19 weights: {run.meta.get('vgg_weights', vgg)}") + ".",
              "",
-             f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5), {s.epochs} epochs, "
+             f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5, "
+             f"{s.reduction} reduction), {s.epochs} epochs, "
              f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps.",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
              f"({torch.get_num_threads()} threads), device {run.device}, training arithmetic "

@@ -3,17 +3,27 @@
 Reconstruction is the feature perceptual loss (Sec. 3.2, Eq. 5-6) on a frozen VGG19, or the pixel
 loss of the PVAE baseline.
 
-Reduction (why it matters: ../shared/DESIGN.md, "Loss scale"). Every term is a per-image SUM,
-averaged over the batch:
+Reductions (`reduction`; the run's config records which). Every term is per image, averaged over the batch.
+
+'sum' (the default) -- per-image SUMS:
   KL      = sum over latent dims of KL(N(mu, sigma^2) || N(0, 1))
   L_l     = sum over the (C, H, W) elements of layer l of (phi_l(x) - phi_l(x_hat))^2
   L_pixel = sum over the (3, H, W) pixels of (x - x_hat)^2
 With the paper's alpha = 1 and beta = 0.5, beta * L is then exactly the negative log-likelihood of a
 unit-variance Gaussian on features (or pixels), so the objective is a true per-image negative ELBO.
-The official Torch code averaged the feature MSE over elements on Caffe-scale VGG inputs (0-255,
-mean subtracted), whose features are ~60x larger than torchvision's on ImageNet-normalized inputs;
-per-element means with torchvision's VGG let the KL swamp the reconstruction and the posterior
-collapses. Per-image sums keep the reconstruction in charge and the active units up.
+
+'paper' -- Eq. 5 as the paper writes it: each layer's squared difference AVERAGED over its C x H x W
+elements (the 1/2 of Eq. 5 is the beta = 0.5 of Eq. 7, applied once, as the official code does), the KL
+summed over latent dims, on the feature scale of the paper's Caffe VGG19. Caffe fed VGG 0-255 pixels
+minus the channel means, x_caffe = 255 (x - m) = 255 s * x_tv for torchvision's normalised input
+x_tv = (x - m) / s; the first convolution is linear and ReLU positively homogeneous, so (up to the
+biases) every feature is 255 s times torchvision's, and squared differences (255 s)^2 times:
+  L_l     = CAFFE_FEATURE_SCALE^2 * mean over (C, H, W) of (phi_l(x) - phi_l(x_hat))^2
+with CAFFE_FEATURE_SCALE = 255 * mean(IMAGENET_STD) = 57.6 (the three channels' 58.4, 57.1 and 57.4
+differ by 2%). The pixel loss is the per-element mean on 0-255 pixels, the same input scale:
+  L_pixel = 255^2 * mean over (3, H, W) of (x - x_hat)^2
+Against 'sum', this weighs reconstruction far less relative to the KL (by C H W / 3,321 per layer:
+79x for relu1_1, 20x for relu3_1 at 64x64), closer to the official code's balance.
 """
 
 from __future__ import annotations
@@ -38,6 +48,9 @@ LOSS_LAYERS: dict[str, tuple[str, ...]] = {
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+REDUCTIONS = ("sum", "paper")
+CAFFE_FEATURE_SCALE = 255 * sum(IMAGENET_STD) / 3  # Caffe-scale VGG features / torchvision's (module doc)
+PIXEL_SCALE = 255  # 'paper' reduction of the pixel loss: differences of 0-255 pixel values
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -252,13 +265,25 @@ class _ChunkedFeatureLoss(torch.autograd.Function):
 
 
 class DFCLoss(nn.Module):
-    """alpha * KL + beta * reconstruction, with per-image sums averaged over the batch (see module doc)."""
+    """alpha * KL + beta * reconstruction, per image and averaged over the batch; `reduction` 'sum'
+    (per-image sums) or 'paper' (Eq. 5's per-element means on Caffe-scale features): see the module doc."""
 
-    def __init__(self, loss: str = "vae123", alpha: float = 1.0, beta: float = 0.5, vgg_weights: str = "imagenet"):
+    def __init__(self, loss: str = "vae123", alpha: float = 1.0, beta: float = 0.5, vgg_weights: str = "imagenet",
+                 reduction: str = "sum"):
         super().__init__()
         check_loss_name(loss)
-        self.loss, self.alpha, self.beta = loss, alpha, beta
+        if reduction not in REDUCTIONS:
+            raise UserError(f"unknown reduction '{reduction}'; choose one of {', '.join(REDUCTIONS)}")
+        self.loss, self.alpha, self.beta, self.reduction = loss, alpha, beta, reduction
         self.vgg = VGGFeatures(LOSS_LAYERS[loss], vgg_weights) if LOSS_LAYERS[loss] else None
+
+    def _weight(self, per_image: torch.Tensor) -> float | None:
+        """The factor on one layer's (or the pixels') per-image squared-difference sum; None for 1.
+        per_image: one image's feature map (C, H, W) or pixels (3, H, W)."""
+        if self.reduction == "sum":
+            return None
+        scale = CAFFE_FEATURE_SCALE if self.vgg is not None else PIXEL_SCALE
+        return scale ** 2 / per_image.numel()
 
     @property
     def vgg_weights_description(self) -> str:
@@ -268,9 +293,8 @@ class DFCLoss(nn.Module):
         """The reconstruction term per image, (B,); or, with per_image=False, its batch mean, computed
         as one sum over the whole batch / B (the same number, in fewer passes over memory)."""
         if per_image:
-            if self.vgg is None:
-                return (recon.float() - x.float()).pow(2).flatten(1).sum(1)
-            return sum((a.float() - t.float()).pow(2).flatten(1).sum(1) for a, t in zip(self.vgg(recon), self.vgg(x)))
+            pairs = [(recon, x)] if self.vgg is None else zip(self.vgg(recon), self.vgg(x))
+            return sum(self._weighted((a.float() - t.float()).pow(2).flatten(1).sum(1), a[0]) for a, t in pairs)
         chunk = _images_per_chunk(x)
         if self.vgg is not None and chunk < len(x) and recon.requires_grad and torch.is_grad_enabled():
             return _ChunkedFeatureLoss.apply(recon, x, self._squared_error_sum, chunk) / len(x)
@@ -281,7 +305,7 @@ class DFCLoss(nn.Module):
         per layer: the differences are computed in place in our own target features."""
         if self.vgg is None:
             recon = recon.float()
-            return _SquaredNormOfDifference.apply(recon, x.float() - recon)
+            return self._weighted(_SquaredNormOfDifference.apply(recon, x.float() - recon), recon[0])
         with torch.no_grad():
             targets = self.vgg(x)  # our own temporaries: overwritten by the differences
         total = 0
@@ -289,8 +313,12 @@ class DFCLoss(nn.Module):
             f_hat = f_hat.float()
             with torch.no_grad():
                 d = f.float().sub_(f_hat)
-            total = total + _SquaredNormOfDifference.apply(f_hat, d)
+            total = total + self._weighted(_SquaredNormOfDifference.apply(f_hat, d), f_hat[0])
         return total
+
+    def _weighted(self, squared_sum: torch.Tensor, per_image: torch.Tensor) -> torch.Tensor:
+        weight = self._weight(per_image)
+        return squared_sum if weight is None else squared_sum * weight
 
     def forward(self, x, recon, mu, logvar) -> dict[str, torch.Tensor]:
         """Returns batch means: 'loss' (to minimize), 'recon' and 'kl'."""

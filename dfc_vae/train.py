@@ -251,7 +251,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     # --- model, loss, optimizer (channels_last: batches arrive NHWC-strided from the cache)
     model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
-    loss_fn = DFCLoss(cfg.loss, cfg.alpha, cfg.beta, cfg.vgg_weights).to(device, memory_format=torch.channels_last)
+    loss_fn = DFCLoss(cfg.loss, cfg.alpha, cfg.beta, cfg.vgg_weights, cfg.reduction).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, device)
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:

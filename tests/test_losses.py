@@ -175,3 +175,59 @@ def test_our_vgg19_layers_are_torchvisions_and_a_truncated_one_loads_a_full_file
     full, _ = load_vgg19_features("random")
     cut, _ = load_vgg19_features("random", upto=11)
     torch.testing.assert_close(cut[10].weight, full[10].weight)
+
+
+def test_paper_reduction_is_a_per_element_mean_on_caffe_scale_features():
+    """--reduction paper: each layer's squared difference averaged over its C x H x W elements and
+    multiplied by the squared Caffe/torchvision feature ratio; the pixel loss a mean on 0-255 pixels."""
+    from dfc_vae.losses import CAFFE_FEATURE_SCALE
+
+    torch.manual_seed(0)
+    x, recon = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    paper = DFCLoss("vae123", vgg_weights="random", reduction="paper")
+    with torch.no_grad():
+        by_hand = sum(CAFFE_FEATURE_SCALE ** 2 * (a - t).pow(2).flatten(1).mean(1)
+                      for a, t in zip(paper.vgg(recon), paper.vgg(x)))
+        torch.testing.assert_close(paper.reconstruction(x, recon), by_hand)
+        pixels = DFCLoss("pvae", reduction="paper").reconstruction(x, recon)
+        torch.testing.assert_close(pixels, (255 * (recon - x)).pow(2).flatten(1).mean(1))
+    # the training path (one sum over the batch, chunked on a CPU) gives the batch mean of the same numbers
+    r = recon.clone().requires_grad_()
+    torch.testing.assert_close(paper.reconstruction(x, r, per_image=False), by_hand.mean(), rtol=2e-5, atol=0)
+    # and against the default per-image sums, the KL weighs C*H*W / scale^2 times more per layer
+    total = DFCLoss("vae123", vgg_weights="random").reconstruction(x, recon)
+    assert (total > 2 * paper.reconstruction(x, recon)).all()
+
+
+def test_caffe_feature_scale_is_the_ratio_of_caffe_to_torchvision_features():
+    """Caffe's VGG saw 255 * (x - mean) (0-255 pixels minus the channel means); torchvision's sees
+    (x - mean) / std. With bias-free weights the relu1_1 features differ by 255 * std per channel,
+    which the single CAFFE_FEATURE_SCALE matches to within the channels' 2% spread."""
+    from dfc_vae.losses import CAFFE_FEATURE_SCALE, IMAGENET_MEAN, IMAGENET_STD, load_vgg19_features
+
+    net, _ = load_vgg19_features("random", upto=1)  # conv1_1 (bias 0) and relu1_1
+    x = torch.rand(4, 3, 32, 32)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        caffe = net(255 * (x - mean))
+        torchvision = net((x - mean) / std)
+    ratio = caffe.norm() / torchvision.norm()
+    assert abs(ratio / CAFFE_FEATURE_SCALE - 1) < 0.02
+
+
+def test_unknown_reduction_is_a_user_error():
+    with pytest.raises(UserError, match="sum, paper"):
+        DFCLoss("pvae", reduction="mean")
+
+
+def test_resume_refuses_a_change_of_reduction_and_old_runs_had_sums():
+    from dfc_vae.config import TrainConfig
+    from dfc_vae.train import merge_resume_config
+
+    saved = TrainConfig(data="d", out="o").to_dict()
+    with pytest.raises(UserError, match="reduction"):
+        merge_resume_config(saved, TrainConfig(data="d", out="o", reduction="paper"))
+    del saved["reduction"]  # a run from before the setting existed trained with per-image sums
+    assert merge_resume_config(saved, TrainConfig(data="d", out="o")).reduction == "sum"
+    with pytest.raises(UserError, match="reduction"):
+        merge_resume_config(saved, TrainConfig(data="d", out="o", reduction="paper"))
