@@ -22,7 +22,7 @@ from .fileio import write_json, write_text
 
 MARKER = "demo.json"
 
-# The issue's targets on synthetic faces (demo defaults, test split).
+# The demo's targets on synthetic faces (demo defaults, test split).
 TARGETS = {
     "flip_Smiling": (">=", 0.80, "+Smiling at alpha = 1 makes non-smiling faces smiling"),
     "flip_Eyeglasses": (">=", 0.80, "+Eyeglasses at alpha = 1 puts eyeglasses on faces without"),
@@ -36,7 +36,7 @@ class DemoSettings:
     """The demo's defaults: the one place they live (the CLI's flags are built from them)."""
 
     # synthetic faces, in CelebA's split proportions (~80% train, ~10% test): enough for a test split
-    # with 200+ faces wearing eyeglasses at CelebA's 6.5% (the issue asks 200+ faces per edit)
+    # with 200+ faces wearing eyeglasses at CelebA's 6.5% (200+ faces per edit)
     n: int = 34000
     image_size: int = 32
     epochs: int = 4
