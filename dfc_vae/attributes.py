@@ -153,17 +153,19 @@ def folder_attribute_vector(run, positive, negative, name: str, cache_dir=None, 
     if a.resolve() == b.resolve():
         raise UserError(f"--positive and --negative are the same folder ({a}); give one folder of faces with the "
                         "attribute and another without it")
-    sides = []
-    for flag, folder in (("--positive", a), ("--negative", b)):
-        from .sources import folder as folder_source
+    from .sources import folder as folder_source
 
+    opened = []
+    for flag, folder in (("--positive", a), ("--negative", b)):  # both checked before anything is decoded
         if not folder_source.scan_images(folder):
             raise UserError(f"{flag} {folder} holds no images (JPEG, PNG or WebP); put face images there")
-        faces = folder_source.open(folder, labels=None)  # all its images, no labels needed
+        opened.append(folder_source.open(folder, labels=None))  # all its (labelled, if it has labels) images
+    sides = []
+    for faces in opened:
         cfg = run.config
         cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
         mu, _ = encode_rows(run.model, cache.images, np.arange(len(faces)), run.device, 512, progress=progress,
-                            desc=f"encoding {folder.name}")
+                            desc=f"encoding {faces.root.name}")
         sides.append((faces, mu))
     (fa, mu_a), (fb, mu_b) = sides
     vector = (mu_a.mean(0) - mu_b.mean(0)).unsqueeze(0)

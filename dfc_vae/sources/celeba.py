@@ -18,8 +18,10 @@ KIND = "celeba"
 
 
 def recognises(root: Path) -> bool:
-    return any((folder / f"list_attr_celeba{ext}").is_file() for folder in (root, root / "celeba")
-               for ext in (".txt", ".csv"))
+    """CelebA when its attribute or partition file is there (without the attribute file, find_celeba
+    says what is missing)."""
+    return any((folder / f"{stem}{ext}").is_file() for folder in (root, root / "celeba")
+               for stem in ("list_attr_celeba", "list_eval_partition") for ext in (".txt", ".csv"))
 
 
 def open(root: Path, labels=None, allow_missing: bool = False, split_seed: int = 0) -> FaceSet:

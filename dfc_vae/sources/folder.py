@@ -52,8 +52,8 @@ def open(root: Path, labels=None, allow_missing: bool = False, split_seed: int =
         image_root = root / HQ_IMAGES
     found = scan_images(image_root)
     if not found:
-        raise UserError(f"{image_root} holds no images (JPEG, PNG or WebP, searched recursively) and no CelebA "
-                        "annotation files; pass --data the folder of your face images")
+        raise UserError(f"{image_root} holds no images (JPEG, PNG or WebP, searched recursively) and does not look like "
+                        "CelebA (no list_attr_celeba file); pass --data a folder of face images or a CelebA copy")
     notes = []
     table = read_labels(labels_file) if labels_file is not None else None
     if table is None:
