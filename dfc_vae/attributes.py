@@ -17,7 +17,7 @@ import torch
 
 from .celeba import ATTRIBUTE_NAMES
 from .errors import UserError
-from .faces import FaceSet, encode_rows, open_faces, open_faces_for_run
+from .faces import encode_rows, open_faces_for_run
 from .fileio import write_bytes
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
