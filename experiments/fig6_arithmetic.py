@@ -19,7 +19,7 @@ import torch
 from dfc_vae.attributes import load_attribute_vectors
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.errors import UserError
-from dfc_vae.faces import open_faces_for_run
+from dfc_vae.faces import open_faces_for_run, report_notes
 from dfc_vae.figures import FIG6_ROWS, figure6, parse_edit, script_parser
 from dfc_vae.run import load_run
 
@@ -42,6 +42,7 @@ def main(argv=None):
         faces_by_id = dict(item.split("=", 1) for item in args.face if "=" in item)
         run = load_run(args.run, args.device)
         faces = open_faces_for_run(run, args.data, args.labels)
+        report_notes(faces)
         edits = [parse_edit(e, faces.attribute_names) for e in args.edit] or list(FIG6_ROWS)
         faces.check_attributes([n for e in edits for n in e.faces])
         vectors = load_attribute_vectors(args.attributes, run.config.latent_dim)

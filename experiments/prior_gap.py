@@ -14,7 +14,7 @@ import sys
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.cli import ArgumentParser
 from dfc_vae.errors import UserError
-from dfc_vae.faces import open_faces_for_run
+from dfc_vae.faces import open_faces_for_run, report_notes
 from dfc_vae.fileio import write_json
 from dfc_vae.figures import prior_gap
 from dfc_vae.run import load_run
@@ -36,6 +36,7 @@ def main(argv=None):
     try:
         run = load_run(args.run, args.device)
         faces = open_faces_for_run(run, args.data, args.labels)
+        report_notes(faces)
         clf = classifier_for_run(run, faces, args.cache_dir)
         res = prior_gap(run, faces, clf, n_faces=args.faces, fit_faces=args.fit_faces, seed=args.seed,
                         split=args.split, cache_dir=args.cache_dir)

@@ -423,3 +423,16 @@ def test_unknown_attributes_name_the_ones_the_data_has(sources, tiny_trained_run
     rc = main(["attributes", "--run", str(tiny_trained_run), "--data", str(unlabelled), "--out", str(tmp_path / "a"),
                "--device", "cpu", "--cache-dir", str(tmp_path / "cache")])
     assert "has no labels" in _one_line_error(capsys, rc) and not (tmp_path / "a").exists()
+
+
+def test_synth_folder_layout_replaces_and_is_replaced_by_a_celeba_layout(tmp_path):
+    out = tmp_path / "faces"
+    render_celeba(out, n=6, seed=1, layout="folder", workers=1, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [f"{k:06d}.jpg" for k in range(1, 7)] + ["dfc_vae_synthetic.json",
+                                                                                               "labels.csv"]
+    assert render_celeba(out, n=6, seed=1, layout="folder", workers=1, progress=False) == out  # already there
+    render_celeba(out, n=4, seed=1, layout="official", workers=1, progress=False)
+    assert not (out / "labels.csv").exists() and not (out / "000001.jpg").exists()
+    assert open_faces(out).kind == "celeba" and len(open_faces(out)) == 4
+    render_celeba(out, n=5, seed=1, layout="folder", workers=1, progress=False)
+    assert not (out / "img_align_celeba").exists() and len(open_faces(out)) == 5
