@@ -25,7 +25,7 @@ class TrainConfig:
     data: str = _opt(None, "the faces: CelebA (official, torchvision, Kaggle or PNG layout), any folder of face images "
                            "(docs/data.md), or synthetic faces from `dfc-vae synth`")
     labels: str = _opt(None, "labels file of a folder of images: a CSV with an image column and 0/1 attribute columns, or "
-                             "CelebA-HQ's attribute file (default: DIR/labels.csv when present)")
+                             "CelebA-HQ's attribute file; without it, DIR/labels.csv is read when present")
     allow_missing: bool = _opt(False, "use the images present when the annotations or labels list some that are not "
                                       "there (their number is recorded in the run's config.json)")
     out: str = _opt(None, "run directory: config, metrics, checkpoints and grids go here")

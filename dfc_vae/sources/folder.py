@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..celeba import SYNTHETIC_MARKER
 from ..errors import UserError
-from ..faces import SPLITS, FaceSet
+from ..faces import FaceSet
 
 KIND = "folder"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -178,4 +178,4 @@ def read_labels(path: Path) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.Index(ids, name="image"))
 
 
-__all__ = ["scan_images", "hashed_split", "read_labels", "IMAGE_SUFFIXES", "SPLIT_FRACTIONS", "SPLITS"]
+__all__ = ["scan_images", "hashed_split", "read_labels", "IMAGE_SUFFIXES", "SPLIT_FRACTIONS"]
