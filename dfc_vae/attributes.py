@@ -1,6 +1,8 @@
 """Attribute vectors: mean(z | attribute) - mean(z | not attribute) over posterior means
 (the official linear_walk_attribute_vector.lua, over ALL labelled images of a split rather than
-the same first 100 ten times over).
+the same first 100 ten times over), for whatever attributes the data is labelled with; or, from
+two plain folders of faces, mean(z | folder A) - mean(z | folder B). Files of vectors merge
+(`merge_attribute_vectors`, `dfc-vae attributes --merge FILE`).
 """
 
 from __future__ import annotations
@@ -13,37 +15,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, split_mask
-from .data import prepare_cache, to_tensor
+from .celeba import ATTRIBUTE_NAMES
 from .errors import UserError
+from .faces import encode_rows, open_faces_for_run
 from .fileio import write_bytes
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
 
 
-@torch.no_grad()
-def encode_split(run, data: str | Path, split: str = "train", cache_dir=None, batch_size: int = 512,
+def encode_split(run, data=None, split: str = "train", cache_dir=None, batch_size: int = 512,
                  progress: bool = True) -> tuple[torch.Tensor, pd.DataFrame]:
-    """Posterior means (N, latent_dim) of every image of `split`, in eval mode, and their annotation rows.
+    """Posterior means (N, latent_dim) of every image of `split`, in eval mode, and their label rows.
 
-    `run` is a dfc_vae.run.LoadedRun.
+    `run` is a dfc_vae.run.LoadedRun; `data` a FaceSet or a folder (default: the run's data).
     """
-    from tqdm.auto import tqdm
-
-    root = find_celeba(data)
-    annotations = load_annotations(root)
-    rows = annotations[split_mask(annotations, split)]
-    if len(rows) == 0:
-        raise UserError(f"the {split} split of {data} is empty; choose another split")
+    faces = open_faces_for_run(run, data)
+    idx = faces.indices(split)
+    if len(idx) == 0:
+        raise UserError(f"the {split} split of {faces.root} is empty; choose another split")
     cfg = run.config
-    cache = prepare_cache(root, cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
-    idx = np.flatnonzero(split_mask(annotations, split))
-    run.model.eval()
-    mus = []
-    for i in tqdm(range(0, len(idx), batch_size), desc=f"encoding {split}", unit="batch", disable=not progress):
-        x = to_tensor(cache.images[idx[i:i + batch_size]]).to(run.device)
-        mus.append(run.model.encode(x)[0].float().cpu())
-    return torch.cat(mus), rows
+    cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
+    mu, _ = encode_rows(run.model, cache.images, idx, run.device, batch_size, progress=progress, desc=f"encoding {split}")
+    return mu, faces.labels.iloc[idx]
 
 
 def attribute_vectors(mu: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -131,19 +124,81 @@ def load_attribute_vectors(path: str | Path, latent_dim: int | None = None) -> A
     return AttributeVectors(names, vectors, n_pos, n_neg, meta)
 
 
-def compute_attribute_vectors(run, data: str | Path, split: str = "train", cache_dir=None,
+def compute_attribute_vectors(run, data=None, split: str = "train", cache_dir=None,
                               progress: bool = True) -> AttributeVectors:
-    """Encode every labelled image of `split` with `run` (a LoadedRun) and take, for each of the 40
-    CelebA attributes, mean(mu | attribute) - mean(mu | not attribute), with the counts."""
-    mu, rows = encode_split(run, data, split, cache_dir=cache_dir, progress=progress)
-    names = list(ATTRIBUTE_NAMES)
+    """Encode every labelled image of `split` with `run` (a LoadedRun) and take, for each attribute
+    the data has (CelebA's 40, or a labels file's columns), mean(mu | attribute) - mean(mu | not
+    attribute), with the counts."""
+    faces = open_faces_for_run(run, data)
+    faces.require_labels()
+    mu, rows = encode_split(run, faces, split, cache_dir=cache_dir, progress=progress)
+    names = faces.attribute_names
     vectors, n_pos, n_neg = attribute_vectors(mu, rows[names].to_numpy())
-    root = find_celeba(data)
-    meta = {"run": str(Path(run.path).resolve()), "step": int(run.step), "data": str(root.annotations.resolve()),
-            "data_description": root.description, "synthetic": root.synthetic is not None, "split": split,
+    meta = {"run": str(Path(run.path).resolve()), "step": int(run.step), "data": faces.identity,
+            "data_description": faces.description, "synthetic": faces.synthetic is not None, "split": split,
             "images": int(len(rows)), "vgg_weights": run.meta.get("vgg_weights", ""), "latent_dim": int(mu.shape[1])}
     return AttributeVectors(names, vectors, n_pos, n_neg, meta)
 
 
+def folder_attribute_vector(run, positive, negative, name: str, cache_dir=None, progress: bool = True) -> AttributeVectors:
+    """One vector from two plain folders of faces: mean(mu | positive) - mean(mu | negative) (the
+    official code's method, on the user's own faces), every image of each folder, in the run's size
+    and crop."""
+    if not name or not name.strip():
+        raise UserError("--name is empty; give the attribute's name, e.g. --name Smiling")
+    a, b = (Path(p).expanduser() for p in (positive, negative))
+    for flag, folder in (("--positive", a), ("--negative", b)):
+        if not folder.is_dir():
+            raise UserError(f"{flag} {folder} is not a folder; give a folder of face images")
+    if a.resolve() == b.resolve():
+        raise UserError(f"--positive and --negative are the same folder ({a}); give one folder of faces with the "
+                        "attribute and another without it")
+    from .sources import folder as folder_source
+
+    opened = []
+    for flag, folder in (("--positive", a), ("--negative", b)):  # both checked before anything is decoded
+        if not folder_source.scan_images(folder):
+            raise UserError(f"{flag} {folder} holds no images (JPEG, PNG or WebP); put face images there")
+        opened.append(folder_source.open(folder, labels=None))  # all its (labelled, if it has labels) images
+    sides = []
+    for faces in opened:
+        cfg = run.config
+        cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
+        mu, _ = encode_rows(run.model, cache.images, np.arange(len(faces)), run.device, 512, progress=progress,
+                            desc=f"encoding {faces.root.name}")
+        sides.append((faces, mu))
+    (fa, mu_a), (fb, mu_b) = sides
+    vector = (mu_a.mean(0) - mu_b.mean(0)).unsqueeze(0)
+    meta = {"run": str(Path(run.path).resolve()), "step": int(run.step), "data": f"{a.resolve()} vs {b.resolve()}",
+            "data_description": f"face folders {a} (with {name}) and {b} (without)",
+            "synthetic": bool(fa.synthetic or fb.synthetic), "split": "folders", "images": len(fa) + len(fb),
+            "vgg_weights": run.meta.get("vgg_weights", ""), "latent_dim": int(vector.shape[1])}
+    return AttributeVectors([name.strip()], vector, np.array([len(fa)]), np.array([len(fb)]), meta)
+
+
+def merge_attribute_vectors(*files_or_vectors) -> AttributeVectors:
+    """One AttributeVectors holding the vectors of several (files or objects) of the same latent size;
+    a name present in several is taken from the last. The provenance of each part is kept under
+    meta['merged']."""
+    parts = [v if isinstance(v, AttributeVectors) else load_attribute_vectors(v) for v in files_or_vectors]
+    if not parts:
+        raise UserError("nothing to merge; give at least one attribute-vector file")
+    dims = {p.latent_dim for p in parts}
+    if len(dims) > 1:
+        raise UserError(f"cannot merge attribute vectors of different latent sizes ({', '.join(map(str, sorted(dims)))}); "
+                        "compute them all with the same run")
+    rows: dict[str, tuple] = {}
+    for p in parts:
+        for i, n in enumerate(p.names):
+            rows[n] = (p.vectors[i], int(p.n_pos[i]), int(p.n_neg[i]))
+    names = list(rows)
+    meta = dict(parts[0].meta)
+    meta["merged"] = [{"names": p.names, **p.meta} for p in parts] if len(parts) > 1 else parts[0].meta.get("merged", [])
+    if len(parts) > 1:
+        meta["synthetic"] = any(p.meta.get("synthetic") for p in parts)
+    return AttributeVectors(names, torch.stack([rows[n][0] for n in names]), np.array([rows[n][1] for n in names]),
+                            np.array([rows[n][2] for n in names]), meta)
+
+
 __all__ = ["ATTRIBUTE_NAMES", "encode_split", "attribute_vectors", "AttributeVectors", "load_attribute_vectors",
-           "compute_attribute_vectors"]
+           "compute_attribute_vectors", "folder_attribute_vector", "merge_attribute_vectors"]

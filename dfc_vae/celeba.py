@@ -50,7 +50,11 @@ OFFICIAL_CROP_BOX = (30, 40, 168, 178)
 
 
 SYNTHETIC_MARKER = "dfc_vae_synthetic.json"
-LAYOUTS = ("official", "torchvision", "kaggle")
+LAYOUTS = ("official", "torchvision", "kaggle", "png")  # png: the official PNG release, img_align_celeba_png/
+
+# The official partition by image number (what list_eval_partition.txt holds): the last number of
+# the train and of the valid split.
+LAST_TRAIN, LAST_VALID, LAST_IMAGE = 162770, 182637, 202599
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,8 @@ class CelebARoot:
     """Where one copy of CelebA keeps its files."""
 
     annotations: Path  # the folder holding list_attr_celeba.* and list_eval_partition.*
-    images: Path  # the folder holding the aligned JPEGs
-    layout: str  # 'official', 'torchvision' or 'kaggle'
+    images: Path  # the folder holding the aligned images (JPEG, or PNG in the PNG release)
+    layout: str  # 'official', 'torchvision', 'kaggle' or 'png'
     synthetic: dict | None  # the marker of dfc_vae's rendered faces, None for real CelebA
 
     @property
@@ -84,9 +88,12 @@ def find_celeba(path: str | Path) -> CelebARoot:
             continue
         nested = folder / "img_align_celeba" / "img_align_celeba"
         images = nested if nested.is_dir() else folder / "img_align_celeba"
+        png = folder / "img_align_celeba_png"
+        if not images.is_dir() and png.is_dir():
+            images, layout = png, layout or "png"
         if not images.is_dir():
-            raise UserError(f"{folder} has the annotation files but no img_align_celeba/ folder of images; "
-                            "unzip img_align_celeba.zip there")
+            raise UserError(f"{folder} has the annotation files but no img_align_celeba/ (or img_align_celeba_png/) "
+                            "folder of images; unzip img_align_celeba.zip there")
         if layout is None:
             layout = "kaggle" if (csv.is_file() and not txt.is_file()) or nested.is_dir() else "official"
         marker = folder / SYNTHETIC_MARKER
@@ -197,6 +204,23 @@ def load_annotations(root: CelebARoot) -> pd.DataFrame:
     return df
 
 
+def has_partition(root: CelebARoot) -> bool:
+    return any((root.annotations / f"list_eval_partition{ext}").is_file() for ext in (".txt", ".csv"))
+
+
+def partition_by_number(ids) -> np.ndarray:
+    """The official split (0 train, 1 valid, 2 test) from the image numbers of names like 000123.jpg."""
+    numbers = []
+    for name in ids:
+        stem = Path(name).stem
+        if not stem.isdigit():
+            raise UserError(f"image {name} has no CelebA number, so the split cannot be taken from it; "
+                            "put list_eval_partition.txt beside list_attr_celeba.txt")
+        numbers.append(int(stem))
+    numbers = np.asarray(numbers, dtype=np.int64)
+    return np.where(numbers <= LAST_TRAIN, 0, np.where(numbers <= LAST_VALID, 1, 2)).astype(np.int64)
+
+
 def split_mask(annotations: pd.DataFrame, split: str) -> np.ndarray:
     """Boolean mask of the rows in `split` ('train', 'valid', 'test' or 'all')."""
     if split == "all":
@@ -206,7 +230,8 @@ def split_mask(annotations: pd.DataFrame, split: str) -> np.ndarray:
     return (annotations["partition"] == SPLITS[split]).to_numpy()
 
 
-def check_attribute_names(names) -> None:
-    unknown = [n for n in names if n not in ATTRIBUTE_NAMES]
+def check_attribute_names(names, valid=ATTRIBUTE_NAMES) -> None:
+    """A UserError naming the first of `names` not in `valid` (default: CelebA's 40), listing them."""
+    unknown = [n for n in names if n not in valid]
     if unknown:
-        raise UserError(f"unknown attribute '{unknown[0]}'; valid names: {', '.join(ATTRIBUTE_NAMES)}")
+        raise UserError(f"unknown attribute '{unknown[0]}'; valid names: {', '.join(valid)}")

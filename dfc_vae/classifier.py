@@ -1,7 +1,8 @@
 """A small attribute classifier that judges decoded faces (the measurement behind Figs. 5 and 6).
 
 A plain CNN trained on the labelled training images of the data a run was trained on (from the
-decoded-image cache, at the run's image size and crop) to predict all 40 CelebA attributes. Its
+decoded-image cache, at the run's image size and crop) to predict every attribute the data is
+labelled with (CelebA's 40, or the columns of a folder's labels file). Its
 per-attribute accuracy on the test split decides which attributes it may score: only those it
 predicts with at least MIN_ACCURACY, and whose balanced accuracy is at least MIN_BALANCED (a rare
 attribute that the network simply never predicts can be 97% "accurate" and still know nothing;
@@ -24,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, split_mask
-from .data import prepare_cache, to_tensor
+from .celeba import ATTRIBUTE_NAMES
+from .data import to_tensor
+from .faces import open_faces, open_faces_for_run
 from .errors import UserError
 from .fileio import write_bytes, write_json
 
@@ -130,10 +132,11 @@ def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> A
     return AttributeClassifier(model.to(device).eval(), info["names"], info["report"])
 
 
-def train_classifier(data: str | Path, image_size: int, crop: str = "official", cache_dir=None, epochs: int = 4,
+def train_classifier(data, image_size: int, crop: str = "official", cache_dir=None, epochs: int = 4,
                      batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device: str | torch.device = "cpu",
                      max_train: int = 0, progress: bool = True) -> AttributeClassifier:
-    """Train an AttributeCNN on the train split of `data` and report its test-split accuracy.
+    """Train an AttributeCNN on the train split of `data` (a FaceSet or a folder) and report its
+    test-split accuracy.
 
     Images come from the same cache (size, crop) as the VAE's, so the classifier sees faces exactly
     as the VAE does. Augmentation: random horizontal flips and Gaussian blur (sigma 0 to 1 px at
@@ -141,20 +144,21 @@ def train_classifier(data: str | Path, image_size: int, crop: str = "official", 
     """
     from tqdm.auto import tqdm
 
-    root = find_celeba(data)
-    ann = load_annotations(root)
-    cache = prepare_cache(root, image_size, crop, cache_dir, None, progress)
-    train_idx = np.flatnonzero(split_mask(ann, "train"))
-    test_idx = np.flatnonzero(split_mask(ann, "test"))
+    faces = open_faces(data)
+    faces.require_labels()
+    crop = faces.resolve_crop(crop)
+    cache = faces.cache(image_size, crop, cache_dir, None, progress)
+    train_idx = faces.indices("train")
+    test_idx = faces.indices("test")
     if len(test_idx) == 0:
-        test_idx = np.flatnonzero(split_mask(ann, "valid"))
+        test_idx = faces.indices("valid")
     if len(train_idx) < batch_size or len(test_idx) == 0:
-        raise UserError(f"{data} has {len(train_idx)} training and {len(test_idx)} test images: too few to train the "
+        raise UserError(f"{faces.root} has {len(train_idx)} training and {len(test_idx)} test images: too few to train the "
                         f"attribute classifier (needs a batch of {batch_size} and a test split); use more faces")
     if max_train:
         train_idx = train_idx[:max_train]
-    names = list(ATTRIBUTE_NAMES)
-    labels = torch.tensor(ann[names].to_numpy(), dtype=torch.float32)
+    names = faces.attribute_names
+    labels = torch.tensor(faces.labels[names].to_numpy(), dtype=torch.float32)
     g = torch.Generator().manual_seed(seed)
     torch_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -193,8 +197,8 @@ def train_classifier(data: str | Path, image_size: int, crop: str = "official", 
     prob = clf.predict(to_tensor(cache.images[test_idx]))
     clf.report = _report(prob.numpy() > 0.5, labels[test_idx].numpy() > 0.5, names)
     clf.report.update({"train_images": int(len(train_idx)), "test_images": int(len(test_idx)), "epochs": epochs,
-                       "image_size": image_size, "crop": crop, "data": str(root.annotations.resolve()),
-                       "data_description": root.description, "synthetic": root.synthetic is not None,
+                       "image_size": image_size, "crop": crop, "data": faces.identity,
+                       "data_description": faces.description, "synthetic": faces.synthetic is not None,
                        "train_seconds": round(time.perf_counter() - t0, 1),
                        "min_accuracy": MIN_ACCURACY, "min_balanced_accuracy": MIN_BALANCED})
     return clf
@@ -214,17 +218,17 @@ def _report(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict:
             "test_positives": {n: int(p) for n, p in zip(names, pos)}}
 
 
-def classifier_for_run(run, data: str | Path, cache_dir=None, retrain: bool = False, progress: bool = True,
+def classifier_for_run(run, data=None, cache_dir=None, retrain: bool = False, progress: bool = True,
                        **train_kw) -> AttributeClassifier:
     """The classifier kept in RUN/classifier/, trained (and saved there) first if it is missing,
-    was made for other data, or `retrain`."""
+    was made for other data, or `retrain`. `data`: a FaceSet or a folder (default: the run's data)."""
     folder = Path(run.path) / FOLDER
-    root = find_celeba(data)
+    faces = open_faces_for_run(run, data)
     if not retrain and (folder / "classifier.json").is_file():
         clf = load_classifier(folder, run.device)
-        if clf.report.get("data") == str(root.annotations.resolve()) and clf.model.image_size == run.config.image_size:
+        if clf.report.get("data") == faces.identity and clf.model.image_size == run.config.image_size:
             return clf
-    clf = train_classifier(data, run.config.image_size, run.config.crop, cache_dir or run.config.cache_dir,
+    clf = train_classifier(faces, run.config.image_size, run.config.crop, cache_dir or run.config.cache_dir,
                            device=run.device, progress=progress, **train_kw)
     clf.save(folder)
     return clf

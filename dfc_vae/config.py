@@ -12,8 +12,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import UserError
+from .data import CROPS
 from .losses import REDUCTIONS
-from .model import ModelConfig
+from .model import SUPPORTED_IMAGE_SIZES, ModelConfig
 
 
 def _opt(default, help: str, **kw):
@@ -22,7 +23,12 @@ def _opt(default, help: str, **kw):
 
 @dataclass
 class TrainConfig:
-    data: str = _opt(None, "CelebA root (official, torchvision or Kaggle layout), or synthetic faces from `dfc-vae synth`")
+    data: str = _opt(None, "the faces: CelebA (official, torchvision, Kaggle or PNG layout), any folder of face images "
+                           "(docs/data.md), or synthetic faces from `dfc-vae synth`")
+    labels: str = _opt(None, "labels file of a folder of images: a CSV with an image column and 0/1 attribute columns, or "
+                             "CelebA-HQ's attribute file; without it, DIR/labels.csv is read when present")
+    allow_missing: bool = _opt(False, "use the images present when the annotations or labels list some that are not "
+                                      "there (their number is recorded in the run's config.json)")
     out: str = _opt(None, "run directory: config, metrics, checkpoints and grids go here")
     loss: str = _opt("vae123", "reconstruction loss: vae123 (VGG relu1_1,2_1,3_1), vae345 (relu3_1,4_1,5_1) or pvae (pixels)",
                      choices=("vae123", "vae345", "pvae"))
@@ -31,10 +37,13 @@ class TrainConfig:
     alpha: float = _opt(1.0, "weight of the KL term (paper: 1)")
     beta: float = _opt(0.5, "weight of the reconstruction term (paper: 0.5)")
     vgg_weights: str = _opt("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")
-    image_size: int = _opt(ModelConfig.image_size, "face size in pixels: 32, 64 (paper) or 128", choices=(32, 64, 128))
+    image_size: int = _opt(ModelConfig.image_size, "face size in pixels: 32, 64 (paper), 128 or 256",
+                           choices=SUPPORTED_IMAGE_SIZES)
     latent_dim: int = _opt(ModelConfig.latent_dim, "latent dimensions (paper: 100)")
     base_channels: int = _opt(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)")
-    crop: str = _opt("official", "face crop: official (DFC-VAE's 138x138 box) or center148", choices=("official", "center148"))
+    crop: str = _opt("auto", "face crop: auto (the data's own: official for CelebA, center for folders), official "
+                             "(DFC-VAE's 138x138 box), center148 (the central 148x148) or center (the largest centred "
+                             "square); a run records the resolved crop", choices=("auto",) + CROPS)
     epochs: int = _opt(10, "passes over the training split")
     batch_size: int = _opt(64, "global batch size (paper: 64)")
     lr: float = _opt(5e-4, "Adam learning rate (paper: 5e-4)")

@@ -1,6 +1,6 @@
 """Face preprocessing, the decode-once uint8 image cache, and random batches from it.
 
-The first pass decodes every JPEG once (in parallel worker processes), crops and resizes it, and
+The first pass decodes every image of a face collection (dfc_vae.faces.FaceSet) once (in parallel worker processes), crops and resizes it, and
 writes it into a raw uint8 array (N, S, S, 3) on disk. Training then gathers random batches from
 that array -- on the GPU when it fits there -- with no per-image Python and no JPEG decoding.
 """
@@ -21,11 +21,11 @@ import simplejpeg
 import torch
 from PIL import Image
 
-from .celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX, CelebARoot, find_celeba, load_annotations
+from .celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX, CelebARoot
 from .errors import UserError
 from .fileio import write_json
 
-CROPS = ("official", "center148")
+CROPS = ("official", "center148", "center")
 CACHE_FORMAT_VERSION = 2  # 2: reduced-scale JPEG boxes mapped by exactly 1/scale
 
 
@@ -34,9 +34,15 @@ def crop_box(image_size: tuple[int, int], crop: str) -> tuple[float, float, floa
 
     'official': DFC-VAE's crop_celebA.lua box (30, 40, 168, 178) on the 178x218 aligned image;
     'center148': the central 148x148 square (the crop of most PyTorch CelebA code).
-    Images of another size are taken as the aligned image rescaled, and the box scales with them.
+    For these two, images of another size are taken as the aligned image rescaled, and the box
+    scales with them. 'center': the largest centred square of the image itself (aligned square
+    sets such as FFHQ and CelebA-HQ: the whole image).
     """
     w, h = image_size
+    if crop == "center":
+        side = min(w, h)
+        x0, y0 = (w - side) / 2, (h - side) / 2
+        return (x0, y0, x0 + side, y0 + side)
     if crop == "official":
         x0, y0, x1, y1 = OFFICIAL_CROP_BOX
     elif crop == "center148":
@@ -163,7 +169,7 @@ def load_face(path: str | Path, size: int, crop: str = "official") -> np.ndarray
 
 @dataclass
 class ImageCache:
-    """The decoded faces of one CelebA copy: images[i] is the face of ids[i] (sorted file names)."""
+    """The decoded faces of one collection: images[i] is the face of ids[i] (the FaceSet's order)."""
 
     images: np.ndarray  # (N, S, S, 3) uint8, memory-mapped
     ids: list[str]
@@ -176,16 +182,15 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
-def _fingerprint(root: CelebARoot, ids: list[str], size: int, crop: str) -> str:
-    """Identifies the files and settings a cache was made from: folder, names, sizes and mtimes."""
-    h = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}|{size}|{crop}|{root.images.resolve()}".encode())
-    for name in ids:
+def _fingerprint(faces, size: int, crop: str) -> str:
+    """Identifies the files and settings a cache was made from: the source, names, paths, sizes and mtimes."""
+    h = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}|{size}|{crop}|{faces.kind}|{faces.root.resolve()}".encode())
+    for name, path in zip(faces.ids, faces.paths):
         try:
-            st = os.stat(root.images / name)
+            st = os.stat(path)
         except OSError:
-            raise UserError(f"image {name} listed in the annotations is missing from {root.images}; "
-                            "restore it or use annotation files that match the images") from None
-        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            raise UserError(f"image {name} is missing from {path.parent}; restore it, or remove it from the labels") from None
+        h.update(f"{name}:{path}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
 
 
@@ -202,23 +207,34 @@ def _worker_init(array_path: str, worker_process: bool = True):
 def _decode_chunk(task):
     start, paths, size, crop = task
     errors = []
-    faces = load_faces(paths, size, crop, on_error=lambda p, e: errors.append(f"{Path(p).name}: {type(e).__name__}: {e}"))
+    faces = load_faces(paths, size, crop, on_error=lambda p, e: errors.append(f"{p} ({type(e).__name__}: {e})"))
     _worker_array[start:start + len(paths)] = faces  # every unreadable image is reported, not just the first
     return len(paths), errors  # no msync per chunk: one fsync of the whole file at the end
 
 
-def prepare_cache(data: str | Path | CelebARoot, image_size: int = 64, crop: str = "official",
-                  cache_dir: str | Path | None = None, workers: int | None = None, progress: bool = True) -> ImageCache:
-    """Decode every image of a CelebA copy once into the uint8 cache, or open the cache if it exists.
+def prepare_cache(data, image_size: int = 64, crop: str = "official", cache_dir: str | Path | None = None,
+                  workers: int | None = None, progress: bool = True) -> ImageCache:
+    """The cache of `data` (a FaceSet, a CelebARoot, or a folder opened with dfc_vae.faces.open_faces)."""
+    from .faces import FaceSet, open_faces
+
+    if isinstance(data, CelebARoot):
+        data = data.annotations
+    faces = data if isinstance(data, FaceSet) else open_faces(data)
+    return faces.cache(image_size, crop, cache_dir, workers, progress)
+
+
+def build_cache(faces, image_size: int = 64, crop: str = "official", cache_dir: str | Path | None = None,
+                workers: int | None = None, progress: bool = True) -> ImageCache:
+    """Decode every image of a FaceSet once into the uint8 cache, or open the cache if it exists
+    (FaceSet.cache calls this and keeps the result).
 
     The cache folder's name carries a fingerprint of the files and settings, so a cache made for
     other files or settings is never used. An interrupted preparation leaves no 'meta.json' (it is
     written last) and is rebuilt.
     """
-    root = data if isinstance(data, CelebARoot) else find_celeba(data)
     crop_box((178, 218), crop)  # validates the name
-    ids = load_annotations(root).index.tolist()
-    key = _fingerprint(root, ids, image_size, crop)
+    ids = list(faces.ids)
+    key = _fingerprint(faces, image_size, crop)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = folder / f"{crop}-{image_size}px-{key}"
     cache = open_cache(target)
@@ -233,14 +249,16 @@ def prepare_cache(data: str | Path | CelebARoot, image_size: int = 64, crop: str
         array_path = partial / "images.npy"
         np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(ids), image_size, image_size, 3)).flush()
     except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)
         raise UserError(f"cannot write the image cache in {folder} ({e.strerror}); pass --cache-dir a writable folder with "
                         f"{len(ids) * image_size * image_size * 3 / 2**30:.2f} GiB free") from e
     try:
-        _decode_all(root, ids, array_path, image_size, crop, workers, progress)
+        _decode_all([str(p) for p in faces.paths], array_path, image_size, crop, workers, progress)
         with open(array_path, "rb+") as f:  # the pixels reach the disk before meta.json says "complete"
             os.fsync(f.fileno())
         meta = {"format_version": CACHE_FORMAT_VERSION, "count": len(ids), "image_size": image_size, "crop": crop,
-                "images_dir": str(root.images.resolve()), "fingerprint": key, "synthetic": root.synthetic is not None}
+                "source": faces.kind, "images_dir": str(faces.root.resolve()), "fingerprint": key,
+                "synthetic": faces.synthetic is not None}
         (partial / "ids.txt").write_text("\n".join(ids) + "\n")
         write_json(partial / "meta.json", meta)  # last: marks the cache complete
         os.replace(partial, target)
@@ -250,11 +268,10 @@ def prepare_cache(data: str | Path | CelebARoot, image_size: int = 64, crop: str
     return open_cache(target)
 
 
-def _decode_all(root, ids, array_path, size, crop, workers, progress):
+def _decode_all(paths, array_path, size, crop, workers, progress):
     from tqdm.auto import tqdm
 
     workers = workers or os.cpu_count() or 1
-    paths = [str(root.images / name) for name in ids]
     chunk = 256
     tasks = [(s, paths[s:s + chunk], size, crop) for s in range(0, len(paths), chunk)]
     errors: list[str] = []
@@ -274,8 +291,8 @@ def _decode_all(root, ids, array_path, size, crop, workers, progress):
         if workers > 1 and len(tasks) > 1:
             pool.terminate()
     if errors:
-        raise UserError(f"{len(errors)} images could not be read ({errors[0]}); replace the damaged files from a fresh "
-                        "CelebA download, or remove their rows from both annotation files")
+        raise UserError(f"{len(errors)} images could not be read: {'; '.join(sorted(errors))}; replace the damaged "
+                        "files (CelebA: from a fresh download) or remove them (and their label rows)")
 
 
 def open_cache(path: str | Path) -> ImageCache | None:
@@ -283,7 +300,7 @@ def open_cache(path: str | Path) -> ImageCache | None:
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
-        ids = (path / "ids.txt").read_text().split()
+        ids = (path / "ids.txt").read_text().splitlines()  # names may hold spaces (folder sources)
         images = np.load(path / "images.npy", mmap_mode="r")
     except (OSError, ValueError):
         return None

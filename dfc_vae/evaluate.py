@@ -3,14 +3,14 @@ posterior, and pictures of the latent space, as a markdown report with CSVs and 
 
 `evaluate(run_dir, data)` computes everything first and writes only at the end, so a bad input
 (a folder that is not a run, data without labels or without a split, an unknown attribute) stops
-it before any file is made. Files, all in `out` (default RUN/eval/):
+it before any file is made. The attributes are the data's own (CelebA's 40, or a labels file's). Files, all in `out` (default RUN/eval/):
 
   report.md                    everything below, in words and tables
   summary.json                 the key numbers (what experiments/compare_losses.py reads)
   attributes.csv               per attribute: probe test accuracy, majority baseline, gain, chosen L2, ...
   reconstruction.csv           per test image: mse, psnr, ssim, vgg_distance
   posterior.csv                per latent dimension: mean KL over the test split, variance of mu, active
-  attribute_correlation.csv    40x40 correlation of the attribute vectors
+  attribute_correlation.csv    A x A correlation of the attribute vectors
   attribute_correlation.png, latent_pca.png, kl_per_dim.png, samples.png, reconstructions.png
 """
 
@@ -26,8 +26,9 @@ import pandas as pd
 import torch
 
 from .attributes import attribute_vectors, encode_split
-from .celeba import ATTRIBUTE_NAMES, check_attribute_names, find_celeba, load_annotations, split_mask
-from .data import prepare_cache, to_tensor
+from .celeba import ATTRIBUTE_NAMES
+from .data import to_tensor
+from .faces import FaceSet, open_faces_for_run, report_notes
 from .errors import UserError
 from .fileio import write_json, write_text
 from .images import provenance, save_png
@@ -54,11 +55,11 @@ class Reconstruction:
     kl_per_dim: np.ndarray  # (D,) mean over the test split of KL(q(z_d | x) || N(0, 1))
 
 
-def _check_splits(annotations: pd.DataFrame, data) -> None:
+def _check_splits(faces: FaceSet) -> None:
     for split in ("train", "valid", "test"):
-        if not split_mask(annotations, split).any():
-            raise UserError(f"the {split} split of {data} is empty; evaluation needs train, valid and test images "
-                            "in list_eval_partition (0, 1 and 2)")
+        if not faces.split_mask(split).any():
+            raise UserError(f"the {split} split of {faces.root} is empty ({faces.split_source}); evaluation needs train, "
+                            "valid and test images")
 
 
 def _vgg_layers(loss: str) -> tuple[str, ...]:
@@ -170,22 +171,26 @@ def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
             "label_only_max_abs_gap": float((hidden.test_accuracy - hidden.majority_baseline).abs().max()) if len(hidden) else None}
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Path | None = None,
+def evaluate(run_dir: str | Path, data=None, out: str | Path | None = None,
              color_by: str = "Smiling", vgg_weights: str | None = None, device: str = "auto",
-             cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True) -> Path:
-    """Evaluate the run in `run_dir` on `data` (default: the data it was trained on); returns `out`.
+             cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True, labels=None,
+             allow_missing: bool | None = None) -> Path:
+    """Evaluate the run in `run_dir` on `data` (a FaceSet or a folder; default: the data it was
+    trained on, with its labels); returns `out`.
 
-    vgg_weights: for the VGG feature distance; default the run's own setting.
+    vgg_weights: for the VGG feature distance; default the run's own setting. color_by: the
+    attribute that colours the latent PCA (default Smiling; with data that lacks it, its first).
     """
     # --- check every input before computing or writing anything
     run = load_run(run_dir, device)
-    data = data or run.config.data
-    if not data:
-        raise UserError(f"{run_dir} does not record its data; pass --data DIR")
-    root = find_celeba(data)
-    annotations = load_annotations(root)
-    _check_splits(annotations, data)
-    check_attribute_names([color_by])
+    faces = open_faces_for_run(run, data, labels, allow_missing)
+    report_notes(faces)
+    faces.require_labels()
+    _check_splits(faces)
+    names = faces.attribute_names
+    if color_by not in names and color_by == "Smiling":
+        color_by = names[0]  # the default, on data labelled otherwise
+    faces.check_attributes([color_by])
     out = Path(out) if out else Path(run_dir) / "eval"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the report")
@@ -193,22 +198,22 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
     vgg = DFCLoss(run.config.loss if LOSS_LAYERS[run.config.loss] else "vae123",
                   vgg_weights=vgg_weights or run.config.vgg_weights).to(run.device)
 
-    synthetic = root.synthetic is not None
+    synthetic = faces.synthetic is not None
+    real_celeba = faces.kind == "celeba" and not synthetic and names == list(ATTRIBUTE_NAMES)
     caption = provenance(synthetic or bool(run.meta.get("synthetic")), run.meta.get("vgg_weights", ""))
     for line in provenance(False, vgg.vgg_weights_description):
         if line not in caption:
             caption.append(f"{line} (for the VGG feature distance)")
-    names = list(ATTRIBUTE_NAMES)
     cache_dir = cache_dir or run.config.cache_dir
 
     # --- attribute prediction (paper's protocol): train -> fit, valid -> choose L2, test -> accuracy
     z, y = {}, {}
     for split in ("train", "valid", "test"):
-        z[split], rows = encode_split(run, data, split, cache_dir, progress=progress)
+        z[split], rows = encode_split(run, faces, split, cache_dir, progress=progress)
         y[split] = rows[names].to_numpy(bool).copy()  # writable, for torch
     probe: ProbeResult = linear_probe(z["train"], y["train"], z["valid"], y["valid"], z["test"], y["test"], names)
     attr_table = probe.table()
-    if not synthetic:
+    if real_celeba:
         attr_table["lnets_anet"] = [LNETS_ANET[a] / 100 for a in names]
     visible = ()
     if synthetic:
@@ -216,8 +221,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
         attr_table["visible"] = attr_table.attribute.isin(visible)
 
     # --- reconstruction and posterior on the test split
-    cache = prepare_cache(root, run.config.image_size, run.config.crop, cache_dir, None, progress)
-    test_idx = np.flatnonzero(split_mask(annotations, "test"))
+    cache = faces.cache(run.config.image_size, run.config.crop, cache_dir, None, progress)
+    test_idx = faces.indices("test")
     rec = measure_reconstruction(run, cache.images[test_idx], vgg, progress=progress)
     n_active = active_units(rec.mu)
     mu_var = rec.mu.var(0).numpy() if len(rec.mu) > 1 else np.zeros(rec.mu.shape[1])
@@ -243,7 +248,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
     per = rec.per_image
     summary = {
         "run": str(run.path), "step": run.step, "loss": run.config.loss, "image_size": run.config.image_size,
-        "latent_dim": run.config.latent_dim, "data": str(root.annotations), "data_description": root.description,
+        "latent_dim": run.config.latent_dim, "data": str(faces.root), "data_description": faces.description,
         "synthetic": synthetic, "trained_on": run.meta.get("data_description", ""),
         "run_vgg_weights": run.meta.get("vgg_weights", ""), "eval_vgg_weights": rec.vgg_weights,
         "vgg_layers": list(layers), "caption": caption,
@@ -256,7 +261,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
     if synthetic:
         summary["honesty"] = honesty_checks(attr_table, visible)
         summary["mean_accuracy_visible"] = float(attr_table[attr_table.visible].test_accuracy.mean())
-    else:
+    elif real_celeba:
         summary["mean_lnets_anet"] = float(np.mean(list(LNETS_ANET.values()))) / 100
     report = _report(summary, attr_table, posterior, color_by)
 
@@ -270,7 +275,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
     save_png(out / "latent_pca.png", pca_png, caption + [f"coloured by {color_by} (test split labels)"])
     save_png(out / "kl_per_dim.png", kl_png, caption)
     sample_grid(run, out / "samples.png", n=64, seed=seed)
-    reconstruct_grid(run, data, out / "reconstructions.png", "test", 32, cache_dir, progress)
+    reconstruct_grid(run, faces, out / "reconstructions.png", "test", 32, cache_dir, progress)
     write_json(out / "summary.json", summary)
     write_text(out / "report.md", report)
     return out
@@ -347,7 +352,7 @@ def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str
         "",
         "## Pictures",
         "",
-        "- `attribute_correlation.png`: correlation of the 40 attribute vectors (mean latent of faces with the "
+        "- `attribute_correlation.png`: correlation of the attribute vectors (mean latent of faces with the "
         "attribute minus mean of faces without, train split): which attributes the latent space ties together",
         f"- `latent_pca.png`: the test split's latent means on their first two principal components, coloured by {color_by}",
         "- `kl_per_dim.png`: mean KL per latent dimension",

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .celeba import check_attribute_names, find_celeba, load_annotations, split_mask
-from .data import prepare_cache, to_tensor
+from .celeba import ATTRIBUTE_NAMES
+from .data import to_tensor
+from .faces import encode_rows, open_faces_for_run
 from .errors import UserError
 from .fileio import write_json, write_text
 from .images import grid, provenance, save_png, to_uint8
@@ -75,10 +76,10 @@ FIG6_ROWS = (
 )
 
 
-def parse_edit(spec: str) -> EditRow:
+def parse_edit(spec: str, valid=ATTRIBUTE_NAMES) -> EditRow:
     """'+Smiling', '-Eyeglasses', '+Eyeglasses:Male', '+Eyeglasses:~Male' -> an EditRow on faces
     without (for +) or with (for -) the attribute, optionally also with (Name) / without (~Name)
-    other attributes."""
+    other attributes, checked against `valid`: the attribute names the data has (default CelebA's 40)."""
     head, *conds = spec.split(":")
     if len(head) < 2 or head[0] not in "+-":
         raise UserError(f"edit '{spec}' should look like +Smiling, -Eyeglasses or +Eyeglasses:~Male")
@@ -86,7 +87,9 @@ def parse_edit(spec: str) -> EditRow:
     faces = {attr: sign < 0}
     for c in conds:
         faces[c.lstrip("~")] = not c.startswith("~")
-    check_attribute_names(faces)
+    unknown = [n for n in faces if n not in valid]
+    if unknown:
+        raise UserError(f"unknown attribute '{unknown[0]}' in edit '{spec}'; the data has: {', '.join(valid)}")
     return EditRow(spec, attr, sign, faces)
 
 
@@ -94,17 +97,18 @@ def parse_edit(spec: str) -> EditRow:
 
 
 class _Faces:
-    """The test faces of a dataset as the run sees them (its cache: size and crop), and their labels."""
+    """The faces of one split of a FaceSet as the run sees them (its cache: size and crop), and their labels."""
 
-    def __init__(self, run, data, split: str = "test", cache_dir=None, progress: bool = True):
+    def __init__(self, run, data, split: str = "test", cache_dir=None, progress: bool = True, needs=()):
         self.run = run
-        self.root = find_celeba(data)
-        self.ann = load_annotations(self.root)
+        self.set = open_faces_for_run(run, data)
+        self.set.check_attributes(needs)
+        self.ann = self.set.labels
         cfg = run.config
-        self.cache = prepare_cache(self.root, cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
-        self.pool = np.flatnonzero(split_mask(self.ann, split))
+        self.cache = self.set.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
+        self.pool = self.set.indices(split)
         if len(self.pool) == 0:
-            raise UserError(f"the {split} split of {data} is empty; choose another split")
+            raise UserError(f"the {split} split of {self.set.root} is empty; choose another split")
         self.split = split
 
     def select(self, conditions: dict, n: int, seed: int, salt: int) -> np.ndarray:
@@ -120,7 +124,7 @@ class _Faces:
         try:
             return int(self.ann.index.get_loc(image_id))
         except KeyError:
-            raise UserError(f"image id {image_id} is not in {self.root.annotations}; give a file name such as "
+            raise UserError(f"image id {image_id} is not in {self.set.root}; give a name such as "
                             f"{self.ann.index[self.pool[0]]}") from None
 
     def images(self, rows: np.ndarray) -> torch.Tensor:
@@ -129,15 +133,9 @@ class _Faces:
         x = to_tensor(self.cache.images[rows[order]])
         return x[torch.from_numpy(np.argsort(order))]
 
-    @torch.no_grad()
     def posterior(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, D) posterior means and (B, D) log-variances, eval mode."""
-        model = self.run.model.eval()
-        out = [model.encode(self.images(rows[i:i + 256]).to(self.run.device)) for i in range(0, len(rows), 256)]
-        if not out:
-            empty = torch.zeros(0, self.run.config.latent_dim, device=self.run.device)
-            return empty, empty
-        return torch.cat([m for m, _ in out]).float(), torch.cat([v for _, v in out]).float()
+        """(B, D) posterior means and (B, D) log-variances, eval mode, on the CPU."""
+        return encode_rows(self.run.model, self.cache.images, rows, self.run.device, batch_size=256)
 
     def encode(self, rows: np.ndarray) -> torch.Tensor:
         """(B, D) posterior means, eval mode."""
@@ -244,7 +242,8 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
     to image ids (left, right) for its first drawn row. Writes out (PNG) and out.csv (scores of every
     cell) when `out` is given; returns the summary.
     """
-    faces = _Faces(run, data, split, cache_dir, progress)
+    faces = _Faces(run, data, split, cache_dir, progress,
+                   needs=[n for r in rows for ends in (r.left, r.right) if ends for n in ends])
     scored = _columns(classifier, [r.attribute for r in rows if r.attribute])
     trusted = classifier.scored()
     cols = [classifier.column(n) for n in scored]
@@ -356,7 +355,8 @@ def script_parser(description: str):
 
     p = ArgumentParser(description=description)
     p.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    p.add_argument("--data", required=True, help="CelebA root or synthetic faces")
+    p.add_argument("--data", help="the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)")
+    p.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv, or the run's)")
     p.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
     p.add_argument("--faces", type=int, default=200, help="faces (rows) measured per row kind (default 200)")
     p.add_argument("--show", type=int, default=1, help="rows drawn per row kind (default 1)")
@@ -379,7 +379,7 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
     input image. `vectors` is an AttributeVectors; `faces_by_id` maps a row name to an image id
     for its first drawn row. Writes out (PNG) and out.csv when `out` is given; returns the summary.
     """
-    faces = _Faces(run, data, split, cache_dir, progress)
+    faces = _Faces(run, data, split, cache_dir, progress, needs=[n for e in edits for n in e.faces])
     scored = _columns(classifier, [e.attribute for e in edits])
     trusted = classifier.scored()
     cols = [classifier.column(n) for n in scored]
@@ -484,8 +484,8 @@ def compose(cells: list[np.ndarray], pad: int = 2) -> np.ndarray:
 
 
 def _caption(run, faces: _Faces) -> list[str]:
-    return provenance(faces.root.synthetic is not None, run.meta.get("vgg_weights", "")) + [
-        f"{faces.root.description}, {faces.split} split; model {Path(run.path).name} step {run.step}"]
+    return provenance(faces.set.synthetic is not None, run.meta.get("vgg_weights", "")) + [
+        f"{faces.set.description}, {faces.split} split; model {Path(run.path).name} step {run.step}"]
 
 
 def _finish(run, faces, out, title: str, row_names: list[str], n_show: int, cells, tables, summary) -> FigureResult:

@@ -1,7 +1,7 @@
-"""The DFC-VAE network (Hou et al. 2017, Sec. 3.1 and Fig. 2), at 32, 64 or 128 pixels.
+"""The DFC-VAE network (Hou et al. 2017, Sec. 3.1 and Fig. 2), at 32, 64, 128 or 256 pixels.
 
 Encoder: per stage Conv 4x4 stride 2 pad 1 -> BatchNorm -> LeakyReLU(0.2), widths 32, 64, 128, 256
-at 64x64 (one stage fewer at 32, one more at 128), then two linear heads give the posterior mean
+at 64x64 (a stage removed or added per halving or doubling: 3 stages at 32, 5 at 128, 6 at 256), then two linear heads give the posterior mean
 and log-variance of a 100-d latent. Decoder: Linear -> ReLU to (256, 4, 4), then per stage nearest
 upsample x2 -> replication pad 1 -> Conv 3x3 -> BatchNorm(eps 1e-3) -> LeakyReLU(0.2), and a last
 upsample + conv to RGB with no BatchNorm and no output activation (as the official CVAE.lua).
@@ -32,7 +32,7 @@ from torch import nn
 
 from .errors import UserError
 
-SUPPORTED_IMAGE_SIZES = (32, 64, 128)
+SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .celeba import find_celeba, load_annotations, split_mask
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .config import TrainConfig
-from .data import prepare_cache, to_tensor
+from .data import to_tensor
 from .errors import UserError
 from .images import grid, provenance, save_png, to_uint8
 from .model import DFCVAE
@@ -69,22 +68,24 @@ def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, tem
 
 
 @torch.no_grad()
-def reconstruct_grid(run: LoadedRun, data: str | Path, out: str | Path, split: str = "test", n: int = 32,
+def reconstruct_grid(run: LoadedRun, data, out: str | Path, split: str = "test", n: int = 32,
                      cache_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Faces of `split` (first n by file name) beside their reconstructions from the posterior mean."""
-    root = find_celeba(data)
-    annotations = load_annotations(root)
-    idx = np.flatnonzero(split_mask(annotations, split))[:n]
+    """Faces of `split` (the first n in cache order) beside their reconstructions from the posterior
+    mean. `data`: a FaceSet or a folder (None: the run's data)."""
+    from .faces import open_faces_for_run
+
+    faces = open_faces_for_run(run, data)
+    idx = faces.indices(split)[:n]
     if len(idx) == 0:
-        raise UserError(f"the {split} split of {data} is empty; choose another --split")
+        raise UserError(f"the {split} split of {faces.root} is empty; choose another --split")
     cfg = run.config
-    cache = prepare_cache(root, cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
+    cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
     x = to_tensor(cache.images[idx]).to(run.device)
     recon = run.model.decode(run.model.encode(x)[0])
     rows = []
     for i in range(0, len(idx), 8):  # inputs row, then their reconstructions
         rows += [to_uint8(x[i:i + 8]), to_uint8(recon[i:i + 8])]
-    caption = provenance(root.synthetic is not None, run.meta.get("vgg_weights", ""))
+    caption = provenance(faces.synthetic is not None, run.meta.get("vgg_weights", ""))
     save_png(out, grid(np.concatenate(rows), min(8, len(idx))),
              caption + [f"{run.path.name} step {run.step}: {split} faces (odd rows) and reconstructions (even rows)"])
     return Path(out)

@@ -7,7 +7,7 @@ cartoon faces with PIL and writes them, with all five annotation files, the way 
 * `render_face(labels, rng)` draws a 178x218 aligned face showing the VISIBLE_ATTRIBUTES;
   `render_face_annotated` also returns its landmarks and bounding box.
 * `render_celeba(out_dir, n, seed, layout)` writes a whole dataset (official, torchvision or
-  Kaggle layout), in parallel, deterministically per seed.
+  Kaggle layout, or a plain folder of JPEGs with a labels.csv), in parallel, deterministically per seed.
 * `contact_sheet(path)` draws the labelled grid in assets/synthetic_faces.png.
 
 Only 14 attributes are drawn (VISIBLE_ATTRIBUTES). The other 26 are labels only: drawn at
@@ -56,7 +56,7 @@ INDEPENDENT_VISIBLE: tuple[str, ...] = (
 )
 LABEL_ONLY: tuple[str, ...] = tuple(a for a in ATTRIBUTE_NAMES if a not in VISIBLE_ATTRIBUTES)
 
-LAYOUTS = ("official", "torchvision", "kaggle")
+LAYOUTS = ("official", "torchvision", "kaggle", "folder")  # folder: the JPEGs and a labels.csv, nothing else
 MARKER_NAME = "dfc_vae_synthetic.json"  # written last: its presence means "complete dataset"
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
 FORMAT_VERSION = 3  # 2: Smiling and Mouth_Slightly_Open drawn independently (no teeth);
@@ -530,6 +530,8 @@ def _paths(out: Path, layout: str) -> tuple[Path, Path]:
     """(folder of the annotation files and the marker, folder of the JPEGs) for a layout."""
     if layout == "official":
         return out, out / "img_align_celeba"
+    if layout == "folder":
+        return out, out
     if layout == "torchvision":
         return out / "celeba", out / "celeba" / "img_align_celeba"
     return out, out / "img_align_celeba" / "img_align_celeba"  # kaggle
@@ -579,7 +581,11 @@ def _write_annotations(ann: Path, layout: str, names: list[str], attrs: np.ndarr
                        identities: np.ndarray, bboxes: np.ndarray, landmarks: np.ndarray) -> None:
     """The five annotation files, formatted as CelebA's own (official/torchvision) or Kaggle's copy."""
     n = len(names)
-    # identity_CelebA.txt in every layout (Kaggle's copy lacks it; loaders may still want it).
+    if layout == "folder":  # a plain folder of faces: one labels.csv (dfc_vae.sources.folder), 0/1 values
+        write_text(ann / "labels.csv", ",".join(("image",) + ATTRIBUTE_NAMES) + "\n"
+                   + "".join(f"{m}," + ",".join("1" if v > 0 else "0" for v in r) + "\n" for m, r in zip(names, attrs.tolist())))
+        return
+    # identity_CelebA.txt in every CelebA layout (Kaggle's copy lacks it; loaders may still want it).
     write_text(ann / "identity_CelebA.txt", "".join(f"{m} {i}\n" for m, i in zip(names, identities.tolist())))
     if layout == "kaggle":
         def csv(header, rows):
@@ -605,6 +611,8 @@ def _write_annotations(ann: Path, layout: str, names: list[str], attrs: np.ndarr
 
 
 def _annotation_names(layout: str) -> list[str]:
+    if layout == "folder":
+        return ["labels.csv"]
     stems = ("list_attr_celeba", "list_eval_partition", "list_bbox_celeba", "list_landmarks_align_celeba")
     ext = ".csv" if layout == "kaggle" else ".txt"
     return [s + ext for s in stems] + ["identity_CelebA.txt"]
@@ -649,6 +657,10 @@ def _remove_previous(out: Path, layout: str) -> None:
     (ann / MARKER_NAME).unlink(missing_ok=True)
     for name in _annotation_names(layout):
         (ann / name).unlink(missing_ok=True)
+    if layout == "folder":  # the images share the folder: remove only ours
+        for path in img_dir.glob("[0-9][0-9][0-9][0-9][0-9][0-9].jpg"):
+            path.unlink()
+        return
     if img_dir.is_dir():
         shutil.rmtree(img_dir)
     for folder in (out / "img_align_celeba", out / "celeba"):  # now-empty parents of kaggle/torchvision
@@ -665,11 +677,12 @@ def _check_int(name: str, value, minimum: int) -> int:
 def render_celeba(out_dir: str | os.PathLike, n: int = 2000, seed: int = 0, layout: str = "official",
                   workers: int | None = None, progress: bool = True) -> Path:
     """Write `n` synthetic faces with CelebA's five annotation files into `out_dir`; return the
-    dataset root to hand to a loader (`out_dir` itself, for all three layouts).
+    dataset root to hand to a loader (`out_dir` itself, for every layout).
 
     layout: 'official' (OUT/img_align_celeba/, OUT/list_*.txt), 'torchvision' (the same under
-    OUT/celeba/) or 'kaggle' (OUT/img_align_celeba/img_align_celeba/, OUT/list_*.csv, plus
-    identity_CelebA.txt). The marker file dfc_vae_synthetic.json is written last, beside the
+    OUT/celeba/), 'kaggle' (OUT/img_align_celeba/img_align_celeba/, OUT/list_*.csv, plus
+    identity_CelebA.txt) or 'folder' (OUT/000001.jpg ... and OUT/labels.csv with 0/1 values: the
+    same faces and labels, read as a plain folder of images, whose split is the folder's hashed one). The marker file dfc_vae_synthetic.json is written last, beside the
     annotation files. Deterministic per (n, seed, layout) whatever `workers` (default: one
     process per CPU). Returns at once if `out_dir` already holds that very dataset; an earlier
     synthetic dataset with other settings is replaced; any other non-empty folder is refused.

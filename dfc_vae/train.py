@@ -19,7 +19,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +28,10 @@ import torch.distributed as dist
 from torch import nn
 
 from . import __version__
-from .celeba import find_celeba, load_annotations, split_mask
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
-from .data import BatchSource, prepare_cache, to_tensor
+from .data import BatchSource, to_tensor
+from .faces import open_faces, report_notes
 from .errors import UserError
 from .fileio import write_json, write_text
 from .images import grid, provenance, save_png, to_uint8
@@ -216,6 +216,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     cfg.validate()
     if not cfg.data:
         raise UserError("no data given; pass --data DIR (CelebA, or faces from `dfc-vae synth`)")
+    faces = open_faces(cfg.data, cfg.labels, cfg.allow_missing)
+    cfg = replace(cfg, crop=faces.resolve_crop(cfg.crop))  # the run records (and a resume compares) the resolved crop
     run, saved = check_run_dir(cfg, resume)
     resume = resume and latest_checkpoint(run) is not None
     if saved is not None:
@@ -233,16 +235,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     np.random.seed(cfg.seed)
 
     # --- data: decode once into the cache (rank 0 first, so the others find it made)
-    root = find_celeba(cfg.data)
-    annotations = load_annotations(root)
     if is_main:
-        cache = prepare_cache(root, cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, progress)
+        report_notes(faces)
+        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, progress)
     if world > 1:
         dist.barrier()
     if not is_main:
-        cache = prepare_cache(root, cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, False)
-    train_idx = np.flatnonzero(split_mask(annotations, "train"))
-    eval_idx = np.flatnonzero(split_mask(annotations, "valid"))[:EVAL_IMAGES]
+        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, False)
+    train_idx = faces.indices("train")
+    eval_idx = faces.indices("valid")[:EVAL_IMAGES]
     if len(eval_idx) < 16:
         eval_idx = train_idx[:EVAL_IMAGES]
     source = BatchSource(cache.images, train_idx, cfg.batch_size, device, cfg.seed, cfg.flip, rank, world)
@@ -268,9 +269,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     step_fn = make_step_fn(step_module, loss_fn, device, cfg.compile, precision)
     autocast = autocast_for(device, precision)
 
-    synthetic = root.synthetic is not None
-    meta = {"data": str(root.annotations), "data_description": root.description, "synthetic": synthetic,
-            "layout": root.layout, "train_images": len(train_idx), "cache": str(cache.path),
+    synthetic = faces.synthetic is not None
+    meta = {**faces.provenance(), "train_images": len(train_idx), "cache": str(cache.path),
             "vgg_weights": loss_fn.vgg_weights_description, "dfc_vae": __version__, "torch": str(torch.__version__),
             "device": str(device), "precision": precision, "world_size": world}
     caption = provenance(synthetic, meta["vgg_weights"])

@@ -14,7 +14,8 @@ import sys
 
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.errors import UserError
-from dfc_vae.figures import figure5, script_parser
+from dfc_vae.faces import open_faces_for_run, report_notes
+from dfc_vae.figures import FIG5_ROWS, figure5, script_parser
 from dfc_vae.run import load_run
 
 
@@ -34,8 +35,11 @@ def main(argv=None):
                 raise UserError(f"--pairs {item!r} should look like Smiling=000123.jpg,000456.jpg")
             endpoints[row] = (left, right)
         run = load_run(args.run, args.device)
-        clf = classifier_for_run(run, args.data, args.cache_dir)
-        res = figure5(run, args.data, clf, args.out, n_faces=args.faces, n_show=args.show, seed=args.seed,
+        faces = open_faces_for_run(run, args.data, args.labels)
+        report_notes(faces)
+        faces.check_attributes([n for row in FIG5_ROWS for ends in (row.left, row.right) if ends for n in ends])
+        clf = classifier_for_run(run, faces, args.cache_dir)
+        res = figure5(run, faces, clf, args.out, n_faces=args.faces, n_show=args.show, seed=args.seed,
                       steps=args.steps, method=args.method, endpoints=endpoints, split=args.split, cache_dir=args.cache_dir)
     except UserError as e:  # one line, exit status 2, as the CLI
         print(f"fig5_interpolation: error: {e}", file=sys.stderr)

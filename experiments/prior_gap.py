@@ -14,6 +14,7 @@ import sys
 from dfc_vae.classifier import classifier_for_run
 from dfc_vae.cli import ArgumentParser
 from dfc_vae.errors import UserError
+from dfc_vae.faces import open_faces_for_run, report_notes
 from dfc_vae.fileio import write_json
 from dfc_vae.figures import prior_gap
 from dfc_vae.run import load_run
@@ -22,7 +23,8 @@ from dfc_vae.run import load_run
 def main(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    p.add_argument("--data", required=True, help="CelebA root or synthetic faces")
+    p.add_argument("--data", help="the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)")
+    p.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv, or the run's)")
     p.add_argument("--faces", type=int, default=300, help="rows per kind of ends (default 300, as the demo's Fig. 5)")
     p.add_argument("--fit-faces", type=int, default=4000, help="faces whose posteriors are encoded (default 4000)")
     p.add_argument("--split", default="train", help="split the faces come from (default train)")
@@ -33,8 +35,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         run = load_run(args.run, args.device)
-        clf = classifier_for_run(run, args.data, args.cache_dir)
-        res = prior_gap(run, args.data, clf, n_faces=args.faces, fit_faces=args.fit_faces, seed=args.seed,
+        faces = open_faces_for_run(run, args.data, args.labels)
+        report_notes(faces)
+        clf = classifier_for_run(run, faces, args.cache_dir)
+        res = prior_gap(run, faces, clf, n_faces=args.faces, fit_faces=args.fit_faces, seed=args.seed,
                         split=args.split, cache_dir=args.cache_dir)
     except UserError as e:  # one line, exit status 2, as the CLI
         print(f"prior_gap: error: {e}", file=sys.stderr)

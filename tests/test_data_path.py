@@ -22,7 +22,7 @@ def _full_decode(path, size, crop="official"):
 def test_reduced_scale_decode_matches_a_full_decode(synth_root):
     paths = sorted((synth_root / "img_align_celeba").iterdir())[:8]
     for size in (32, 64):  # 1/4 and 1/2 DCT scale for the 138-pixel official box
-        for crop in ("official", "center148"):
+        for crop in ("official", "center148", "center"):
             fast = np.stack([load_face(p, size, crop) for p in paths]).astype(int)
             full = np.stack([_full_decode(p, size, crop) for p in paths]).astype(int)
             err = np.abs(fast - full)
@@ -49,7 +49,7 @@ def test_fast_jpeg_path_makes_exactly_the_pixels_of_pils_path(synth_root, tmp_pa
     assert data._decode_jpeg_scaled(gray, 64, "official") is not None  # grayscale JPEGs take the fast path
     assert data._decode_jpeg_scaled(png, 64, "official") is None  # other formats go to PIL
     for size in (32, 64, 128):
-        for crop in ("official", "center148"):
+        for crop in ("official", "center148", "center"):
             fast = data.load_faces(paths + [gray, png], size, crop)
             with monkeypatch.context() as m:
                 m.setattr(data, "_decode_jpeg_scaled", lambda *args: None)

@@ -6,7 +6,7 @@ from dfc_vae import DFCVAE, ModelConfig, UserError
 from dfc_vae.losses import kl_divergence
 
 
-@pytest.mark.parametrize("size,stages", [(32, 3), (64, 4), (128, 5)])
+@pytest.mark.parametrize("size,stages", [(32, 3), (64, 4), (128, 5), (256, 6)])
 def test_shapes_at_each_image_size(size, stages):
     model = DFCVAE(ModelConfig(image_size=size))
     x = torch.rand(3, 3, size, size)

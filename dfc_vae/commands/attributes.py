@@ -1,15 +1,27 @@
 import argparse
 
-HELP = "attribute vectors: mean posterior mean with minus without each of the 40 CelebA attributes"
+HELP = ("attribute vectors: mean posterior mean with minus without each attribute the data is labelled with, "
+        "or from two folders (--positive DIR_A --negative DIR_B --name NAME)")
 ORDER = 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    parser.add_argument("--data", required=True, help="the CelebA (or synthetic) folder whose labels to use")
+    parser.add_argument("--data", help="the faces whose labels to use: CelebA, a labelled folder or synthetic faces "
+                                       "(default: the run's data)")
+    parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="use the images present when the labels list some that are not there")
     parser.add_argument("--split", default="train", choices=("train", "valid", "test", "all"),
                         help="images to average over (default: train)")
-    parser.add_argument("--out", help="output file (default: RUN/attributes_SPLIT.safetensors)")
+    parser.add_argument("--positive", metavar="DIR_A", help="a folder of faces WITH the attribute (with --negative, --name)")
+    parser.add_argument("--negative", metavar="DIR_B", help="a folder of faces WITHOUT the attribute")
+    parser.add_argument("--name", help="the attribute's name for --positive/--negative")
+    parser.add_argument("--merge", action="append", default=[], metavar="FILE",
+                        help="attribute-vector files to merge with the new vectors into --out (repeatable; "
+                             "a name in several is taken from the new vectors)")
+    parser.add_argument("--out", help="output file (default: RUN/attributes_SPLIT.safetensors, or RUN/attributes_NAME."
+                                      "safetensors for two folders)")
     parser.add_argument("--classifier", action="store_true",
                         help="also train the run's attribute classifier (RUN/classifier/) that scores Figs. 5 and 6")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -20,18 +32,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from ..attributes import compute_attribute_vectors
+    from ..attributes import (compute_attribute_vectors, folder_attribute_vector, load_attribute_vectors,
+                              merge_attribute_vectors)
+    from ..errors import UserError
+    from ..faces import open_faces_for_run, report_notes
     from ..run import load_run
 
+    two_folders = args.positive or args.negative or args.name
+    if two_folders and not (args.positive and args.negative and args.name):
+        raise UserError("two folders need all of --positive DIR_A, --negative DIR_B and --name NAME")
+    if two_folders and (args.data or args.labels or args.classifier):
+        raise UserError("--positive/--negative make one vector from two folders; drop --data, --labels and --classifier")
     loaded = load_run(args.run, args.device)
-    out = Path(args.out) if args.out else Path(args.run) / f"attributes_{args.split}.safetensors"
-    vectors = compute_attribute_vectors(loaded, args.data, args.split, args.cache_dir, not args.no_progress)
+    merged = [load_attribute_vectors(f, loaded.config.latent_dim) for f in args.merge]  # checked before any work
+    progress = not args.no_progress
+    if two_folders:
+        out = Path(args.out) if args.out else Path(args.run) / f"attributes_{args.name.strip()}.safetensors"
+        vectors = folder_attribute_vector(loaded, args.positive, args.negative, args.name, args.cache_dir, progress)
+        what = f"1 attribute vector ({vectors.names[0]}) from {vectors.n_pos[0]} + {vectors.n_neg[0]} images"
+        faces = None
+    else:
+        out = Path(args.out) if args.out else Path(args.run) / f"attributes_{args.split}.safetensors"
+        faces = open_faces_for_run(loaded, args.data, args.labels, args.allow_missing or None)
+        report_notes(faces)
+        vectors = compute_attribute_vectors(loaded, faces, args.split, args.cache_dir, progress)
+        what = f"{len(vectors.names)} attribute vectors from {vectors.meta['images']} {args.split} images"
+    if merged:
+        vectors = merge_attribute_vectors(*merged, vectors)
+        what += f", merged with {len(merged)} file(s) into {len(vectors.names)} vectors,"
     vectors.save(out)
-    print(f"{len(vectors.names)} attribute vectors from {vectors.meta['images']} {args.split} images written to {out}")
+    print(f"{what} written to {out}")
     if args.classifier:
         from ..classifier import classifier_for_run
 
-        clf = classifier_for_run(loaded, args.data, args.cache_dir, retrain=True, progress=not args.no_progress)
+        clf = classifier_for_run(loaded, faces, args.cache_dir, retrain=True, progress=progress)
         scored = clf.scored()
         print(f"attribute classifier in {Path(args.run) / 'classifier'}: scores {len(scored)} attributes "
               f"(test accuracy >= 0.95): {', '.join(scored)}")

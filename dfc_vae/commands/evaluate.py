@@ -1,15 +1,19 @@
 import argparse
 
-HELP = ("evaluate a run: the paper's 40-attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
+HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
         "KL per latent dimension, and pictures of the latent space")
 ORDER = 70
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    parser.add_argument("--data", help="CelebA root or synthetic faces with train/valid/test splits (default: the run's data)")
+    parser.add_argument("--data", help="the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)")
+    parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv, or the run's)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="use the images present when the labels list some that are not there")
     parser.add_argument("--out", help="folder for report.md, CSVs and PNGs (default: RUN/eval)")
-    parser.add_argument("--color-by", default="Smiling", help="attribute that colours the latent PCA plot (default: Smiling)")
+    parser.add_argument("--color-by", default="Smiling",
+                        help="attribute that colours the latent PCA plot (default: Smiling, or the data's first)")
     parser.add_argument("--vgg-weights", help="VGG19 weights for the feature distance: imagenet, random or PATH (default: the run's)")
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: the run's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -23,7 +27,8 @@ def run(args: argparse.Namespace) -> None:
     from ..evaluate import evaluate
 
     out = evaluate(args.run, args.data, args.out, args.color_by, args.vgg_weights, args.device, args.cache_dir,
-                   args.seed, progress=not args.no_progress)
+                   args.seed, progress=not args.no_progress, labels=args.labels,
+                   allow_missing=args.allow_missing or None)
     s = json.loads((out / "summary.json").read_text())
     print(f"wrote {out / 'report.md'}: mean attribute accuracy {100 * s['mean_accuracy']:.1f}% "
           f"(majority {100 * s['mean_majority_baseline']:.1f}%), PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}, "

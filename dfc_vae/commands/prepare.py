@@ -6,12 +6,19 @@ ORDER = 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..config import TrainConfig
+    from ..data import CROPS
+    from ..model import SUPPORTED_IMAGE_SIZES
 
     d = TrainConfig()
-    parser.add_argument("--data", required=True, help="CelebA root (official, torchvision or Kaggle layout)")
-    parser.add_argument("--image-size", type=int, default=d.image_size, choices=(32, 64, 128))
-    parser.add_argument("--crop", default=d.crop, choices=("official", "center148"),
-                        help="official: DFC-VAE's (30, 40, 168, 178) box; center148: the central 148x148")
+    parser.add_argument("--data", required=True,
+                        help="the faces: CelebA (official, torchvision, Kaggle or PNG layout) or any folder of face images")
+    parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv when present)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="use the images present when the annotations or labels list some that are not there")
+    parser.add_argument("--image-size", type=int, default=d.image_size, choices=SUPPORTED_IMAGE_SIZES)
+    parser.add_argument("--crop", default=d.crop, choices=("auto",) + CROPS,
+                        help="auto: the data's own (official for CelebA, center for folders); official: DFC-VAE's "
+                             "(30, 40, 168, 178) box; center148: the central 148x148; center: the largest centred square")
     parser.add_argument("--cache-dir", help="where the cache goes (default: $DFC_VAE_CACHE or ~/.cache/dfc_vae)")
     parser.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per CPU core)")
 
@@ -19,12 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import time
 
-    from ..celeba import find_celeba
-    from ..data import prepare_cache
+    from ..faces import open_faces, report_notes
 
-    root = find_celeba(args.data)
     t = time.perf_counter()
-    cache = prepare_cache(root, args.image_size, args.crop, args.cache_dir, args.workers or None)
+    faces = open_faces(args.data, args.labels, args.allow_missing)
+    report_notes(faces)
+    crop = faces.resolve_crop(args.crop)
+    cache = faces.cache(args.image_size, crop, args.cache_dir, args.workers or None)
     dt = time.perf_counter() - t
-    print(f"{len(cache.ids)} faces of {root.description} at {args.image_size}x{args.image_size} ({args.crop} crop) "
-          f"in {cache.path} ({dt:.1f} s)")
+    print(f"{len(cache.ids)} faces of {faces.description} at {args.image_size}x{args.image_size} ({crop} crop) "
+          f"in {cache.path} ({dt:.1f} s, {len(cache.ids) / dt:.0f} images/s)")

@@ -6,7 +6,8 @@ ORDER = 41
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    parser.add_argument("--data", required=True, help="CelebA root or synthetic faces")
+    parser.add_argument("--data", help="the faces: CelebA, a folder of images or synthetic faces (default: the run's data)")
+    parser.add_argument("--labels", help="labels file of a folder of images (its split column, if any, is used)")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
     parser.add_argument("--n", type=int, default=32, help="number of faces")
     parser.add_argument("--out", help="PNG to write (default: RUN/reconstructions.png)")
@@ -17,9 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from ..faces import open_faces_for_run
     from ..run import load_run, reconstruct_grid
 
     loaded = load_run(args.run, args.device)
-    out = reconstruct_grid(loaded, args.data, args.out or Path(args.run) / "reconstructions.png", args.split, args.n,
+    faces = open_faces_for_run(loaded, args.data, args.labels)
+    out = reconstruct_grid(loaded, faces, args.out or Path(args.run) / "reconstructions.png", args.split, args.n,
                            args.cache_dir)
     print(f"wrote {out}")
