@@ -14,7 +14,8 @@ from dfc_vae.data import prepare_cache
 from dfc_vae.errors import UserError
 from dfc_vae.train import learning_rate, resolve_precision, train
 
-TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0)
+TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0,
+            device="cpu")  # the exact-resume and precision assertions hold on a CPU
 
 
 def _rows(path):
@@ -91,7 +92,7 @@ def test_cli_train_sample_reconstruct(synth_root, cache_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(synth_root), "--out", str(run), "--loss", "pvae", "--epochs", "1",
                  "--image-size", "32", "--batch-size", "16", "--vgg-weights", "random", "--cache-dir", str(cache_dir),
-                 "--no-progress"]) == 0
+                 "--device", "cpu", "--no-progress"]) == 0
     assert main(["sample", "--run", str(run), "--n", "9"]) == 0
     assert (run / "samples.png").is_file()
     assert main(["reconstruct", "--run", str(run), "--data", str(synth_root), "--n", "8", "--cache-dir", str(cache_dir)]) == 0

@@ -1,5 +1,7 @@
 import argparse
 
+from ..argtypes import nonnegative_int
+
 HELP = "decode every face once into the uint8 cache that training reads"
 ORDER = 20
 
@@ -13,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", default=d.crop, choices=("official", "center148"),
                         help="official: DFC-VAE's (30, 40, 168, 178) box; center148: the central 148x148")
     parser.add_argument("--cache-dir", help="where the cache goes (default: $DFC_VAE_CACHE or ~/.cache/dfc_vae)")
-    parser.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per CPU core)")
+    parser.add_argument("--workers", type=nonnegative_int, default=0, help="decoding processes (0: one per CPU core)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,5 +1,7 @@
 import argparse
 
+from ..argtypes import positive_int
+
 HELP = "reconstruct faces of a data split with a trained run (inputs beside reconstructions)"
 ORDER = 41
 
@@ -8,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
     parser.add_argument("--data", required=True, help="CelebA root or synthetic faces")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    parser.add_argument("--n", type=int, default=32, help="number of faces")
+    parser.add_argument("--n", type=positive_int, default=32, help="number of faces")
     parser.add_argument("--out", help="PNG to write (default: RUN/reconstructions.png)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--cache-dir", help="image cache folder (default: the run's)")
