@@ -20,12 +20,15 @@ LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, command: str) -> Iterator[Path]:
+def run_lock(run_dir: str | os.PathLike, command: str, create: bool = True) -> Iterator[Path]:
     """Hold RUN/.lock exclusively for the `with` block, or refuse at once (UserError naming the
     holder's PID). When the block fails, a lock file made here is removed again, and so is a
-    directory made here for it if nothing else was written into it (a refused start leaves nothing)."""
+    directory made here for it if nothing else was written into it (a refused start leaves nothing).
+    With `create=False` a missing directory is refused instead of made."""
     run = Path(run_dir)
     made_dir = not run.exists()
+    if made_dir and not create:  # a command that uses an existing run
+        raise UserError(f"run directory {run} does not exist; pass --run a folder made by `dfc-vae train`")
     try:
         run.mkdir(parents=True, exist_ok=True)
         path = run / LOCK_NAME
