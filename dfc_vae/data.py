@@ -24,6 +24,7 @@ from PIL import Image
 from .celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX, CelebARoot, find_celeba, load_annotations
 from .errors import UserError
 from .fileio import write_json
+from .runlock import waiting_lock
 
 CROPS = ("official", "center148")
 CACHE_FORMAT_VERSION = 2  # 2: reduced-scale JPEG boxes mapped by exactly 1/scale
@@ -224,6 +225,12 @@ def prepare_cache(data: str | Path | CelebARoot, image_size: int = 64, crop: str
     cache = open_cache(target)
     if cache is not None:
         return cache
+    # a second preparation of the same cache waits here for the first, then opens the cache it made
+    with waiting_lock(folder / f".{target.name}.lock"):
+        return open_cache(target) or _make_cache(root, ids, key, target, folder, image_size, crop, workers, progress)
+
+
+def _make_cache(root, ids, key, target, folder, image_size, crop, workers, progress) -> ImageCache:
     if target.exists():  # an interrupted earlier preparation
         shutil.rmtree(target)
     partial = folder / f".{target.name}.partial"

@@ -55,3 +55,20 @@ def run_lock(run_dir: str | os.PathLike, command: str, create: bool = True) -> I
             raise
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+@contextlib.contextmanager
+def waiting_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` for the `with` block, waiting for another holder to
+    finish first (for work that a second process can then reuse, such as a cache being made)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise UserError(f"cannot write in {path.parent} ({e.strerror}); choose a writable folder") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

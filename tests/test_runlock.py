@@ -122,18 +122,34 @@ def test_a_refused_start_leaves_nothing_behind(tmp_path):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
+def _prepare(start, synth_root, cache, results, i):
+    from dfc_vae.data import prepare_cache
+
+    start.wait()  # both decode at the same moment
+    try:
+        results[i] = str(prepare_cache(synth_root, 128, "official", cache, workers=1, progress=False).path)
+    except BaseException as e:  # noqa: BLE001 (reported by the test)
+        results[i] = f"failed: {type(e).__name__}: {e}"
+
+
 def test_two_concurrent_prepares_of_one_cache_both_end_with_the_same_complete_cache(synth_root, tmp_path):
+    import multiprocessing as mp
+
     from dfc_vae.data import open_cache, prepare_cache
 
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "dfc_vae", "prepare", "--data", str(synth_root), "--image-size", "32",
-           "--cache-dir", str(cache), "--workers", "2"]
-    procs = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in results]
-    made = [p for p in cache.iterdir() if not p.name.startswith(".")]
-    assert len(made) == 1
-    reference = prepare_cache(synth_root, 32, "official", tmp_path / "alone", workers=1, progress=False)
-    assert np.array_equal(open_cache(made[0]).images, reference.images)
-    assert not [p for p in cache.iterdir() if p.name.endswith(".partial")]
+    ctx = mp.get_context("fork")
+    start = ctx.Barrier(2)
+    with ctx.Manager() as manager:
+        results = manager.dict()
+        procs = [ctx.Process(target=_prepare, args=(start, synth_root, cache, results, i)) for i in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(300)
+        results = dict(results)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert results[0] == results[1] and not results[0].startswith("failed"), results
+    reference = prepare_cache(synth_root, 128, "official", tmp_path / "alone", workers=1, progress=False)
+    assert np.array_equal(open_cache(results[0]).images, reference.images)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [Path(results[0]).name]
