@@ -15,11 +15,13 @@ def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when PyTorch sees a GPU, else the CPU; 'cuda' without a GPU is refused."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if name not in DEVICES:
-        raise UserError(f"--device {name!r} is not valid; choose one of {', '.join(DEVICES)}")
-    return torch.device(name)
+    try:
+        device = torch.device(name)  # also 'cuda:1'
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not valid; choose one of {', '.join(DEVICES)}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    return device
 
 
 def native_bf16(device: torch.device) -> bool:
