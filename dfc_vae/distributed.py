@@ -121,6 +121,10 @@ def global_batchnorm(module: nn.Module) -> nn.Module:
     nn.SyncBatchNorm on CUDA, GlobalBatchNorm on the CPU."""
     if next(module.parameters()).is_cuda:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _swap_batchnorm(module)
+
+
+def _swap_batchnorm(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
             bn = GlobalBatchNorm(child.num_features, child.eps, child.momentum)
@@ -129,7 +133,7 @@ def global_batchnorm(module: nn.Module) -> nn.Module:
                 child.running_mean, child.running_var, child.num_batches_tracked)
             setattr(module, name, bn)
         else:
-            global_batchnorm(child)
+            _swap_batchnorm(child)
     return module
 
 

@@ -187,8 +187,12 @@ class Checks:
             cmd = [sys.executable, "-m", "dfc_vae", *args]
         done = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, timeout=timeout)
         if done.returncode:
+            lines = done.stderr.strip().splitlines()
+            # the child's own error, not torchrun's summary of it
+            errors = [line for line in lines if ("Error" in line or "error:" in line) and "elastic" not in line
+                      and "error_file" not in line]
             raise RuntimeError(f"`dfc-vae {args[0]}` exited with {done.returncode}: "
-                               + " / ".join(done.stderr.strip().splitlines()[-3:]))
+                               + (errors[-1].strip() if errors else " / ".join(lines[-3:])))
         return done
 
     # -- the checks
