@@ -43,10 +43,14 @@ def test_the_runner_reports_pass_fail_skip_and_keeps_to_its_budget():
         now[0] += 400
         raise RuntimeError("CUDA error: an illegal memory access\nmore lines")
 
+    def exits():  # e.g. the benchmark's worker failing: raises SystemExit
+        raise SystemExit("training worker for vae123 failed")
+
     results = gpu_check.run_checks([("ok", ok), ("two_gpus", skipped), ("boom", broken), ("late", ok)],
                                    budget_s=300, clock=clock)
     assert [(r.name, r.status) for r in results] == [("ok", "pass"), ("two_gpus", "skipped"), ("boom", "FAIL"),
                                                     ("late", "skipped")]
+    assert gpu_check.run_checks([("worker", exits), ("next", lambda: "ran")])[1].status == "pass"
     assert results[2].detail == "RuntimeError: CUDA error: an illegal memory access"
     assert "budget" in results[3].detail and results[0].seconds == 10
     text = gpu_check.report(results, "a test machine", 410)
