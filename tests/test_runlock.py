@@ -122,34 +122,34 @@ def test_a_refused_start_leaves_nothing_behind(tmp_path):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
-def _prepare(start, synth_root, cache, results, i):
-    from dfc_vae.data import prepare_cache
-
-    start.wait()  # both decode at the same moment
-    try:
-        results[i] = str(prepare_cache(synth_root, 128, "official", cache, workers=1, progress=False).path)
-    except BaseException as e:  # noqa: BLE001 (reported by the test)
-        results[i] = f"failed: {type(e).__name__}: {e}"
+PREPARE = """
+import sys, time
+from pathlib import Path
+from dfc_vae.data import prepare_cache
+data, cache, ready, go = sys.argv[1:]
+Path(ready).touch()
+while not Path(go).exists():  # both decode at the same moment
+    time.sleep(0.001)
+print(prepare_cache(data, 128, "official", cache, workers=1, progress=False).path)
+"""
 
 
 def test_two_concurrent_prepares_of_one_cache_both_end_with_the_same_complete_cache(synth_root, tmp_path):
-    import multiprocessing as mp
-
     from dfc_vae.data import open_cache, prepare_cache
 
-    cache = tmp_path / "cache"
-    ctx = mp.get_context("fork")
-    start = ctx.Barrier(2)
-    with ctx.Manager() as manager:
-        results = manager.dict()
-        procs = [ctx.Process(target=_prepare, args=(start, synth_root, cache, results, i)) for i in range(2)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(300)
-        results = dict(results)
-    assert [p.exitcode for p in procs] == [0, 0]
-    assert results[0] == results[1] and not results[0].startswith("failed"), results
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", PREPARE, str(synth_root), str(cache), str(tmp_path / f"ready{i}"),
+                               str(go)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, [p.stderr.read() for p in procs]
+        time.sleep(0.01)
+    go.touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in results]
+    paths = [out.strip() for out, _ in results]
+    assert paths[0] == paths[1], paths
     reference = prepare_cache(synth_root, 128, "official", tmp_path / "alone", workers=1, progress=False)
-    assert np.array_equal(open_cache(results[0]).images, reference.images)
-    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [Path(results[0]).name]
+    assert np.array_equal(open_cache(paths[0]).images, reference.images)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [Path(paths[0]).name]
