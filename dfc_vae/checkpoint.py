@@ -23,7 +23,10 @@ FORMAT = "dfc_vae.checkpoint/1"
 LATEST = "latest.pt"  # the newest checkpoint; replaced atomically, so it is never a partial file
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | None = None) -> dict:
+    """Every RNG state training draws from: Python's, NumPy's, the CPU generator, and the generator
+    of the CUDA device it trains on (that one alone: other GPUs are not this process's, and a
+    resume may see fewer of them)."""
     np_state = np.random.get_state()
     state = {
         "python": list(random.getstate()[1]), "python_gauss": random.getstate()[2],
@@ -31,18 +34,23 @@ def rng_state() -> dict:
         "numpy_gauss": [int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore `rng_state`'s states; the saved CUDA state goes to the training `device`. The states
+    are CPU ByteTensors whatever map_location the checkpoint was loaded with."""
     random.setstate((3, tuple(state["python"]), state["python_gauss"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
+    np.random.set_state(("MT19937", state["numpy"].cpu().numpy().astype(np.uint32), state["numpy_pos"],
                          state["numpy_gauss"][0], state["numpy_gauss"][1]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    torch.set_rng_state(state["torch"].cpu())
+    if device is not None and device.type == "cuda" and "cuda" in state:
+        cuda = state["cuda"]
+        if isinstance(cuda, (list, tuple)):  # written by an older version: the state of every visible GPU
+            cuda = cuda[device.index or 0] if len(cuda) > (device.index or 0) else cuda[0]
+        torch.cuda.set_rng_state(cuda.cpu(), device)
 
 
 def save_checkpoint(run_dir: Path, payload: dict, epoch_name: str | None = None) -> None:

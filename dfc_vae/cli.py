@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _end_progress_bars() -> None:
+    """Close every progress bar still open (ending its line), so that a message printed next
+    starts on a line of its own instead of after the bar's last state."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -48,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args._run(args)
     except UserError as e:
+        _end_progress_bars()
         print(f"dfc-vae {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print(f"dfc-vae {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from .argtypes import allowed_range, in_range
 from .errors import UserError
 from .data import CROPS
 from .losses import REDUCTIONS
@@ -34,41 +35,41 @@ class TrainConfig:
                      choices=("vae123", "vae345", "pvae"))
     reduction: str = _opt("sum", "loss scale: sum (per-image sums: a per-image negative ELBO) or paper (Eq. 5: per-element "
                           "means of Caffe-scale VGG features; losses.py derives the scale)", choices=REDUCTIONS)
-    alpha: float = _opt(1.0, "weight of the KL term (paper: 1)")
-    beta: float = _opt(0.5, "weight of the reconstruction term (paper: 0.5)")
+    alpha: float = _opt(1.0, "weight of the KL term (paper: 1)", min=0)
+    beta: float = _opt(0.5, "weight of the reconstruction term (paper: 0.5)", min=0)
     vgg_weights: str = _opt("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")
     image_size: int = _opt(ModelConfig.image_size, "face size in pixels: 32, 64 (paper), 128 or 256",
                            choices=SUPPORTED_IMAGE_SIZES)
-    latent_dim: int = _opt(ModelConfig.latent_dim, "latent dimensions (paper: 100)")
-    base_channels: int = _opt(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)")
+    latent_dim: int = _opt(ModelConfig.latent_dim, "latent dimensions (paper: 100)", min=1)
+    base_channels: int = _opt(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)", min=1)
     crop: str = _opt("auto", "face crop: auto (the data's own: official for CelebA, center for folders), official "
                              "(DFC-VAE's 138x138 box), center148 (the central 148x148) or center (the largest centred "
                              "square); a run records the resolved crop", choices=("auto",) + CROPS)
-    epochs: int = _opt(10, "passes over the training split")
-    batch_size: int = _opt(64, "global batch size (paper: 64)")
-    lr: float = _opt(5e-4, "Adam learning rate (paper: 5e-4)")
-    beta1: float = _opt(0.5, "Adam beta1 (paper: 0.5)")
-    beta2: float = _opt(0.999, "Adam beta2")
+    epochs: int = _opt(10, "passes over the training split", min=1)
+    batch_size: int = _opt(64, "global batch size (paper: 64)", min=1)
+    lr: float = _opt(5e-4, "Adam learning rate (paper: 5e-4)", above=0)
+    beta1: float = _opt(0.5, "Adam beta1 (paper: 0.5)", min=0, below=1)
+    beta2: float = _opt(0.999, "Adam beta2", min=0, below=1)
     lr_halving: int = _opt(0, "halve the learning rate at the start of epochs N, 2N, 3N, ... (N = 2: the official code's "
                               "intended schedule; a misplaced line there halves it at every step of even epochs); "
-                              "0: constant, as the paper")
+                              "0: constant, as the paper", min=0)
     flip: bool = _opt(False, "random horizontal flips of training batches")
     calibrate_latent: bool = _opt(True, "at every epoch's end, shift and scale each latent dimension so that the training "
                                   "faces' posteriors have mean 0 and E[z^2] = 1, as N(0, I): reconstructions unchanged, "
                                   "KL lower, prior samples where the faces are (model.py; not in the paper)")
-    seed: int = _opt(0, "seed of initialization, data order and sampling")
+    seed: int = _opt(0, "seed of initialization, data order and sampling", min=0, max=2**32 - 1)
     device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
     compile: bool = _opt(False, "run the model through torch.compile")
     precision: str = _opt("auto", "arithmetic of the training step: bf16 (autocast; fp32 weights and optimizer) or fp32; "
                           "auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere",
                           choices=("auto", "bf16", "fp32"))
-    log_every: int = _opt(20, "read losses (a host sync) and append a metrics row every N steps")
-    checkpoint_every: int = _opt(500, "also save the latest checkpoint every N steps (0: at epoch ends only)")
-    max_steps: int = _opt(0, "stop after N optimizer steps in all (0: no limit)")
-    skip_bad_batches: int = _opt(0, "skip up to N batches whose loss is NaN/Inf before stopping")
+    log_every: int = _opt(20, "read losses (a host sync) and append a metrics row every N steps", min=1)
+    checkpoint_every: int = _opt(500, "also save the latest checkpoint every N steps (0: at epoch ends only)", min=0)
+    max_steps: int = _opt(0, "stop after N optimizer steps in all (0: no limit)", min=0)
+    skip_bad_batches: int = _opt(0, "skip up to N batches whose loss is NaN/Inf before stopping", min=0)
     deterministic: bool = _opt(False, "deterministic algorithms (bitwise-reproducible resume on CPU; slower)")
     cache_dir: str = _opt(None, "folder of the decoded-image cache (default: $DFC_VAE_CACHE or ~/.cache/dfc_vae)")
-    workers: int = _opt(0, "processes that decode images for the cache (0: one per CPU core)")
+    workers: int = _opt(0, "processes that decode images for the cache (0: one per CPU core)", min=0)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(image_size=self.image_size, latent_dim=self.latent_dim, base_channels=self.base_channels)
@@ -77,17 +78,18 @@ class TrainConfig:
         return asdict(self)
 
     def validate(self) -> "TrainConfig":
+        """Refuse a setting outside its allowed values (the fields' `choices`, and `min`, `max`,
+        `above`, `below` of numbers, which must also be finite), the same for flags and TOML files."""
         for f in fields(self):
+            value = getattr(self, f.name)
             choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise UserError(f"{f.name} = {getattr(self, f.name)!r} is not valid; choose one of {', '.join(map(str, choices))}")
-        for name in ("epochs", "batch_size", "log_every", "latent_dim", "base_channels"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.lr_halving < 0:
-            raise UserError(f"lr_halving must be 0 (constant) or a number of epochs (got {self.lr_halving})")
-        if self.lr <= 0:
-            raise UserError(f"lr must be positive (got {self.lr})")
+            if choices and value not in choices:
+                raise UserError(f"{f.name} = {value!r} is not valid; choose one of {', '.join(map(str, choices))}")
+            if f.type in ("int", "float"):
+                allowed = allowed_range(f.type, f.metadata)
+                if not in_range(value, f.type, f.metadata):
+                    raise UserError(f"{f.name} = {value!r} is out of range; allowed: {allowed} "
+                                    f"(flag --{f.name.replace('_', '-')}, TOML key {f.name})")
         self.model_config()
         return self
 

@@ -24,6 +24,7 @@ from PIL import Image
 from .celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX, CelebARoot
 from .errors import UserError
 from .fileio import write_json
+from .runlock import waiting_lock
 
 CROPS = ("official", "center148", "center")
 CACHE_FORMAT_VERSION = 2  # 2: reduced-scale JPEG boxes mapped by exactly 1/scale
@@ -240,6 +241,12 @@ def build_cache(faces, image_size: int = 64, crop: str = "official", cache_dir: 
     cache = open_cache(target)
     if cache is not None:
         return cache
+    # a second preparation of the same cache waits here for the first, then opens the cache it made
+    with waiting_lock(folder / f".{target.name}.lock"):
+        return open_cache(target) or _make_cache(root, ids, key, target, folder, image_size, crop, workers, progress)
+
+
+def _make_cache(root, ids, key, target, folder, image_size, crop, workers, progress) -> ImageCache:
     if target.exists():  # an interrupted earlier preparation
         shutil.rmtree(target)
     partial = folder / f".{target.name}.partial"
@@ -339,23 +346,34 @@ class BatchSource:
                 self.on_device = torch.from_numpy(np.ascontiguousarray(images[self.indices])).to(device)
 
     def batches(self, epoch: int, start: int = 0):
-        """Yield the batches of `epoch` from batch number `start` on."""
+        """Yield the batches of `epoch` from batch number `start` on.
+
+        On a GPU nothing is copied from the host per batch but the pixels of a split that does not
+        fit there (pinned, asynchronous): the epoch's order and flips go to the device once and
+        batches are gathered and flipped there, so the step never waits for a blocking copy."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.indices), generator=g).numpy()
         flips = (torch.rand(len(self.indices), generator=g) < 0.5).numpy()
         local = self.batch_size // self.world_size
+        index_on_device = self.on_device is not None or self.device.type != "cpu"
+        if index_on_device:
+            order_dev = torch.from_numpy(order).to(self.device)
+            flips_dev = torch.from_numpy(flips).to(self.device)
         for b in range(start, self.num_batches):
             lo = b * self.batch_size + self.rank * local
             idx = order[lo:lo + local]
             if self.on_device is not None:
-                x = self.on_device[torch.from_numpy(idx).to(self.device)]
+                x = self.on_device[order_dev[lo:lo + local]]
             else:
                 rows = self.indices[idx]
                 sort = np.argsort(rows)  # read the memory map in file order, then restore batch order
                 x = torch.from_numpy(self.source[rows[sort]][np.argsort(sort)])
                 if self.device.type == "cuda":
                     x = x.pin_memory().to(self.device, non_blocking=True)
-            if self.flip:  # only the chosen images, on the uint8 batch; dim 2 of NHWC is the width
+            if self.flip and index_on_device:
+                chosen = flips_dev[order_dev[lo:lo + local]].view(-1, 1, 1, 1)  # dim 2 of NHWC is the width
+                x = torch.where(chosen, x.flip(2), x)
+            elif self.flip:  # only the chosen images, on the uint8 batch
                 chosen = torch.from_numpy(np.flatnonzero(flips[idx])).to(self.device)
                 x[chosen] = x[chosen].flip(2)
             yield to_unit_float(x)

@@ -11,6 +11,7 @@ import torch
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .config import TrainConfig
 from .data import to_tensor
+from .device import resolve_device
 from .errors import UserError
 from .images import grid, provenance, save_png, to_uint8
 from .model import DFCVAE
@@ -32,8 +33,6 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None) -> LoadedRun:
     """The model of a run directory's latest checkpoint (or `checkpoint`), in eval mode."""
-    from .train import resolve_device
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist; pass --run a folder made by `dfc-vae train`")

@@ -9,6 +9,9 @@ Everything a run makes goes into its run directory:
                   faces (their mean KL per image before and after it: kl_uncalibrated, kl_calibrated)
   checkpoints/    latest.pt (also every `checkpoint_every` steps) and epoch_NNN.pt
   grids/          epoch_NNN_recon.png (inputs above reconstructions), epoch_NNN_samples.png (z ~ N(0, I))
+  curves.png      loss, reconstruction, KL and active units against the step (curves.py), at every epoch's end
+  tensorboard/    the same rows as TensorBoard event files, with --tensorboard
+  .lock           the run directory's lock (runlock.py): one `train` (or other writer) at a time
 """
 
 from __future__ import annotations
@@ -30,13 +33,18 @@ from torch import nn
 from . import __version__
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
+from .curves import plot_curves
 from .data import BatchSource, to_tensor
+from .device import autocast_for, resolve_device, resolve_precision  # noqa: F401 (also this module's API)
+from .distributed import any_process, data_parallel, world_size
+from .distributed import setup as setup_processes, teardown as teardown_processes
 from .faces import open_faces, report_notes
 from .errors import UserError
 from .fileio import write_json, write_text
 from .images import grid, provenance, save_png, to_uint8
 from .losses import DFCLoss, active_units, kl_divergence
 from .model import DFCVAE
+from .runlock import LOCK_NAME, run_lock
 
 METRIC_COLUMNS = ["step", "epoch", "loss", "recon", "kl", "active_units", "images_per_s", "elapsed_s"]
 EPOCH_COLUMNS = ["epoch", "step", "eval_loss", "eval_recon", "eval_kl", "active_units", "images", "kl_uncalibrated",
@@ -50,72 +58,6 @@ CALIBRATION_IMAGES = 10_000  # per-dimension means and second moments to ~1.4% (
 
 class TrainingDiverged(UserError):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Sum a tensor over all processes; the gradient of every process's input is the sum of the
-    gradients that reach the output in all processes (each process's loss depends on every input)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-class _GlobalBatchNorm(nn.BatchNorm2d):
-    """BatchNorm whose training statistics are taken over the whole global batch of all processes.
-
-    The CPU (gloo) counterpart of nn.SyncBatchNorm, which DistributedDataParallel accepts on GPUs
-    only: per-channel sums and sums of squares are all-reduced (with gradient, so backpropagation
-    sees the same global statistics as a one-process run over the global batch).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(x)
-        c = x.shape[1]
-        n = x.numel() // c * dist.get_world_size()
-        xf = x.float()
-        stats = _AllReduceSum.apply(torch.cat([xf.sum((0, 2, 3)), xf.pow(2).sum((0, 2, 3))]))
-        mean = stats[:c] / n
-        var = (stats[c:] / n - mean.pow(2)).clamp_min(0)  # biased, as BatchNorm normalizes with
-        with torch.no_grad():  # running statistics as nn.BatchNorm2d keeps them (unbiased variance)
-            self.num_batches_tracked += 1
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * (n / (n - 1)), self.momentum)
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        return (xf * scale.view(1, c, 1, 1) + (self.bias - mean * scale).view(1, c, 1, 1)).to(x.dtype)
-
-
-def _global_batchnorm(module: nn.Module) -> nn.Module:
-    """Swap every BatchNorm2d in `module` (in place) for one with global-batch statistics."""
-    if torch.cuda.is_available() and next(module.parameters()).is_cuda:
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm2d:
-            bn = _GlobalBatchNorm(child.num_features, child.eps, child.momentum)
-            bn.weight, bn.bias = child.weight, child.bias  # the same parameters and buffers
-            bn.running_mean, bn.running_var, bn.num_batches_tracked = (
-                child.running_mean, child.running_var, child.num_batches_tracked)
-            setattr(module, name, bn)
-        else:
-            _global_batchnorm(child)
-    return module
 
 
 class TrainStep(nn.Module):
@@ -136,25 +78,19 @@ class TrainStep(nn.Module):
         return self.model.decode_raw(z), mu, logvar
 
 
-def _distributed() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call made the process group); under torchrun, the process
-    group is made here unless the caller made one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, False
-    made = not dist.is_initialized()
-    if made:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world, made
-
-
-def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
-    """The run directory, and the saved config when resuming; refuses to overwrite another run."""
+def run_directory(cfg: TrainConfig) -> Path:
+    """The run directory --out names (not yet checked for what it holds)."""
     if not cfg.out:
         raise UserError("no run directory given; pass --out RUN")
     run = Path(cfg.out)
     if run.exists() and not run.is_dir():
         raise UserError(f"--out {run} is a file; give a folder for the run")
+    return run
+
+
+def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
+    """The run directory, and the saved config when resuming; refuses to overwrite another run."""
+    run = run_directory(cfg)
     saved = run / "config.json"
     if resume:
         if not saved.is_file():
@@ -163,7 +99,7 @@ def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
 
         # a run killed before its first checkpoint resumes from step 0 with its saved settings
         return run, json.loads(saved.read_text())["config"]
-    if run.is_dir() and any(run.iterdir()):
+    if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()):
         if saved.is_file() and latest_checkpoint(run) is not None:
             raise UserError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
         if saved.is_file():  # killed before its first checkpoint: nothing to lose, start again
@@ -209,28 +145,52 @@ class _CSVLog:
                 {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train a DFC-VAE as `cfg` says; returns the run directory."""
-    from tqdm.auto import tqdm
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, tensorboard: bool = False) -> Path:
+    """Train a DFC-VAE as `cfg` says; returns the run directory.
 
+    Every setting is checked before anything is written; the run directory is locked (runlock.py)
+    for as long as training runs, so a second `train` on it is refused. `tensorboard` also writes
+    the logged rows as TensorBoard event files into RUN/tensorboard (the `tensorboard` extra)."""
     cfg.validate()
     if not cfg.data:
         raise UserError("no data given; pass --data DIR (CelebA, or faces from `dfc-vae synth`)")
     faces = open_faces(cfg.data, cfg.labels, cfg.allow_missing)
     cfg = replace(cfg, crop=faces.resolve_crop(cfg.crop))  # the run records (and a resume compares) the resolved crop
+    if cfg.compile and world_size() > 1:
+        # SyncBatchNorm inside DistributedDataParallel graph-breaks or fails under torch.compile
+        raise UserError("--compile with several processes is not supported yet; drop --compile under torchrun, "
+                        "or compile a one-process run")
+    writer_class = tensorboard_writer() if tensorboard else None
+    run = run_directory(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 alone writes, and holds the lock
+        return _train(cfg, faces, resume, progress, writer_class)
+    with run_lock(run, "train"):
+        return _train(cfg, faces, resume, progress, writer_class)
+
+
+def tensorboard_writer():
+    """torch.utils.tensorboard's SummaryWriter, or a UserError saying how to install it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package; install it with "
+                        "`pip install 'dfc_vae[tensorboard]'` (or `pip install tensorboard`), or drop --tensorboard") from None
+    return SummaryWriter
+
+
+def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> Path:
+    from tqdm.auto import tqdm
+
     run, saved = check_run_dir(cfg, resume)
     resume = resume and latest_checkpoint(run) is not None
     if saved is not None:
         cfg = merge_resume_config(saved, cfg)
-    rank, world, made_group = _distributed()
-    is_main = rank == 0
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
+    if cfg.deterministic:  # before anything touches cuBLAS, which reads its workspace setting once
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    # the device first: the process group's backend follows it (gloo for --device cpu on a GPU host)
+    procs, device = setup_processes(resolve_device(cfg.device))
+    rank, world, is_main = procs.rank, procs.world, procs.is_main
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
@@ -256,15 +216,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     optimizer = make_optimizer(model, cfg, device)
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
-        ckpt = load_checkpoint(latest_checkpoint(run), map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        set_rng_state(ckpt["rng"])
-    step_module = TrainStep(model)
-    if world > 1:  # BatchNorm over the global batch, gradients averaged over processes
-        step_module = nn.parallel.DistributedDataParallel(
-            _global_batchnorm(step_module), device_ids=[device.index] if device.type == "cuda" else None)
+        step, epoch, batch_in_epoch = resume_from(latest_checkpoint(run), model, optimizer, device)
+    step_module = data_parallel(TrainStep(model), procs, device)
     precision = resolve_precision(cfg.precision, device)
     step_fn = make_step_fn(step_module, loss_fn, device, cfg.compile, precision)
     autocast = autocast_for(device, precision)
@@ -274,16 +227,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             "vgg_weights": loss_fn.vgg_weights_description, "dfc_vae": __version__, "torch": str(torch.__version__),
             "device": str(device), "precision": precision, "world_size": world}
     caption = provenance(synthetic, meta["vgg_weights"])
+    writer = None
     if is_main:
         write_json(run / "config.json", {"config": cfg.to_dict(), "meta": meta})
         metrics = _CSVLog(run / "metrics.csv", METRIC_COLUMNS, step if resume else None, "step")
         epochs_log = _CSVLog(run / "epochs.csv", EPOCH_COLUMNS, epoch if resume else None, "epoch")
+        if writer_class is not None:  # events past the checkpoint's step, of a killed run, are dropped
+            writer = writer_class(str(run / "tensorboard"), purge_step=step if resume else None)
         for line in caption:
             print(f"note: {line}")
 
     def payload() -> dict:
         return {"config": cfg.to_dict(), "meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "rng": rng_state()}
+                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "rng": rng_state(device)}
+
+    def save(epoch_name: str | None = None) -> None:
+        """Checkpoint, never over good weights with non-finite ones (all processes check, and agree)."""
+        if any_process(not finite_weights(model), procs, device):
+            _diverged(run, step, "the weights")
+        if is_main:
+            save_checkpoint(run, payload(), epoch_name=epoch_name)
 
     total_steps = cfg.epochs * source.num_batches
     if cfg.max_steps:
@@ -308,10 +271,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             saved_bn = [b.clone() for b in bn_buffers]
             out, mu = step_fn(x, eps)
             loss = out["loss"]
-            if check_each_step and not torch.isfinite(loss).item():
+            # decided on all processes together: one skipping or stopping alone would leave the others
+            # waiting in a collective
+            if check_each_step and any_process(~torch.isfinite(loss), procs, device):
                 skipped += 1
                 if skipped > cfg.skip_bad_batches:
-                    _diverged(run, step + 1)
+                    _diverged(run, step + 1, nonfinite_terms(out))
                 for b, saved in zip(bn_buffers, saved_bn):
                     b.copy_(saved)
                 optimizer.zero_grad(set_to_none=True)
@@ -326,17 +291,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if step % cfg.log_every == 0 or step == total_steps:
                 now = time.perf_counter()
                 row = window.read()  # the one host sync of the window
-                if not math.isfinite(row["loss"]):
-                    _diverged(run, step)
+                if any_process(not math.isfinite(row["loss"]), procs, device):
+                    _diverged(run, step, nonfinite_terms(row))
                 row.update(step=step, epoch=epoch, images_per_s=row.pop("n") * world / (now - t_last),
                            elapsed_s=now - t_start)
                 t_last = now
                 if is_main:
                     metrics.append(row)
+                    _add_scalars(writer, "train", row, step)
                     bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", active=row["active_units"])
             bar.update(1)
-            if is_main and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_checkpoint(run, payload())
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save()
             if step >= total_steps and batch_in_epoch < source.num_batches:
                 break  # (at an epoch's last batch, fall through to the epoch's end instead)
         else:  # the epoch ran to its end
@@ -346,41 +312,39 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 calibration = fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
                 summary = evaluate_fixed_set(model, loss_fn, eval_x, device, autocast)
                 epochs_log.append({"epoch": epoch, "step": step, **summary, **calibration})
+                _add_scalars(writer, "held_out", summary, step)
                 save_epoch_grids(model, eval_x, run / "grids", epoch, cfg.seed, device, caption)
-                save_checkpoint(run, payload(), epoch_name=f"epoch_{epoch:03d}.pt")
+            save(epoch_name=f"epoch_{epoch:03d}.pt")
+            if is_main:
+                plot_curves([run], run / "curves.png")
                 tqdm.write(f"epoch {epoch}: eval loss {summary['eval_loss']:.4g}, recon {summary['eval_recon']:.4g}, "
                            f"KL {summary['eval_kl']:.3g}, active units {summary['active_units']}/{cfg.latent_dim}")
             model.train()
             continue
         break
     bar.close()
-    if is_main and batch_in_epoch:  # stopped inside an epoch (max_steps): keep where we are
-        fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
-        save_checkpoint(run, payload())
-    if world > 1:
-        dist.barrier()
-        if made_group:  # a process that exits with a live gloo group can abort in its teardown
-            dist.destroy_process_group()
+    if batch_in_epoch:  # stopped inside an epoch (max_steps): keep where we are
+        if is_main:
+            fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
+        save()
+    if is_main:
+        plot_curves([run], run / "curves.png")
+        if writer is not None:
+            writer.close()
+    teardown_processes(procs)
     return run
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' where the hardware computes in bf16 natively (CUDA; CPUs with AVX512-BF16 or
-    AMX, where oneDNN's bf16 convolutions run ~2x the fp32 ones), else 'fp32'."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16"
-    try:
-        native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):  # a build without oneDNN
-        native = False
-    return "bf16" if native else "fp32"
+def resume_from(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, int, int]:
+    """Load a checkpoint into `model` and `optimizer` and restore the RNG states; (step, epoch, batch).
 
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast (convolutions and matmuls in bf16, fp32 master weights) or plain fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    Loaded to the CPU: load_state_dict then places the model's and the optimizer's tensors where
+    the parameters are, and the RNG states stay the CPU ByteTensors their setters want."""
+    ckpt = load_checkpoint(path, map_location="cpu")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"], device)
+    return ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -411,10 +375,32 @@ def make_step_fn(step_module: nn.Module, loss_fn: DFCLoss, device: torch.device,
     return torch.compile(forward_loss) if compile else forward_loss
 
 
-def _diverged(run: Path, step: int):
+def _diverged(run: Path, step: int, what: str):
     ckpt = latest_checkpoint(run)
     kept = f"the last good checkpoint {ckpt} is intact" if ckpt else "no checkpoint was written yet"
-    raise TrainingDiverged(f"loss became NaN/Inf at step {step}; {kept}. Lower --lr, or pass --skip-bad-batches N to skip such batches")
+    raise TrainingDiverged(f"{what} became NaN/Inf at step {step}; {kept}. Lower --lr, or pass --skip-bad-batches N "
+                           "to skip such batches")
+
+
+def nonfinite_terms(values: dict) -> str:
+    """Which loss term went non-finite ('the KL term', 'the reconstruction term', both, or 'the loss'
+    when both terms are finite but their weighted sum is not), from a loss dict or a metrics row."""
+    bad = [name for key, name in (("kl", "the KL term"), ("recon", "the reconstruction term"))
+           if not math.isfinite(float(torch.as_tensor(values[key]).detach()))]
+    return " and ".join(bad) if bad else "the loss"
+
+
+def finite_weights(model: nn.Module) -> bool:
+    """Whether every parameter and buffer is finite (one host sync)."""
+    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def _add_scalars(writer, prefix: str, row: dict, step: int) -> None:
+    if writer is not None:
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                writer.add_scalar(f"{prefix}/{key}", value, step)
 
 
 class _Window:

@@ -151,7 +151,7 @@ def cached_epoch_rates(cache, device: torch.device, flip: bool) -> tuple[float, 
 
 def encode_rate(cache, device: torch.device, precision: str, images: int = 8192) -> float:
     from dfc_vae.model import DFCVAE
-    from dfc_vae.train import autocast_for
+    from dfc_vae.device import autocast_for
 
     model = DFCVAE().to(device, memory_format=torch.channels_last).eval()
     x = cache.images[: min(images, len(cache.ids))]
@@ -173,8 +173,12 @@ def _batch(u8: np.ndarray, device) -> torch.Tensor:
 # ----------------------------------------------------------------------------- training rows
 
 
-def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, compile: bool, precision: str) -> dict:
-    """Time training steps of `loss` (run in its own process, so its peak memory is its own)."""
+def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, compile: bool, precision: str,
+                 batch: int = BATCH) -> dict:
+    """Time training steps of `loss` (run in its own process, so its peak memory is its own).
+
+    On CUDA the GPU's peak is taken over the timed steps alone (reset after the warm-up) and the
+    share of it that is the training split held on the GPU (BatchSource) is reported apart."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from dfc_vae.config import TrainConfig
@@ -184,12 +188,12 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     from dfc_vae.train import TrainStep, make_optimizer, make_step_fn
 
     device = torch.device(device_name)
-    cfg = TrainConfig(loss=loss, vgg_weights="random", batch_size=BATCH, image_size=SIZE)
+    cfg = TrainConfig(loss=loss, vgg_weights="random", batch_size=batch, image_size=SIZE)
     cache = open_cache(cache_path)
     # Page the whole cache in first: its share of the peak resident memory is then exactly its
     # mapped pages (read back from /proc/self/smaps below), whatever the steps happened to touch.
     int(np.asarray(cache.images).sum(dtype=np.uint64))
-    source = BatchSource(cache.images, np.arange(len(cache.ids)), BATCH, device, seed=0)
+    source = BatchSource(cache.images, np.arange(len(cache.ids)), batch, device, seed=0)
     torch.manual_seed(0)
     model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
     loss_fn = DFCLoss(loss, vgg_weights="random").to(device, memory_format=torch.channels_last)
@@ -197,7 +201,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     forward_loss = make_step_fn(TrainStep(model), loss_fn, device, compile, precision)
 
     def step(x):
-        out, _ = forward_loss(x, torch.randn(BATCH, cfg.latent_dim, device=device))
+        out, _ = forward_loss(x, torch.randn(batch, cfg.latent_dim, device=device))
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
@@ -206,7 +210,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     batches = (x for epoch in range(10**6) for x in source.batches(epoch))
     eager = make_step_fn(TrainStep(model), loss_fn, device, compile=False, precision=precision)
     with FlopCounterMode(display=False) as counter:  # one eager step: FLOPs of the math itself
-        out, _ = eager(next(batches), torch.randn(BATCH, cfg.latent_dim, device=device))
+        out, _ = eager(next(batches), torch.randn(batch, cfg.latent_dim, device=device))
         out["loss"].backward()
     optimizer.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
@@ -214,6 +218,8 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
         step(next(batches))
     _sync(device)
     _reset_peak_rss()  # the peak below is that of training steps, not of the FLOP count's bookkeeping
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     steps, t0 = 0, time.perf_counter()
     while steps < 2 or time.perf_counter() - t0 < seconds:
         last = step(next(batches))
@@ -226,8 +232,10 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
         import resource
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"loss": loss, "images_per_s": steps * BATCH / dt, "flops_per_step": flops, "steps": steps,
-            "peak_rss": peak, "cache_rss": _mapped_bytes(cache.path / "images.npy"), "gpu_peak": gpu_peak}
+    gpu_cache = source.on_device.nbytes if source.on_device is not None else 0
+    return {"loss": loss, "images_per_s": steps * batch / dt, "flops_per_step": flops, "steps": steps, "batch": batch,
+            "peak_rss": peak, "cache_rss": _mapped_bytes(cache.path / "images.npy"), "gpu_peak": gpu_peak,
+            "gpu_cache": gpu_cache}
 
 
 def _reset_peak_rss() -> None:
@@ -253,9 +261,9 @@ def _mapped_bytes(path: Path) -> int | None:
     return total
 
 
-def run_train_worker(loss, cache, device, seconds, compile, precision) -> dict:
+def run_train_worker(loss, cache, device, seconds, compile, precision, batch: int = BATCH) -> dict:
     cmd = [sys.executable, __file__, "--_train-worker", loss, "--_cache", str(cache.path), "--device", str(device),
-           "--train-seconds", str(seconds), "--precision", precision] + (["--compile"] if compile else [])
+           "--train-seconds", str(seconds), "--precision", precision, "--batch", str(batch)] + (["--compile"] if compile else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"training worker for {loss} failed:\n{out.stderr[-3000:]}")
@@ -263,6 +271,14 @@ def run_train_worker(loss, cache, device, seconds, compile, precision) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
+
+
+def arithmetic(precision: str, device: torch.device) -> str:
+    """The precision as a row names it: fp32 training on CUDA runs its convolutions in TF32 where
+    cuDNN allows it (PyTorch's default), faster than the true-fp32 matmul peak it is divided by."""
+    if precision == "fp32" and device.type == "cuda" and torch.backends.cudnn.allow_tf32:
+        return "fp32 (cuDNN convolutions in TF32)"
+    return precision
 
 
 def machine(device: torch.device) -> str:
@@ -286,6 +302,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="all", choices=("all", "fp32", "bf16"),
                    help="training rows' arithmetic: all = fp32 and, where the hardware has native bf16, bf16 "
                         "(each against the matmul peak of its own precision)")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"batch size of the training rows (default {BATCH})")
     p.add_argument("--losses", default=",".join(LOSSES), help="training rows to time, comma-separated ('' for none)")
     p.add_argument("--work", help="folder for the synthetic faces (kept for later runs) and the cache "
                                   "(default: a temporary folder)")
@@ -295,12 +312,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.baseline_images < 2 * BATCH:
         p.error(f"--baseline-images must be at least {2 * BATCH} (two batches: the first one starts the clock)")
-    from dfc_vae.train import resolve_device, resolve_precision
+    if args.batch < 1:
+        p.error("--batch must be at least 1")
+    from dfc_vae.device import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     if args._train_worker:
         print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile,
-                                      args.precision)))
+                                      args.precision, args.batch)))
         return 0
     default_precision = resolve_precision("auto", device)  # what training and inference use here by default
     precisions = [args.precision]
@@ -335,14 +354,17 @@ def main(argv=None) -> int:
         for prec in precisions:
             peak = peaks[prec][0]
             for loss in filter(None, args.losses.split(",")):
-                r = run_train_worker(loss, cache, device, args.train_seconds, args.compile, prec)
-                util = r["images_per_s"] / BATCH * r["flops_per_step"] / peak
+                r = run_train_worker(loss, cache, device, args.train_seconds, args.compile, prec, args.batch)
+                util = r["images_per_s"] / args.batch * r["flops_per_step"] / peak
                 mem = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
                 if r["cache_rss"] is not None:
                     mem += f" = {(r['peak_rss'] - r['cache_rss']) / 2**30:.2f} GiB + the cache's {r['cache_rss'] / 2**30:.2f} GiB"
                 if r["gpu_peak"]:
-                    mem += f", GPU {r['gpu_peak'] / 2**30:.2f} GiB"
-                rows.append(("train", f"{loss}, {prec}, batch {BATCH}, {SIZE}x{SIZE}: {r['flops_per_step'] / 1e9:.0f} GFLOP/step, "
+                    mem += f", GPU peak {r['gpu_peak'] / 2**30:.2f} GiB"
+                    if r["gpu_cache"]:
+                        mem += (f" = {(r['gpu_peak'] - r['gpu_cache']) / 2**30:.2f} GiB + the training split held on "
+                                f"the GPU {r['gpu_cache'] / 2**30:.2f} GiB")
+                rows.append(("train", f"{loss}, {arithmetic(prec, device)}, batch {args.batch}, {SIZE}x{SIZE}: {r['flops_per_step'] / 1e9:.0f} GFLOP/step, "
                              f"{mem}", r["images_per_s"],
                              f"{util:.0%} of the {prec} matmul peak ({util * peak / conv_peaks[prec]:.0%} of the 3x3 conv's)"))
         enc = encode_rate(cache, device, default_precision)
@@ -350,7 +372,9 @@ def main(argv=None) -> int:
         cache_gib = cache.images.nbytes / 2**30
 
     header = [f"machine: {machine(device)}; torch {torch.__version__}",
-              *(f"{prec} matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({what})"
+              *(f"{prec} matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({what}"
+                + ("; true fp32, TF32 off for matmuls" if prec == "fp32" and device.type == "cuda"
+                   and not torch.backends.cuda.matmul.allow_tf32 else "") + ")"
                 for prec, (peak, what) in peaks.items()),
               *(f"{prec} 3x3 convolution (oneDNN/cuDNN, channels_last), fastest of 3 shapes: {conv / 1e9:.1f} GFLOP/s"
                 for prec, conv in conv_peaks.items()),

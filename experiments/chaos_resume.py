@@ -31,7 +31,7 @@ def train_command(data: Path, run: Path, cache: Path, loss: str, epochs: int) ->
     return [sys.executable, "-m", "dfc_vae", "train", "--data", str(data), "--out", str(run), "--loss", loss,
             "--epochs", str(epochs), "--image-size", "32", "--latent-dim", "16", "--batch-size", "16",
             "--vgg-weights", "random", "--cache-dir", str(cache), "--checkpoint-every", "1", "--log-every", "1",
-            "--deterministic", "--no-progress"]
+            "--deterministic", "--device", "cpu", "--no-progress"]
 
 
 def _start(cmd: list[str], run: Path) -> subprocess.Popen:

@@ -30,5 +30,5 @@ def tiny_trained_run(tmp_path_factory, synth_root, cache_dir):
 
     cfg = TrainConfig(data=str(synth_root), out=str(tmp_path_factory.mktemp("tinyrun") / "run"), loss="pvae",
                       image_size=32, latent_dim=16, base_channels=8, epochs=1, batch_size=16, max_steps=2,
-                      cache_dir=str(cache_dir), workers=1)
+                      cache_dir=str(cache_dir), workers=1, device="cpu")
     return train(cfg, progress=False)

@@ -16,7 +16,7 @@ from dfc_vae.data import prepare_cache
 from dfc_vae.fileio import write_bytes
 from dfc_vae.train import train
 
-TINY = dict(vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1, loss="pvae")
+TINY = dict(vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1, loss="pvae", device="cpu")
 
 
 @pytest.fixture(scope="module")

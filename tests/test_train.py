@@ -14,7 +14,8 @@ from dfc_vae.data import prepare_cache
 from dfc_vae.errors import UserError
 from dfc_vae.train import learning_rate, resolve_precision, train
 
-TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0)
+TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0,
+            device="cpu")  # the exact-resume and precision assertions hold on a CPU
 
 
 def _rows(path):
@@ -91,7 +92,7 @@ def test_cli_train_sample_reconstruct(synth_root, cache_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(synth_root), "--out", str(run), "--loss", "pvae", "--epochs", "1",
                  "--image-size", "32", "--batch-size", "16", "--vgg-weights", "random", "--cache-dir", str(cache_dir),
-                 "--no-progress"]) == 0
+                 "--device", "cpu", "--no-progress"]) == 0
     assert main(["sample", "--run", str(run), "--n", "9"]) == 0
     assert (run / "samples.png").is_file()
     assert main(["reconstruct", "--run", str(run), "--data", str(synth_root), "--n", "8", "--cache-dir", str(cache_dir)]) == 0
@@ -214,3 +215,87 @@ def test_precision_auto_is_bf16_where_the_cpu_computes_it_natively_and_a_bf16_st
     assert loss16.dtype == torch.float32  # the loss is summed in fp32 whatever the step's arithmetic
     torch.testing.assert_close(loss16, loss32, rtol=0.02, atol=0)
     assert torch.nn.functional.cosine_similarity(grad16, grad32, dim=0) > 0.99
+
+
+@pytest.mark.parametrize("flag,value,allowed", [
+    ("--lr", "nan", "a finite number > 0"), ("--lr", "0", "a finite number > 0"),
+    ("--seed", "-1", "an integer from 0 to 4294967295"), ("--seed", str(2**32), "an integer from 0 to 4294967295"),
+    ("--alpha", "-1", "a finite number >= 0"), ("--beta", "inf", "a finite number >= 0"),
+    ("--workers", "-3", "an integer >= 0"), ("--checkpoint-every", "-1", "an integer >= 0"),
+    ("--max-steps", "-5", "an integer >= 0"), ("--batch-size", "0", "an integer >= 1"),
+    ("--latent-dim", "0", "an integer >= 1"), ("--beta1", "1", "a finite number >= 0 and < 1"),
+])
+def test_a_setting_out_of_range_is_refused_as_a_flag_and_in_toml(flag, value, allowed, synth_root, tmp_path, capsys):
+    name = flag[2:].replace("-", "_")
+    base = ["train", "--data", str(synth_root), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+            "--no-progress"]
+    assert main([*base, flag, value]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("dfc-vae train: error:") and f"{name} = " in line and value.lstrip("-") in line
+    assert allowed in line
+    toml_value = {"nan": "nan", "inf": "inf"}.get(value, value)
+    (tmp_path / "c.toml").write_text(f"{name} = {toml_value}\n")
+    assert main([*base, "--config", str(tmp_path / "c.toml")]) == 2
+    assert allowed in _error_line(capsys)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_toml_setting_of_the_wrong_type_is_refused(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text('epochs = "three"\n')
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--config", str(tmp_path / "c.toml")]) == 2
+    assert "epochs = 'three'" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "--run", "RUN", "--n", "0"], "argument --n: 0 is out of range; allowed: an integer >= 1"),
+    (["sample", "--run", "RUN", "--temperature", "nan"], "argument --temperature: nan is out of range"),
+    (["sample", "--run", "RUN", "--seed", "-1"], "argument --seed: -1 is out of range"),
+    (["reconstruct", "--run", "RUN", "--data", "D", "--n", "-2"], "argument --n: -2 is out of range"),
+    (["synth", "--out", "OUT", "--n", "0"], "argument --n: 0 is out of range"),
+    (["synth", "--out", "OUT", "--workers", "-3"], "argument --workers: -3 is out of range"),
+    (["prepare", "--data", "D", "--workers", "-1"], "argument --workers: -1 is out of range"),
+    (["evaluate", "--run", "RUN", "--seed", "4294967296"], "argument --seed: 4294967296 is out of range"),
+])
+def test_other_commands_refuse_numbers_out_of_range(argv, message, tmp_path, capsys):
+    argv = [str(tmp_path / a) if a in ("RUN", "D", "OUT") else a for a in argv]
+    assert main(argv) == 2
+    assert message in _error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_line_starts_on_a_line_of_its_own_under_a_progress_bar(monkeypatch, capsys):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    import dfc_vae.commands.sample as sample
+
+    def run(args):
+        bar = tqdm(total=10, desc="working", file=sys.stderr)  # a bar left open by the failing step
+        bar.update(3)
+        raise UserError("something went wrong")
+
+    monkeypatch.setattr(sample, "run", run)
+    assert main(["sample", "--run", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("dfc-vae sample: error: something went wrong\n")
+    line = next(line for line in err.split("\n") if "error:" in line)
+    assert line == "dfc-vae sample: error: something went wrong"  # not appended to the bar's line
+
+
+def test_a_nonfinite_loss_term_is_named(synth_root, tmp_path, monkeypatch):
+    from dfc_vae import losses
+
+    original = losses.DFCLoss.forward
+
+    def forward(self, x, recon, mu, logvar):
+        out = original(self, x, recon, mu, logvar)
+        if torch.is_grad_enabled():
+            out = {**out, "kl": out["kl"] * float("inf"), "loss": out["loss"] * float("inf")}
+        return out
+
+    monkeypatch.setattr(losses.DFCLoss, "forward", forward)
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), loss="pvae", epochs=1, cache_dir=str(tmp_path / "c"),
+                      **TINY)
+    with pytest.raises(UserError, match="the KL term became NaN/Inf at step 1"):
+        train(cfg, progress=False)

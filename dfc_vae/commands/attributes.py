@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..runlock import run_lock
+
+    with run_lock(args.run, "attributes", create=False):  # writes the run's attribute vectors and classifier
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from ..attributes import (compute_attribute_vectors, folder_attribute_vector, load_attribute_vectors,

@@ -1,5 +1,7 @@
 import argparse
 
+from ..argtypes import seed
+
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
         "KL per latent dimension, and pictures of the latent space")
 ORDER = 70
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vgg-weights", help="VGG19 weights for the feature distance: imagenet, random or PATH (default: the run's)")
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: the run's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples grid")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the prior samples grid")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

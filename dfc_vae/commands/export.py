@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from ..run import export_run
+    from ..runlock import run_lock
 
-    out = export_run(args.run, args.out, args.checkpoint)
+    with run_lock(args.run, "export", create=False):  # not while a training replaces the checkpoint
+        out = export_run(args.run, args.out, args.checkpoint)
     print(f"exported to {out} (load with dfc_vae.DFCVAE.from_pretrained('{out}'))")

@@ -1,5 +1,7 @@
 import argparse
 
+from ..argtypes import nonnegative_int
+
 HELP = "decode every face once into the uint8 cache that training reads"
 ORDER = 20
 
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: the data's own (official for CelebA, center for folders); official: DFC-VAE's "
                              "(30, 40, 168, 178) box; center148: the central 148x148; center: the largest centred square")
     parser.add_argument("--cache-dir", help="where the cache goes (default: $DFC_VAE_CACHE or ~/.cache/dfc_vae)")
-    parser.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per CPU core)")
+    parser.add_argument("--workers", type=nonnegative_int, default=0, help="decoding processes (0: one per CPU core)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,5 +1,7 @@
 import argparse
 
+from ..argtypes import positive_int
+
 HELP = "reconstruct faces of a data split with a trained run (inputs beside reconstructions)"
 ORDER = 41
 
@@ -9,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="the faces: CelebA, a folder of images or synthetic faces (default: the run's data)")
     parser.add_argument("--labels", help="labels file of a folder of images (its split column, if any, is used)")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    parser.add_argument("--n", type=int, default=32, help="number of faces")
+    parser.add_argument("--n", type=positive_int, default=32, help="number of faces")
     parser.add_argument("--out", help="PNG to write (default: RUN/reconstructions.png)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--cache-dir", help="image cache folder (default: the run's)")

@@ -1,5 +1,7 @@
 import argparse
 
+from ..argtypes import nonnegative_float, positive_int, seed
+
 HELP = "decode random latent vectors z ~ N(0, I) of a trained run into a grid of faces"
 ORDER = 40
 
@@ -7,9 +9,9 @@ ORDER = 40
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
     parser.add_argument("--out", help="PNG to write (default: RUN/samples.png)")
-    parser.add_argument("--n", type=int, default=64, help="number of samples")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=1.0, help="scale of z's standard deviation")
+    parser.add_argument("--n", type=positive_int, default=64, help="number of samples")
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--temperature", type=nonnegative_float, default=1.0, help="scale of z's standard deviation")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 

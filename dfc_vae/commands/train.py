@@ -10,6 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard event files into RUN/tensorboard (pip install 'dfc_vae[tensorboard]')")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -19,6 +21,6 @@ def run(args: argparse.Namespace) -> None:
     import os
 
     cfg = config_from_args(args)
-    out = train(cfg, resume=args.resume, progress=not args.no_progress)
+    out = train(cfg, resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, from rank 0
         print(f"run written to {out}")

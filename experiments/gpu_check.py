@@ -1,0 +1,403 @@
+"""Every CUDA path of dfc_vae, run once on this machine's GPU, in at most about 5 minutes; a markdown report.
+
+    python experiments/gpu_check.py [--out gpu_check.md] [--work DIR] [--budget 300]
+
+Checks, in order (each passes, fails with its error, or is skipped with the reason):
+  device       the GPU, its compute capability, whether it computes bf16 natively
+  bf16         a bf16-autocast training step: finite fp32 loss within 2% of the fp32 step's
+  channels     channels_last: weights, batches and activations keep NHWC strides
+  fused_adam   the fused Adam kernel steps the parameters
+  batches      the training split held on the GPU and the pinned-memory path give the same batches
+  compile      a torch.compile step matches the eager one
+  resume       a short --deterministic training, SIGKILLed after its first checkpoints and resumed,
+               ends bitwise equal to an uninterrupted one (parameters and optimizer state)
+  figures      attribute vectors, the attribute classifier, Figures 5 and 6 on CUDA
+  ddp_cpu      torchrun with 2 processes and --device cpu on this GPU host (gloo, not NCCL)
+  ddp_nccl     torchrun with 2 processes on 2 GPUs (NCCL), when two are visible
+  benchmark    the benchmark's training rows (vae123) at batch 64 and 256
+Faces are synthetic (dfc_vae.synth) and VGG19 has random weights: the checks need no download.
+Without a CUDA GPU it says so in one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+FACES = 768  # synthetic faces: a few training epochs of batch 64, a test split for the figures
+SIZE = 64
+BUDGET_S = 300.0
+
+
+@dataclass
+class Result:
+    name: str
+    status: str  # "pass", "FAIL" or "skipped"
+    detail: str
+    seconds: float
+
+
+class Skip(Exception):
+    """A check that cannot run here (the reason is its message)."""
+
+
+# ----------------------------------------------------------------------------- running and reporting
+
+
+def run_checks(checks, budget_s: float = BUDGET_S, clock=time.monotonic) -> list[Result]:
+    """Run (name, fn) checks in order; fn() returns a detail line, raises Skip or fails. A check that
+    would start after `budget_s` seconds is skipped (the whole run stays within the budget)."""
+    results, start = [], clock()
+    for name, fn in checks:
+        t0 = clock()
+        if t0 - start > budget_s:
+            results.append(Result(name, "skipped", f"not started: the {budget_s:.0f} s budget was spent", 0.0))
+            continue
+        try:
+            status, detail = "pass", fn()
+        except Skip as e:
+            status, detail = "skipped", str(e)
+        except (Exception, SystemExit) as e:  # noqa: BLE001 (a failing check is reported, the others still run)
+            status = "FAIL"
+            detail = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+            traceback.print_exc(file=sys.stderr)
+        results.append(Result(name, status, detail, clock() - t0))
+        print(f"{name}: {status} ({results[-1].seconds:.1f} s) {detail}", file=sys.stderr)
+    return results
+
+
+def report(results: list[Result], machine: str, wall_s: float) -> str:
+    """The markdown report: the machine, a summary line and one row per check."""
+    passed = sum(r.status == "pass" for r in results)
+    failed = [r.name for r in results if r.status == "FAIL"]
+    lines = ["# dfc_vae GPU check", "", f"machine: {machine}", "",
+             f"{passed} of {len(results)} checks passed"
+             + (f"; FAILED: {', '.join(failed)}" if failed else "") + f"; {wall_s:.0f} s in all.", "",
+             "| check | result | seconds | detail |", "|---|---|---:|---|"]
+    for r in results:
+        detail = r.detail.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {detail} |")
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    p = torch.cuda.get_device_properties(0)
+    return (f"{torch.cuda.device_count()} x {p.name} (compute capability {p.major}.{p.minor}, "
+            f"{p.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}, torch {torch.__version__}, "
+            f"{os.cpu_count()} CPU threads")
+
+
+# ----------------------------------------------------------------------------- the checks
+
+
+class Checks:
+    """The CUDA checks, sharing one synthetic dataset, its cache and a short trained run."""
+
+    def __init__(self, work: Path, device: torch.device | None = None, faces: int = FACES, size: int = SIZE):
+        self.work = work
+        self.device = device or torch.device("cuda", 0)  # another device: the parts a CPU can run, in tests
+        self.faces, self.size = faces, size
+        self.data = None
+        self.cache = None
+        self.run_dir = None  # the uninterrupted run of `resume`, reused by `figures`
+
+    def all(self):
+        return [("device", self.check_device), ("bf16", self.check_bf16), ("channels", self.check_channels_last),
+                ("fused_adam", self.check_fused_adam), ("batches", self.check_batches),
+                ("compile", self.check_compile), ("resume", self.check_resume), ("figures", self.check_figures),
+                ("ddp_cpu", self.check_ddp_cpu), ("ddp_nccl", self.check_ddp_nccl),
+                ("benchmark", self.check_benchmark)]
+
+    # -- shared pieces
+
+    def _dataset(self):
+        if self.cache is None:
+            from dfc_vae.data import prepare_cache
+            from dfc_vae.synth import render_celeba
+
+            self.data = render_celeba(self.work / "faces", n=self.faces, seed=0, progress=False)
+            self.cache = prepare_cache(self.data, self.size, "official", self.work / "cache", progress=False)
+        return self.cache
+
+    def _parts(self, loss: str = "vae123", seed: int = 0):
+        from dfc_vae.losses import DFCLoss
+        from dfc_vae.model import DFCVAE, ModelConfig
+
+        torch.manual_seed(seed)
+        model = DFCVAE(ModelConfig(image_size=self.size)).to(self.device, memory_format=torch.channels_last)
+        loss_fn = DFCLoss(loss, vgg_weights="random").to(self.device, memory_format=torch.channels_last)
+        return model, loss_fn
+
+    def _batch(self, n: int = 32, seed: int = 0):
+        import numpy as np
+
+        from dfc_vae.data import BatchSource
+
+        cache = self._dataset()
+        source = BatchSource(cache.images, np.arange(len(cache.ids)), n, self.device, seed=seed)
+        x = next(source.batches(0))
+        eps = torch.randn(n, 100, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        return x, eps
+
+    def _step_loss(self, precision: str, compile: bool = False):
+        from dfc_vae.train import TrainStep, make_step_fn
+
+        model, loss_fn = self._parts()
+        out, _ = make_step_fn(TrainStep(model), loss_fn, self.device, compile, precision)(*self._batch())
+        out["loss"].backward()
+        grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return out["loss"].detach(), grad
+
+    def _env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
+                                                               "MASTER_PORT")}
+        return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+                "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "OMP_NUM_THREADS": "4"}
+
+    def _train_args(self, out: Path, device: str = "cuda", *extra: str) -> list[str]:
+        self._dataset()
+        return ["train", "--data", str(self.data), "--out", str(out), "--vgg-weights", "random",
+                "--image-size", str(self.size), "--batch-size", "64", "--device", device, "--cache-dir",
+                str(self.work / "cache"), "--log-every", "5", "--no-progress", *extra]
+
+    def _dfc_vae(self, args: list[str], timeout: float = 120, torchrun: int = 0) -> subprocess.CompletedProcess:
+        if torchrun:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}",
+                   "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "dfc_vae", *args]
+        else:
+            cmd = [sys.executable, "-m", "dfc_vae", *args]
+        done = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, timeout=timeout)
+        if done.returncode:
+            lines = done.stderr.strip().splitlines()
+            # the child's own error, not torchrun's summary of it
+            errors = [line for line in lines if ("Error" in line or "error:" in line) and "elastic" not in line
+                      and "error_file" not in line]
+            raise RuntimeError(f"`dfc-vae {args[0]}` exited with {done.returncode}: "
+                               + (errors[-1].strip() if errors else " / ".join(lines[-3:])))
+        return done
+
+    # -- the checks
+
+    def check_device(self) -> str:
+        from dfc_vae.device import native_bf16, resolve_device, resolve_precision
+
+        assert resolve_device("auto").type == "cuda"
+        p = torch.cuda.get_device_properties(0)
+        return (f"{p.name}, capability {p.major}.{p.minor}; bf16 native: {native_bf16(self.device)}; "
+                f"--precision auto -> {resolve_precision('auto', self.device)}")
+
+    def check_bf16(self) -> str:
+        from dfc_vae.device import native_bf16
+
+        if not native_bf16(self.device):
+            raise Skip("this GPU only emulates bf16; training runs fp32 here (--precision auto)")
+        loss16, grad16 = self._step_loss("bf16")
+        loss32, grad32 = self._step_loss("fp32")
+        assert loss16.dtype == torch.float32 and torch.isfinite(loss16), loss16
+        rel = abs(float(loss16) - float(loss32)) / abs(float(loss32))
+        cos = float(torch.nn.functional.cosine_similarity(grad16.float(), grad32.float(), dim=0))
+        assert rel < 0.02 and cos > 0.99, (rel, cos)
+        return f"loss within {rel:.2%} of fp32, gradient cosine {cos:.4f}"
+
+    def check_channels_last(self) -> str:
+        model, _ = self._parts()
+        x, _ = self._batch()
+        assert x.is_contiguous(memory_format=torch.channels_last), x.stride()
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            y = conv(x)
+        assert y.is_contiguous(memory_format=torch.channels_last), y.stride()
+        return f"batch {tuple(x.shape)} strides {x.stride()}, conv output NHWC"
+
+    def check_fused_adam(self) -> str:
+        from dfc_vae.config import TrainConfig
+        from dfc_vae.train import make_optimizer
+
+        model, _ = self._parts()
+        opt = make_optimizer(model, TrainConfig(), self.device)
+        assert opt.defaults.get("fused") is True
+        before = [p.detach().clone() for p in model.parameters()]
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        opt.step()
+        moved = sum(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+        assert moved == len(before), f"{moved} of {len(before)} tensors moved"
+        return f"fused Adam stepped all {moved} parameter tensors"
+
+    def check_batches(self) -> str:
+        import numpy as np
+
+        from dfc_vae.data import BatchSource
+
+        cache = self._dataset()
+        idx = np.arange(len(cache.ids))
+        held = BatchSource(cache.images, idx, 64, self.device, seed=3, flip=True)
+        assert held.on_device is not None, "the training split was not held on the GPU"
+        pinned = BatchSource(cache.images, idx, 64, self.device, seed=3, flip=True)
+        pinned.on_device = None  # the path of a split too large for the GPU: pinned host memory
+        n = 0
+        for a, b in zip(held.batches(1), pinned.batches(1)):
+            assert a.device.type == b.device.type == "cuda"
+            assert torch.equal(a, b)
+            n += 1
+        assert n == held.num_batches
+        return f"{n} batches of 64 with --flip: split on the GPU ({held.on_device.nbytes / 2**20:.0f} MiB) = pinned path"
+
+    def check_compile(self) -> str:
+        eager_loss, eager_grad = self._step_loss("fp32")
+        compiled_loss, compiled_grad = self._step_loss("fp32", compile=True)
+        # the same arithmetic up to the kernels each picks (cuDNN's fp32 convolutions run in TF32)
+        torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-2, atol=0)
+        cos = float(torch.nn.functional.cosine_similarity(compiled_grad, eager_grad, dim=0))
+        assert cos > 0.99, cos
+        return f"compiled loss {float(compiled_loss):.5g} vs eager {float(eager_loss):.5g}, gradient cosine {cos:.5f}"
+
+    def check_resume(self) -> str:
+        from dfc_vae.checkpoint import latest_checkpoint, load_checkpoint
+
+        from dfc_vae.device import resolve_precision
+
+        precision = resolve_precision("auto", self.device)
+        # 4 epochs of about 9 steps, a checkpoint every 2: the kill lands mid-epoch or at an epoch's end
+        args = ["--epochs", "4", "--deterministic", "--precision", precision, "--checkpoint-every", "2"]
+        straight = self.work / "run_straight"
+        self._dfc_vae(self._train_args(straight, self.device.type, *args), timeout=150)
+        self.run_dir = straight
+        killed = self.work / "run_killed"
+        proc = subprocess.Popen([sys.executable, "-m", "dfc_vae", *self._train_args(killed, self.device.type, *args)],
+                                env=self._env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline, at = time.monotonic() + 120, None
+        while proc.poll() is None and time.monotonic() < deadline:
+            ckpt = latest_checkpoint(killed)
+            if ckpt is not None:
+                try:
+                    at = load_checkpoint(ckpt)["step"]
+                except Exception:  # noqa: BLE001 (being replaced right now: read it again)
+                    at = None
+                if at is not None and at >= 6:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.05)
+        proc.wait()
+        if proc.returncode == 0:
+            note = "it finished before the kill came; resumed from its end"
+        elif proc.returncode == -signal.SIGKILL:
+            note = f"killed (SIGKILL) after its step-{at} checkpoint"
+        else:
+            raise RuntimeError(f"the run to kill failed by itself: {proc.stderr.read().strip().splitlines()[-1:]}")
+        self._dfc_vae(self._train_args(killed, self.device.type, *args, "--resume"), timeout=150)
+        a = load_checkpoint(latest_checkpoint(straight))
+        b = load_checkpoint(latest_checkpoint(killed))
+        assert a["step"] == b["step"] > 6, (a["step"], b["step"])
+        differ = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+        for i, (sa, sb) in enumerate(zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values())):
+            differ += [f"optimizer {i} {k}" for k in sa if not torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb[k]))]
+        assert not differ, f"{len(differ)} tensors differ, first {differ[0]}"
+        return f"{note}; at step {a['step']} parameters and optimizer state bitwise equal to the uninterrupted run"
+
+    def check_figures(self) -> str:
+        from dfc_vae.attributes import compute_attribute_vectors
+        from dfc_vae.classifier import classifier_for_run
+        from dfc_vae.figures import figure5, figure6
+        from dfc_vae.run import load_run
+
+        if self.run_dir is None or not (self.run_dir / "checkpoints" / "latest.pt").is_file():
+            self.run_dir = self.work / "run_figures"
+            self._dfc_vae(self._train_args(self.run_dir, self.device.type, "--epochs", "2"), timeout=150)
+        run = load_run(self.run_dir, self.device.type)
+        assert run.device.type == self.device.type
+        cache = self.work / "cache"
+        vectors = compute_attribute_vectors(run, self.data, "train", cache, progress=False)
+        clf = classifier_for_run(run, self.data, cache, retrain=True, progress=False, epochs=2)
+        f5 = figure5(run, self.data, clf, self.work / "fig5.png", n_faces=8, seed=0, cache_dir=cache, progress=False)
+        f6 = figure6(run, self.data, vectors, clf, self.work / "fig6.png", n_faces=8, seed=0, cache_dir=cache,
+                     progress=False)
+        assert f5.png.is_file() and f6.png.is_file()
+        return f"{len(vectors.names)} attribute vectors, classifier scores {len(clf.scored())} attributes, figures drawn"
+
+    def check_ddp_cpu(self) -> str:
+        out = self.work / "run_ddp_cpu"
+        self._dfc_vae(self._train_args(out, "cpu", "--image-size", "32", "--batch-size", "16", "--max-steps", "3",
+                                       "--precision", "fp32"), timeout=150, torchrun=2)
+        meta = json.loads((out / "config.json").read_text())["meta"]
+        assert meta["world_size"] == 2 and meta["device"] == "cpu", meta
+        return "2 processes with --device cpu trained with gloo on a GPU host"
+
+    def check_ddp_nccl(self) -> str:
+        if torch.cuda.device_count() < 2:
+            raise Skip(f"{torch.cuda.device_count()} GPU visible; NCCL data parallelism needs 2")
+        out = self.work / "run_ddp_nccl"
+        self._dfc_vae(self._train_args(out, "cuda", "--max-steps", "8"), timeout=150, torchrun=2)
+        self._dfc_vae(self._train_args(out, "cuda", "--max-steps", "12", "--resume"), timeout=150, torchrun=2)
+        meta = json.loads((out / "config.json").read_text())["meta"]
+        assert meta["world_size"] == 2 and meta["device"].startswith("cuda"), meta
+        return "2 processes on 2 GPUs (NCCL, SyncBatchNorm) trained 8 steps and resumed to 12"
+
+    def check_benchmark(self) -> str:
+        from dfc_vae.device import resolve_precision
+
+        spec = importlib.util.spec_from_file_location("benchmark", REPO / "experiments" / "benchmark.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        cache = self._dataset()
+        precision = resolve_precision("auto", self.device)
+        rows = []
+        for batch in (64, 256):
+            r = bench.run_train_worker("vae123", cache, self.device, 5.0, False, precision, batch)
+            memory = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
+            if r.get("gpu_peak") is not None:
+                memory = f"GPU peak {r['gpu_peak'] / 2**30:.2f} GiB"
+                if r.get("gpu_cache"):
+                    memory += f" (of which the split held on the GPU {r['gpu_cache'] / 2**30:.2f} GiB)"
+            rows.append(f"batch {batch}: {r['images_per_s']:,.0f} images/s, "
+                        f"{r['flops_per_step'] / 1e9:.0f} GFLOP/step, {memory}")
+        return f"vae123 {precision}: " + "; ".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="gpu_check.md", help="markdown report to write (default: gpu_check.md)")
+    p.add_argument("--work", help="folder for the faces, caches and runs (default: a temporary folder)")
+    p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds after which no further check starts")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); nothing to check",
+              file=sys.stderr)
+        return 2
+    # every process started from here (trainings, torchrun, the benchmark's workers) imports this checkout
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    t0 = time.monotonic()
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.work) as work:
+        results = run_checks(Checks(Path(work)).all(), args.budget)
+    text = report(results, machine(), time.monotonic() - t0)
+    from dfc_vae.fileio import write_text
+
+    write_text(args.out, text)
+    print(text)
+    return 1 if any(r.status == "FAIL" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
