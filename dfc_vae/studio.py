@@ -48,7 +48,7 @@ from .latent import add_attributes
 INSTALL_HINT = 'pip install "dfc_vae[studio]"'
 MAX_UPLOAD_BYTES = 20 * 2**20
 MAX_UPLOAD_PIXELS = 30_000_000  # e.g. 6000 x 5000
-MAX_FACES = 32  # the oldest faces are forgotten beyond this many
+MAX_FACES = 32  # the least recently used faces are forgotten beyond this many
 ALPHA_LIMIT = 2.0  # attribute sliders run from -2 to 2
 TEMPERATURE_LIMIT = 2.0
 DOWNLOAD_SIZE = 192  # cells of the downloaded strip are enlarged to at least this many pixels
@@ -81,7 +81,8 @@ class Studio:
         self.model = run.model.eval()
         self.faces: OrderedDict[str, Face] = OrderedDict()
         self.workdir = Path(tempfile.mkdtemp(prefix="dfc_vae_studio_"))
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(1)  # face ids
+        self._files = itertools.count(1)  # names in the temporary folder
         self._lock = threading.Lock()  # one model call at a time; requests arrive on several threads
 
     @property
@@ -116,6 +117,7 @@ class Studio:
     def face(self, face_id) -> Face:
         if face_id not in self.faces:
             raise UserError(f"face {face_id!r} is unknown or was forgotten; upload the photo again")
+        self.faces.move_to_end(face_id)  # the least recently used faces are forgotten first
         return self.faces[face_id]
 
     @torch.no_grad()
@@ -135,7 +137,7 @@ class Studio:
         if not data:
             raise UserError("the upload is empty; choose a JPEG or PNG photo")
         photo = _open_upload(data)
-        path = self.workdir / f"upload{next(self._ids)}"
+        path = self.workdir / f"upload{next(self._files)}"
         try:
             face, note = None, ""
             if align.available() and not already_aligned:
@@ -215,7 +217,7 @@ class Studio:
             change += f"; blended {float(mix):.2f} towards face {other}"
         caption = self.info()["notes"] + [f"{face.source} | reconstruction | edit: {change}",
                                           f"model {Path(self.run.path).name} step {self.run.step}"]
-        path = self.workdir / f"strip{next(self._ids)}.png"
+        path = self.workdir / f"strip{next(self._files)}.png"
         try:
             save_png(path, grid(cells, 3), caption, {"settings": change})
             return path.read_bytes()
