@@ -83,7 +83,7 @@ class Studio:
         self.workdir = Path(tempfile.mkdtemp(prefix="dfc_vae_studio_"))
         self._ids = itertools.count(1)  # face ids
         self._files = itertools.count(1)  # names in the temporary folder
-        self._lock = threading.Lock()  # one model call at a time; requests arrive on several threads
+        self._lock = threading.RLock()  # one model (or detector) call at a time; requests come on several threads
 
     @property
     def size(self) -> int:
@@ -141,7 +141,8 @@ class Studio:
         try:
             face, note = None, ""
             if align.available() and not already_aligned:
-                found = align.align_faces(photo, largest=True)
+                with self._lock:
+                    found = align.align_faces(photo, largest=True)
                 if found:
                     f = found[0]
                     pixels = aligned_input(f.image, self.size, self.run.config.crop)
