@@ -79,10 +79,10 @@ def read_photo(path: str | Path, size: int, crop: str = "official") -> np.ndarra
         raise UserError(f"image {path} could not be read ({e}); re-save it as JPEG or PNG") from None
 
 
-def aligned_input(aligned: np.ndarray, size: int, crop: str = "official") -> np.ndarray:
+def aligned_input(aligned: np.ndarray, size: int, crop: str = "official", workdir: str | Path | None = None) -> np.ndarray:
     """An aligned (218, 178, 3) uint8 face -> (size, size, 3) uint8, through the same decoding, crop
-    and resize as the training faces (a lossless temporary file, removed at once)."""
-    with tempfile.TemporaryDirectory(prefix="dfc_vae_face_") as tmp:
+    and resize as the training faces (a lossless temporary file in `workdir`, removed at once)."""
+    with tempfile.TemporaryDirectory(prefix="dfc_vae_face_", dir=workdir) as tmp:
         path = Path(tmp) / "aligned.png"
         Image.fromarray(aligned).save(path)
         return load_face(path, size, crop)

@@ -145,7 +145,7 @@ class Studio:
                     found = align.align_faces(photo, largest=True)
                 if found:
                     f = found[0]
-                    pixels = aligned_input(f.image, self.size, self.run.config.crop)
+                    pixels = aligned_input(f.image, self.size, self.run.config.crop, self.workdir)
                     face = Face(pixels, self._encode(pixels), "aligned photo", photo, f.matrix)
                     note = f"face found and aligned (rotated {f.rotation_degrees:+.1f} degrees, scaled x{f.scale:.2f})"
                 else:
@@ -157,7 +157,8 @@ class Studio:
                 try:
                     pixels = read_photo(path, self.size, self.run.config.crop)
                 except UserError as e:
-                    raise UserError(f"{note}: {e}" if note else str(e)) from None
+                    problem = str(e).replace(f"image {path}", "the photo").replace(str(path), "the photo")
+                    raise UserError(f"{note}: {problem}" if note else problem) from None
                 face = Face(pixels, self._encode(pixels), "aligned crop")
                 note = note or "taken as an aligned crop"
         finally:
@@ -168,7 +169,7 @@ class Studio:
     def add_random(self, temperature: float = 1.0, seed: int | None = None) -> str:
         """A face drawn from the prior, z ~ N(0, temperature^2 I)."""
         temperature = _number(temperature, "temperature", 0.0, TEMPERATURE_LIMIT)
-        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        gen = torch.Generator().manual_seed(int(_number(seed, "seed", 0, 2**63 - 1))) if seed is not None else None
         z = torch.randn(self.run.config.latent_dim, generator=gen) * temperature
         with self._lock:
             pixels = to_uint8(self.model.decode(z[None].to(self.run.device)))[0]

@@ -1,6 +1,7 @@
 """How fast dfc_vae is, every row measured in this run on this machine.
 
     python experiments/benchmark.py [--n 202599] [--out docs/benchmarks.md]
+    python experiments/benchmark.py --studio
 
 Rows:
   data    images/s of torchvision.datasets.CelebA + CenterCrop/Resize/ToTensor in a DataLoader
@@ -14,8 +15,8 @@ Rows:
           (utilization, as nanoGPT's estimate_mfu), and by its fastest 3x3 convolution's (the
           stricter ratio where convolutions outrun matrix products); peak resident memory;
   encode  encoder inference images/s (what attribute vectors over all of CelebA cost);
-  studio  one update of `dfc-vae studio` at 64x64 on a face: encode + decode + render (PNG), and a
-          slider move alone (decode + render), in ms (`--only-studio` times just this row).
+  studio  (`--studio`, instead of the rows above) one update of `dfc-vae studio` at 64x64 on a face:
+          encode + decode + render (PNG), and a slider move alone (decode + render), in ms.
 The faces are synthetic (dfc_vae.synth) and VGG19 has random weights (speed does not depend on
 them); the table says so.
 """
@@ -342,7 +343,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", help="folder for the synthetic faces (kept for later runs) and the cache "
                                   "(default: a temporary folder)")
     p.add_argument("--out", help="also write the table as markdown to this file")
-    p.add_argument("--only-studio", action="store_true", help="time only the studio row (seconds, not minutes)")
+    p.add_argument("--studio", action="store_true", help="time only the studio's update latency (seconds, not minutes)")
     p.add_argument("--_train-worker", help=argparse.SUPPRESS)
     p.add_argument("--_cache", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -355,7 +356,7 @@ def main(argv=None) -> int:
         print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile,
                                       args.precision)))
         return 0
-    if args.only_studio:
+    if args.studio:
         what, measured, rate, ratio = studio_row(device)
         print(f"machine: {machine(device)}; torch {torch.__version__}\n\n| what | measured | updates/s | time |\n"
               f"|---|---|---:|---:|\n| {what} | {measured} | {rate:,.1f} | {ratio} |")
@@ -405,7 +406,6 @@ def main(argv=None) -> int:
                              f"{util:.0%} of the {prec} matmul peak ({util * peak / conv_peaks[prec]:.0%} of the 3x3 conv's)"))
         enc = encode_rate(cache, device, default_precision)
         rows.append(("encode", f"encoder inference (posterior means), batch 256, {default_precision}", enc, ""))
-        rows.append(studio_row(device))  # images/s here: updates/s
         cache_gib = cache.images.nbytes / 2**30
 
     header = [f"machine: {machine(device)}; torch {torch.__version__}",

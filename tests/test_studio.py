@@ -171,7 +171,7 @@ def test_limits_on_bytes_and_pixels(client, monkeypatch, tmp_path):
     square = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 150, 120)).save(square, format="PNG")
     r = client.post("/api/faces?aligned=1", content=square.getvalue())
-    assert r.status_code == 400 and "178x218" in r.json()["error"]
+    assert r.status_code == 400 and "178x218" in r.json()["error"] and "the photo is 64x64" in r.json()["error"]
 
 
 def test_bad_edit_requests_are_messages(client):
