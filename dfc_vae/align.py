@@ -5,8 +5,8 @@ same five points (`CELEBA_LANDMARKS`, the means of list_landmarks_align_celeba; 
 faces of dfc_vae.synth are drawn around them too). Aligning a photo is therefore: find each face
 and those five landmarks, fit the similarity transform (rotation, uniform scale, translation)
 that maps them onto the template by least squares (Umeyama 1991), and warp the photo by it. The
-inverse transform takes an edited aligned face back into the photo (`paste_back`), under a mask
-whose edges fade out so that no seam shows.
+inverse transform takes an edited aligned face back into the photo (`paste_back`), under an
+elliptical mask whose edges fade out so that no seam shows.
 
 Detection needs the optional extra `pip install "dfc_vae[align]"`: dlib's HOG frontal face
 detector and its 68-point landmark predictor, whose model file ships inside the
@@ -42,7 +42,7 @@ INSTALL_HINT = 'pip install "dfc_vae[align]"'
 MIN_DETECTION_SCORE = 0.3  # dlib's HOG detector scores faces ~0.5-3; its false positives (patterns, logos) near 0
 DETECT_MAX_SIDE = 1000  # photos are searched at most this large (faces >= ~40 px there), then refined at full size
 MAX_PHOTO_PIXELS = 40_000_000  # larger photos are refused rather than decoded
-FEATHER = 0.12  # the paste-back mask fades over this fraction of the face box's side
+FEATHER = 0.15  # the paste-back mask fades over this fraction of the face ellipse's radius
 
 
 @dataclass
@@ -146,13 +146,14 @@ def align_to_template(image: Image.Image, landmarks: np.ndarray) -> tuple[np.nda
 
 
 def face_mask(box=OFFICIAL_CROP_BOX, feather: float = FEATHER) -> np.ndarray:
-    """(218, 178) float mask in the aligned frame: 1 inside `box` (x0, y0, x1, y1), falling smoothly
-    to 0 at its edges over `feather` of the box's side (a smoothstep of the distance to the edge)."""
+    """(218, 178) float mask in the aligned frame: 1 inside the ellipse inscribed in `box` (x0, y0,
+    x1, y1), falling smoothly to 0 at the ellipse over `feather` of its radius (a smoothstep), so the
+    box's corners -- background and hair more than face -- keep the photo's own pixels."""
     w, h = ALIGNED_SIZE
     x0, y0, x1, y1 = box
     ys, xs = np.mgrid[0:h, 0:w].astype(float) + 0.5
-    inside = np.minimum.reduce([xs - x0, x1 - xs, ys - y0, y1 - ys])
-    t = np.clip(inside / (feather * min(x1 - x0, y1 - y0)), 0, 1)
+    radius = np.hypot((xs - (x0 + x1) / 2) / ((x1 - x0) / 2), (ys - (y0 + y1) / 2) / ((y1 - y0) / 2))
+    t = np.clip((1 - radius) / feather, 0, 1)
     return t * t * (3 - 2 * t)
 
 

@@ -117,6 +117,7 @@ def test_the_mask_is_soft_and_inside_the_face_box():
     assert m.shape == ALIGNED_SIZE[::-1]
     assert m[(Y0 + Y1) // 2, (X0 + X1) // 2] == 1 and m[:Y0].max() == 0 and m[:, X1:].max() == 0
     assert 0 < m[(Y0 + Y1) // 2, X0 + 4] < 1
+    assert m[Y0 + 5, X0 + 5] == 0  # the box's corners keep the photo
 
 
 def test_without_the_extra_the_command_says_how_to_get_it(monkeypatch, tmp_path, capsys, astronaut):
