@@ -1,12 +1,15 @@
-"""Edit a user's own aligned face photo with attribute vectors: z = mu(x) + sum_i alpha_i v_i.
+"""Edit a user's own face photo with attribute vectors: z = mu(x) + sum_i alpha_i v_i.
 
 The photo is preprocessed exactly as the training data (dfc_vae.data.load_face: the run's crop
-and size); the output PNG shows the input, its reconstruction (decoded mu) and the edit.
+and size); the output PNG shows the input, its reconstruction (decoded mu) and the edit. With
+`align`, the photo may be any photo: its faces are found and aligned onto CelebA's frame first
+(dfc_vae.align), and the edited faces are pasted back into it.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .celeba import ALIGNED_SIZE
-from .data import load_face, to_tensor
+from .data import crop_box, load_face, to_tensor
 from .errors import UserError
 from .images import grid, provenance, save_png, to_uint8
 from .latent import add_attributes
@@ -76,11 +79,34 @@ def read_photo(path: str | Path, size: int, crop: str = "official") -> np.ndarra
         raise UserError(f"image {path} could not be read ({e}); re-save it as JPEG or PNG") from None
 
 
+def aligned_input(aligned: np.ndarray, size: int, crop: str = "official", workdir: str | Path | None = None) -> np.ndarray:
+    """An aligned (218, 178, 3) uint8 face -> (size, size, 3) uint8, through the same decoding, crop
+    and resize as the training faces (a lossless temporary file in `workdir`, removed at once)."""
+    with tempfile.TemporaryDirectory(prefix="dfc_vae_face_", dir=workdir) as tmp:
+        path = Path(tmp) / "aligned.png"
+        Image.fromarray(aligned).save(path)
+        return load_face(path, size, crop)
+
+
 @torch.no_grad()
-def edit_photo(run, vectors, image: str | Path, settings: dict[str, float], out: str | Path) -> Path:
+def edit_faces(run, vectors, faces: np.ndarray, settings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, S, S, 3) uint8 model-sized faces -> (reconstructions, edits), both (N, S, S, 3) uint8."""
+    names = list(settings)
+    x = to_tensor(np.array(faces)).to(run.device)  # (a copy: PIL arrays are read-only)
+    model = run.model.eval()
+    mu = model.encode(x)[0]
+    v = torch.stack([vectors.vector(n) for n in names]).to(mu.device)
+    edited = add_attributes(mu, v, [settings[n] for n in names])
+    return to_uint8(model.decode(mu)), to_uint8(model.decode(edited))
+
+
+def edit_photo(run, vectors, image: str | Path, settings: dict[str, float], out: str | Path,
+               align: bool = False, largest: bool = False) -> Path:
     """Write `out` (PNG): [input | reconstruction | edit], each enlarged to >= SHOW_SIZE pixels.
 
     run: a LoadedRun; vectors: an AttributeVectors of that run; settings: {attribute: alpha}.
+    With `align` (needs the align extra), `out` is the photo itself with every face (or the
+    largest) edited and pasted back, and the strip, one row per face, goes to OUT_STEM_strip.png.
     """
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -89,21 +115,34 @@ def edit_photo(run, vectors, image: str | Path, settings: dict[str, float], out:
     if not vectors_ok:
         raise UserError(f"the attribute vectors are {vectors.latent_dim}-d but the run's latent has "
                         f"{run.config.latent_dim}; compute them for this run with `dfc-vae attributes`")
-    names = list(settings)
-    weights = [settings[n] for n in names]
-    face = read_photo(image, run.config.image_size, run.config.crop)
-    x = to_tensor(np.array(face[None])).to(run.device)  # (a copy: PIL arrays are read-only)
-    model = run.model.eval()
-    mu = model.encode(x)[0]
-    v = torch.stack([vectors.vector(n) for n in names]).to(mu.device)
-    z = torch.cat([mu, add_attributes(mu, v, weights)])
-    images = np.concatenate([to_uint8(x), to_uint8(model.decode(z))])
-    factor = max(1, -(-SHOW_SIZE // run.config.image_size))
-    images = images.repeat(factor, axis=1).repeat(factor, axis=2)
+    size, crop = run.config.image_size, run.config.crop
+    if align:
+        from . import align as face_align
+
+        photo = face_align.open_photo(image)
+        found = face_align.align_faces(photo, largest)
+        if not found:
+            raise UserError(face_align.no_face_message(image))
+        faces = np.stack([aligned_input(f.image, size, crop) for f in found])
+    else:
+        faces = read_photo(image, size, crop)[None]
+    recon, edited = edit_faces(run, vectors, faces, settings)
+    factor = max(1, -(-SHOW_SIZE // size))
+    cells = np.stack([faces, recon, edited], 1).reshape(-1, size, size, 3)
+    cells = cells.repeat(factor, axis=1).repeat(factor, axis=2)
     change = ", ".join(f"{n} {w:+g}" for n, w in settings.items())
     caption = provenance(bool(vectors.meta.get("synthetic") or run.meta.get("synthetic")), run.meta.get("vgg_weights", "")) + [
-        f"input {Path(image).name} ({run.config.image_size}px, shown x{factor}) | reconstruction | edit: {change}",
+        f"input {Path(image).name} ({size}px, shown x{factor}{', aligned' if align else ''}) | reconstruction | edit: {change}",
         f"model {Path(run.path).name} step {run.step}; vectors from {vectors.meta.get('split', '?')} split "
         f"of {vectors.meta.get('data_description', '?')}"]
-    save_png(out, grid(images, 3), caption, {"settings": change, "image": str(image)})
+    metadata = {"settings": change, "image": str(image)}
+    if not align:
+        save_png(out, grid(cells, 3), caption, metadata)
+        return out
+    box = tuple(int(round(v)) for v in crop_box(ALIGNED_SIZE, crop))
+    for face, edit in zip(found, edited):
+        photo = face_align.paste_back(photo, edit, face.matrix, box)
+    strip = out.with_name(f"{out.stem}_strip.png")
+    save_png(strip, grid(cells, 3), caption, metadata)
+    save_png(out, np.asarray(photo), None, {**metadata, "faces": str(len(found)), "strip": strip.name})
     return out

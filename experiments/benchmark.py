@@ -1,6 +1,7 @@
 """How fast dfc_vae is, every row measured in this run on this machine.
 
     python experiments/benchmark.py [--n 202599] [--out docs/benchmarks.md]
+    python experiments/benchmark.py --studio
 
 Rows:
   data    images/s of torchvision.datasets.CelebA + CenterCrop/Resize/ToTensor in a DataLoader
@@ -13,7 +14,9 @@ Rows:
           divided by this machine's dense matmul FLOP/s in the same precision, measured here
           (utilization, as nanoGPT's estimate_mfu), and by its fastest 3x3 convolution's (the
           stricter ratio where convolutions outrun matrix products); peak resident memory;
-  encode  encoder inference images/s (what attribute vectors over all of CelebA cost).
+  encode  encoder inference images/s (what attribute vectors over all of CelebA cost);
+  studio  (`--studio`, instead of the rows above) one update of `dfc-vae studio` at 64x64 on a face:
+          encode + decode + render (PNG), and a slider move alone (decode + render), in ms.
 The faces are synthetic (dfc_vae.synth) and VGG19 has random weights (speed does not depend on
 them); the table says so.
 """
@@ -170,6 +173,56 @@ def _batch(u8: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.array(u8)).to(device).permute(0, 3, 1, 2).float().div_(255)
 
 
+def studio_latency(device: torch.device, repeats: int = 50) -> tuple[float, float]:
+    """Median milliseconds of one studio update at 64x64 through dfc_vae.studio.Studio (the code the
+    page's requests run): an uploaded aligned JPEG read, encoded, decoded and rendered as PNG; and
+    a slider move alone (z + alpha v decoded and rendered). An untrained model: speed does not
+    depend on the weights."""
+    import io
+
+    from dfc_vae.attributes import AttributeVectors
+    from dfc_vae.config import TrainConfig
+    from dfc_vae.model import DFCVAE
+    from dfc_vae.run import LoadedRun
+    from dfc_vae.studio import Studio, png_bytes
+    from dfc_vae.synth import render_face
+
+    config = TrainConfig(image_size=SIZE)
+    run = LoadedRun(Path("benchmark"), DFCVAE(config.model_config()).to(device).eval(), config, {}, 0, device)
+    vectors = AttributeVectors(["Smiling"], torch.randn(1, config.latent_dim), np.ones(1), np.ones(1))
+    buf = io.BytesIO()
+    render_face({"Smiling": 0}, np.random.default_rng(0)).save(buf, format="JPEG", quality=95)
+    photo = buf.getvalue()
+    studio = Studio(run, vectors)
+    try:
+        def upload():
+            face, _ = studio.add_photo(photo, already_aligned=True)
+            png_bytes(studio.render(face))
+            return face
+
+        def slider(face, alpha):
+            png_bytes(studio.render(face, {"Smiling": alpha}))
+
+        face = upload()  # warm-up
+        full, move = [], []
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            upload()
+            full.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            slider(face, (i % 40) / 10 - 2)
+            move.append(time.perf_counter() - t0)
+    finally:
+        studio.close()
+    return float(np.median(full) * 1e3), float(np.median(move) * 1e3)
+
+
+def studio_row(device: torch.device) -> tuple:
+    full, move = studio_latency(device)
+    return ("studio", f"one update at {SIZE}x{SIZE}: read + encode + decode + render an uploaded face "
+            f"(a slider move alone: {move:.1f} ms)", 1e3 / full, f"{full:.1f} ms (target < 100 ms)")
+
+
 # ----------------------------------------------------------------------------- training rows
 
 
@@ -307,6 +360,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", help="folder for the synthetic faces (kept for later runs) and the cache "
                                   "(default: a temporary folder)")
     p.add_argument("--out", help="also write the table as markdown to this file")
+    p.add_argument("--studio", action="store_true", help="time only the studio's update latency (seconds, not minutes)")
     p.add_argument("--_train-worker", help=argparse.SUPPRESS)
     p.add_argument("--_cache", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -320,6 +374,11 @@ def main(argv=None) -> int:
     if args._train_worker:
         print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile,
                                       args.precision, args.batch)))
+        return 0
+    if args.studio:
+        what, measured, rate, ratio = studio_row(device)
+        print(f"machine: {machine(device)}; torch {torch.__version__}\n\n| what | measured | updates/s | time |\n"
+              f"|---|---|---:|---:|\n| {what} | {measured} | {rate:,.1f} | {ratio} |")
         return 0
     default_precision = resolve_precision("auto", device)  # what training and inference use here by default
     precisions = [args.precision]

@@ -1,26 +1,34 @@
 import argparse
 
-HELP = "edit your own aligned face photo with attribute vectors (e.g. --set Smiling=1)"
+HELP = "edit your own face photo with attribute vectors (e.g. --set Smiling=1); --align for any photo"
 ORDER = 70
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", help="an aligned face photo like CelebA's (178x218; other sizes are rescaled)")
+    parser.add_argument("image", help="an aligned face photo like CelebA's (178x218; other sizes are rescaled), "
+                                      "or with --align any photo")
     parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
     parser.add_argument("--attributes", required=True, help="attribute-vector file from `dfc-vae attributes`")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                         help="add VALUE times the attribute's vector (repeatable; negative removes it)")
-    parser.add_argument("--out", required=True, help="output PNG: input, reconstruction, edit")
+    parser.add_argument("--out", required=True, help="output PNG: input, reconstruction, edit (with --align: the "
+                                                     "edited photo, and the strip beside it as OUT_strip.png)")
+    parser.add_argument("--align", action="store_true", help="find and align the faces first and paste the edits "
+                        'back into the photo (needs pip install "dfc_vae[align]")')
+    parser.add_argument("--largest", action="store_true", help="with --align: only the largest face")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 
 def run(args: argparse.Namespace) -> None:
     from ..attributes import load_attribute_vectors
     from ..edit import edit_photo, parse_settings
+    from ..errors import UserError
     from ..run import load_run
 
+    if args.largest and not args.align:
+        raise UserError("--largest chooses among the faces --align finds; add --align")
     loaded = load_run(args.run, args.device)
     vectors = load_attribute_vectors(args.attributes, loaded.config.latent_dim)
     settings = parse_settings(args.settings, vectors.names)
-    out = edit_photo(loaded, vectors, args.image, settings, args.out)
+    out = edit_photo(loaded, vectors, args.image, settings, args.out, args.align, args.largest)
     print(f"edited face written to {out}")
