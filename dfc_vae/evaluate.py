@@ -36,12 +36,13 @@ from .losses import LOSS_LAYERS, DFCLoss, active_units
 from .metrics import ProbeResult, linear_probe, mse, psnr, ssim
 from .run import LoadedRun, load_run, reconstruct_grid, sample_grid
 
-# LNets+ANet (Liu et al. 2015) test accuracies in %, ATTRIBUTE_NAMES order (../shared/DESIGN.md).
+# LNets+ANet (Liu et al. 2015, "Deep Learning Face Attributes in the Wild") test accuracies in %,
+# ATTRIBUTE_NAMES order, as the official DFC-VAE repository's analysis script lists them.
 LNETS_ANET: dict[str, float] = dict(zip(ATTRIBUTE_NAMES, (
     91, 79, 81, 79, 98, 95, 68, 78, 88, 95, 84, 80, 90, 91, 92, 99, 95, 97, 90, 87,
     98, 92, 95, 81, 95, 66, 91, 72, 89, 90, 96, 92, 73, 80, 82, 99, 93, 71, 93, 87)))
 
-# Honesty checks on synthetic faces (issue 5): drawn attributes must be linearly decodable, the
+# Honesty checks on synthetic faces: drawn attributes must be linearly decodable, the
 # label-only ones must not be (a probe beating chance there would be leaking labels).
 VISIBLE_MIN_ACCURACY = 0.95
 LABEL_ONLY_MAX_GAP = 0.02

@@ -461,7 +461,7 @@ def measure_edits(run, data, vectors, classifier, n_faces: int = 200, alphas=Non
 
 
 def headline(f5: dict, f6: dict) -> dict:
-    """The issue's target numbers from the summaries of figure5 and figure6."""
+    """The demo's target numbers from the summaries of figure5 and figure6."""
     out = {}
     for attr in ("Smiling", "Eyeglasses"):
         rows = [r for r in f6["rows"].values() if r["attribute"] == attr and r["sign"] > 0 and r["faces"]]
