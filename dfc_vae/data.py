@@ -243,10 +243,10 @@ def build_cache(faces, image_size: int = 64, crop: str = "official", cache_dir: 
         return cache
     # a second preparation of the same cache waits here for the first, then opens the cache it made
     with waiting_lock(folder / f".{target.name}.lock"):
-        return open_cache(target) or _make_cache(root, ids, key, target, folder, image_size, crop, workers, progress)
+        return open_cache(target) or _make_cache(faces, ids, key, target, folder, image_size, crop, workers, progress)
 
 
-def _make_cache(root, ids, key, target, folder, image_size, crop, workers, progress) -> ImageCache:
+def _make_cache(faces, ids, key, target, folder, image_size, crop, workers, progress) -> ImageCache:
     if target.exists():  # an interrupted earlier preparation
         shutil.rmtree(target)
     partial = folder / f".{target.name}.partial"
