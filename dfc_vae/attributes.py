@@ -3,6 +3,13 @@
 the same first 100 ten times over), for whatever attributes the data is labelled with; or, from
 two plain folders of faces, mean(z | folder A) - mean(z | folder B). Files of vectors merge
 (`merge_attribute_vectors`, `dfc-vae attributes --merge FILE`).
+
+Methods (`method`, recorded in the vector file's provenance):
+  'mean-difference' (the paper's): v_a = mean(mu | a) - mean(mu | not a). Attributes that co-occur with a
+      ride along (on CelebA an Eyeglasses vector also ages and masculinises the face).
+  'regression' (ours): one linear regression of the posterior means on all labels at once,
+      mu ~ b_0 + sum_a y_a b_a (least squares, y_a in {0, 1}); v_a = b_a is a's effect with the other
+      labels held fixed. Where the labels are independent, both give the same vector up to noise.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from .faces import encode_rows, open_faces_for_run
 from .fileio import write_bytes
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
+METHODS = ("mean-difference", "regression")
 
 
 def encode_split(run, data=None, split: str = "train", cache_dir=None, batch_size: int = 512,
@@ -51,6 +59,19 @@ def attribute_vectors(mu: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tenso
     mean_neg = (neg.T @ mu.float()) / n_neg.clamp(min=1).unsqueeze(1)
     vectors = torch.where(((n_pos > 0) & (n_neg > 0)).unsqueeze(1), mean_pos - mean_neg, torch.zeros_like(mean_pos))
     return vectors, n_pos.long().numpy(), n_neg.long().numpy()
+
+
+def regression_vectors(mu: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
+    """mu: (N, D) posterior means; labels: (N, A) bool. Returns (A, D): the coefficients b_a of the
+    least-squares fit mu ~ b_0 + sum_a labels[:, a] b_a over all attributes at once. An attribute
+    that no image (or every image) has is left out of the fit and gets a zero vector."""
+    y = np.asarray(labels, dtype=np.float64)
+    varies = (y.min(0) != y.max(0)) if len(y) else np.zeros(y.shape[1], dtype=bool)
+    design = np.c_[np.ones(len(y)), y[:, varies]]
+    coef, *_ = np.linalg.lstsq(design, mu.double().numpy(), rcond=None)  # (1 + A_varying, D)
+    out = torch.zeros(y.shape[1], mu.shape[1])
+    out[torch.from_numpy(varies)] = torch.from_numpy(coef[1:]).float()
+    return out
 
 
 @dataclass
@@ -125,18 +146,24 @@ def load_attribute_vectors(path: str | Path, latent_dim: int | None = None) -> A
 
 
 def compute_attribute_vectors(run, data=None, split: str = "train", cache_dir=None,
-                              progress: bool = True) -> AttributeVectors:
+                              progress: bool = True, method: str = "mean-difference") -> AttributeVectors:
     """Encode every labelled image of `split` with `run` (a LoadedRun) and take, for each attribute
-    the data has (CelebA's 40, or a labels file's columns), mean(mu | attribute) - mean(mu | not
-    attribute), with the counts."""
+    the data has (CelebA's 40, or a labels file's columns), its vector by `method` (module doc),
+    with the counts."""
+    if method not in METHODS:
+        raise UserError(f"unknown attribute-vector method '{method}'; choose one of {', '.join(METHODS)}")
     faces = open_faces_for_run(run, data)
     faces.require_labels()
     mu, rows = encode_split(run, faces, split, cache_dir=cache_dir, progress=progress)
     names = faces.attribute_names
-    vectors, n_pos, n_neg = attribute_vectors(mu, rows[names].to_numpy())
+    labels = rows[names].to_numpy()
+    vectors, n_pos, n_neg = attribute_vectors(mu, labels)
+    if method == "regression":
+        vectors = regression_vectors(mu, labels)
     meta = {"run": str(Path(run.path).resolve()), "step": int(run.step), "data": faces.identity,
             "data_description": faces.description, "synthetic": faces.synthetic is not None, "split": split,
-            "images": int(len(rows)), "vgg_weights": run.meta.get("vgg_weights", ""), "latent_dim": int(mu.shape[1])}
+            "images": int(len(rows)), "vgg_weights": run.meta.get("vgg_weights", ""), "latent_dim": int(mu.shape[1]),
+            "method": method}
     return AttributeVectors(names, vectors, n_pos, n_neg, meta)
 
 

@@ -49,6 +49,7 @@ class DemoSettings:
     show: int = 2  # rows drawn per row kind
     seed: int = 0
     reduction: str = "sum"  # the loss scale (losses.py): sum or paper
+    vector_method: str = "mean-difference"  # attribute vectors (attributes.py): mean-difference or regression
     vgg_weights: str = "auto"  # auto: ImageNet if it can be had, random otherwise
 
 
@@ -135,9 +136,9 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     done("train", t)
     run = load_run(run_dir, "auto")
 
-    step(4, "attribute vectors over the training split")
+    step(4, f"attribute vectors ({s.vector_method}) over the training split")
     t = time.perf_counter()
-    vectors = compute_attribute_vectors(run, data, "train", cache_dir, progress)
+    vectors = compute_attribute_vectors(run, data, "train", cache_dir, progress, method=s.vector_method)
     vectors.save(run_dir / "attributes_train.safetensors")
     done("attribute_vectors", t)
 
@@ -196,7 +197,7 @@ def _report(s, vgg, run, clf, scored, visible, f5, f6, gap, numbers, times, wall
                 else f"VGG19 weights: {run.meta.get('vgg_weights', vgg)}") + ".",
              "",
              f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5, "
-             f"{s.reduction} reduction), {s.epochs} epochs, "
+             f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "
              f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps.",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
              f"({torch.get_num_threads()} threads), device {run.device}, training arithmetic "

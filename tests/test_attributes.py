@@ -64,3 +64,34 @@ def test_file_round_trip_and_model_check(tmp_path):
         load_attribute_vectors(tmp_path / "junk.safetensors")
     with pytest.raises(UserError, match="unknown attribute 'Smiley'"):
         back.vector("Smiley")
+
+
+def test_regression_vectors_hold_the_co_occurring_attributes_fixed():
+    """Glasses (attribute 0) move z along axis 0, age (attribute 1) along axis 1, and most faces with
+    glasses are old: the paper's mean difference for glasses also ages the face, the joint regression
+    gives glasses' own effect."""
+    from dfc_vae.attributes import regression_vectors
+
+    rng = np.random.default_rng(0)
+    glasses = rng.random(4000) < 0.3
+    old = np.where(glasses, rng.random(4000) < 0.9, rng.random(4000) < 0.2)
+    never = np.zeros(4000, dtype=bool)  # no image has it: a zero vector, left out of the fit
+    labels = np.c_[glasses, old, never]
+    mu = torch.tensor(np.c_[2.0 * glasses + 0.05 * rng.standard_normal(4000),
+                            3.0 * old + 0.05 * rng.standard_normal(4000)], dtype=torch.float32)
+    mean_difference, _, _ = attribute_vectors(mu, labels)
+    assert mean_difference[0, 1] > 1.5  # glasses' vector drags age along (0.7 x 3)
+    regression = regression_vectors(mu, labels)
+    torch.testing.assert_close(regression[0], torch.tensor([2.0, 0.0]), atol=0.01, rtol=0)
+    torch.testing.assert_close(regression[1], torch.tensor([0.0, 3.0]), atol=0.01, rtol=0)
+    assert torch.equal(regression[2], torch.zeros(2))
+
+
+def test_vector_method_is_recorded_and_unknown_methods_are_refused(tiny_run, synth_root, cache_dir, tmp_path):
+    vectors = compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False, method="regression")
+    assert vectors.meta["method"] == "regression"
+    loaded = load_attribute_vectors(vectors.save(tmp_path / "v.safetensors"), 8)
+    assert loaded.meta["method"] == "regression" and loaded.names == vectors.names
+    assert compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False).meta["method"] == "mean-difference"
+    with pytest.raises(UserError, match="mean-difference, regression"):
+        compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False, method="pca")

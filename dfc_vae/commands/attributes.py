@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the images present when the labels list some that are not there")
     parser.add_argument("--split", default="train", choices=("train", "valid", "test", "all"),
                         help="images to average over (default: train)")
+    parser.add_argument("--method", default="mean-difference", choices=("mean-difference", "regression"),
+                        help="mean-difference (the paper's: mean with minus mean without) or regression (each "
+                             "attribute's effect with the other labels held fixed; attributes.py)")
     parser.add_argument("--positive", metavar="DIR_A", help="a folder of faces WITH the attribute (with --negative, --name)")
     parser.add_argument("--negative", metavar="DIR_B", help="a folder of faces WITHOUT the attribute")
     parser.add_argument("--name", help="the attribute's name for --positive/--negative")
@@ -62,8 +65,8 @@ def _run(args: argparse.Namespace) -> None:
         out = Path(args.out) if args.out else Path(args.run) / f"attributes_{args.split}.safetensors"
         faces = open_faces_for_run(loaded, args.data, args.labels, args.allow_missing or None)
         report_notes(faces)
-        vectors = compute_attribute_vectors(loaded, faces, args.split, args.cache_dir, progress)
-        what = f"{len(vectors.names)} attribute vectors from {vectors.meta['images']} {args.split} images"
+        vectors = compute_attribute_vectors(loaded, faces, args.split, args.cache_dir, progress, args.method)
+        what = f"{len(vectors.names)} attribute vectors ({args.method}) from {vectors.meta['images']} {args.split} images"
     if merged:
         vectors = merge_attribute_vectors(*merged, vectors)
         what += f", merged with {len(merged)} file(s) into {len(vectors.names)} vectors,"
