@@ -1,6 +1,6 @@
 import argparse
 
-from ..argtypes import nonnegative_int, positive_int, seed
+from ..argtypes import nonnegative_int, seed
 
 HELP = "render synthetic faces in CelebA's formats or as a plain folder (offline stand-in for CelebA)"
 ORDER = 10
@@ -9,7 +9,7 @@ ORDER = 10
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder for the dataset (new, empty, or an earlier synth output, which is replaced)")
-    parser.add_argument("--n", type=positive_int, default=2000, help="number of faces (default 2000)")
+    parser.add_argument("--n", type=int, default=2000, help="number of faces (default 2000)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed; the same seed gives the same files (default 0)")
     parser.add_argument("--layout", default="official", choices=("official", "torchvision", "kaggle", "folder"),
                         help="official: DIR/img_align_celeba + list_*.txt; torchvision: the same under DIR/celeba; "
