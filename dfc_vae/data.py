@@ -241,8 +241,9 @@ def build_cache(faces, image_size: int = 64, crop: str = "official", cache_dir: 
     cache = open_cache(target)
     if cache is not None:
         return cache
-    # a second preparation of the same cache waits here for the first, then opens the cache it made
-    with waiting_lock(folder / f".{target.name}.lock"):
+    # a second preparation in the same cache folder waits here for the first, then opens the cache it
+    # made (or makes its own, of other files or settings)
+    with waiting_lock(folder):
         return open_cache(target) or _make_cache(faces, ids, key, target, folder, image_size, crop, workers, progress)
 
 

@@ -58,15 +58,16 @@ def run_lock(run_dir: str | os.PathLike, command: str, create: bool = True) -> I
 
 
 @contextlib.contextmanager
-def waiting_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on the file `path` for the `with` block, waiting for another holder to
-    finish first (for work that a second process can then reuse, such as a cache being made)."""
-    path = Path(path)
+def waiting_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the folder `folder` (made if missing) for the `with` block, waiting
+    for another holder to finish first (for work that a second process can then reuse, such as a
+    cache being made). The lock is on the folder itself, so no lock file is left behind."""
+    folder = Path(folder)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
     except OSError as e:
-        raise UserError(f"cannot write in {path.parent} ({e.strerror}); choose a writable folder") from e
+        raise UserError(f"cannot write in {folder} ({e.strerror}); choose a writable folder") from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -38,6 +38,8 @@ def main(argv=None):
     try:
         require(args.faces, "--faces", "int", min=1)
         require(args.show, "--show", "int", min=1, max=args.faces)
+        if args.steps < 2:
+            raise UserError("--steps must be at least 2")
         require(args.steps, "--steps", "int", min=2, max=101)
         require(args.seed, "--seed", "int", min=0, max=2**32 - 1)
         if not (math.isfinite(args.alpha_min) and math.isfinite(args.alpha_max)) or args.alpha_min >= args.alpha_max:
