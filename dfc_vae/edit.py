@@ -53,7 +53,9 @@ def read_photo(path: str | Path, size: int, crop: str = "official") -> np.ndarra
     """An aligned face photo -> (size, size, 3) uint8, exactly as the training faces were made.
 
     Grayscale, palette and RGBA photos are converted to RGB; other sizes than 178x218 are taken
-    as the aligned image rescaled, so the width/height ratio must be CelebA's (within 12%).
+    as the aligned image rescaled, so the width/height ratio must be CelebA's (within 12%) -- except
+    for runs trained with the 'center' crop (folders of square faces), which take the largest centred
+    square of a photo of any shape, as their training faces were made.
     Unreadable files and decompression bombs are UserErrors; large JPEGs are decoded at reduced
     scale, so a 4000x4000 photo does not need its full-size pixels in memory.
     """
@@ -66,7 +68,7 @@ def read_photo(path: str | Path, size: int, crop: str = "official") -> np.ndarra
             with Image.open(path) as im:
                 w, h = im.size
             aspect = (w / h) / (ALIGNED_SIZE[0] / ALIGNED_SIZE[1])
-            if abs(aspect - 1) > ASPECT_TOLERANCE:
+            if crop != "center" and abs(aspect - 1) > ASPECT_TOLERANCE:
                 raise UserError(f"image {path} is {w}x{h}; the model expects an aligned face like CelebA's 178x218 "
                                 "(width:height 0.82), so crop or pad it to that shape")
             return load_face(path, size, crop)

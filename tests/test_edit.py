@@ -56,6 +56,20 @@ def test_other_sizes_are_rescaled_but_other_shapes_refused(setup, tmp_path):
         read_photo(square, 32)
 
 
+def test_runs_of_square_folder_faces_take_photos_of_any_shape(setup, tmp_path):
+    """A run trained with the 'center' crop (a folder of square faces) reads a photo as its training
+    faces were read: the largest centred square, resized; no CelebA shape is asked for."""
+    from dfc_vae.data import load_face
+
+    wide = tmp_path / "wide.png"
+    Image.open(setup[2]).convert("RGB").resize((300, 200)).save(wide)
+    face = read_photo(wide, 32, "center")
+    assert face.shape == (32, 32, 3)
+    assert np.array_equal(face, load_face(wide, 32, "center"))
+    with pytest.raises(UserError, match="178x218"):
+        read_photo(wide, 32, "official")
+
+
 def test_decompression_bomb_is_a_user_error(setup, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(UserError, match="too large"):
