@@ -327,10 +327,10 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
         if is_main:
             fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
         save()
-    if is_main:
+    if is_main and (batch_in_epoch or not (run / "curves.png").is_file()):  # an epoch's end drew the rest
         plot_curves([run], run / "curves.png")
-        if writer is not None:
-            writer.close()
+    if is_main and writer is not None:
+        writer.close()
     teardown_processes(procs)
     return run
 
