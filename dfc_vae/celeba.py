@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .choices import CELEBA_LAYOUTS as LAYOUTS, SYNTHETIC_MARKER
 from .errors import UserError
 
 # The 40 attributes in the official order of list_attr_celeba.txt.
@@ -49,8 +50,6 @@ ALIGNED_SIZE = (178, 218)
 OFFICIAL_CROP_BOX = (30, 40, 168, 178)
 
 
-SYNTHETIC_MARKER = "dfc_vae_synthetic.json"
-LAYOUTS = ("official", "torchvision", "kaggle", "png")  # png: the official PNG release, img_align_celeba_png/
 
 # The official partition by image number (what list_eval_partition.txt holds): the last number of
 # the train and of the valid split.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from .argtypes import allowed_range, in_range
 from .errors import UserError
-from .data import CROPS
-from .losses import REDUCTIONS
-from .model import SUPPORTED_IMAGE_SIZES, ModelConfig
+from .choices import CROPS, IMAGE_SIZES
+from .losses import LOSS_NAMES, REDUCTIONS
+from .model import ModelConfig
 
 
 def _opt(default, help: str, **kw):
@@ -32,14 +32,14 @@ class TrainConfig:
                                       "there (their number is recorded in the run's config.json)")
     out: str = _opt(None, "run directory: config, metrics, checkpoints and grids go here")
     loss: str = _opt("vae123", "reconstruction loss: vae123 (VGG relu1_1,2_1,3_1), vae345 (relu3_1,4_1,5_1) or pvae (pixels)",
-                     choices=("vae123", "vae345", "pvae"))
+                     choices=LOSS_NAMES)
     reduction: str = _opt("sum", "loss scale: sum (per-image sums: a per-image negative ELBO) or paper (Eq. 5: per-element "
                           "means of Caffe-scale VGG features; losses.py derives the scale)", choices=REDUCTIONS)
     alpha: float = _opt(1.0, "weight of the KL term (paper: 1)", min=0)
     beta: float = _opt(0.5, "weight of the reconstruction term (paper: 0.5)", min=0)
     vgg_weights: str = _opt("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")
     image_size: int = _opt(ModelConfig.image_size, "face size in pixels: 32, 64 (paper), 128 or 256",
-                           choices=SUPPORTED_IMAGE_SIZES)
+                           choices=IMAGE_SIZES)
     latent_dim: int = _opt(ModelConfig.latent_dim, "latent dimensions (paper: 100)", min=1)
     base_channels: int = _opt(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)", min=1)
     crop: str = _opt("auto", "face crop: auto (the data's own: official for CelebA, center for folders), official "

@@ -21,12 +21,12 @@ import simplejpeg
 import torch
 from PIL import Image
 
+from .choices import CROPS
 from .celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX, CelebARoot
 from .errors import UserError
 from .fileio import write_json
 from .runlock import waiting_lock
 
-CROPS = ("official", "center148", "center")
 CACHE_FORMAT_VERSION = 2  # 2: reduced-scale JPEG boxes mapped by exactly 1/scale
 
 

@@ -27,6 +27,7 @@ import torch
 
 from .attributes import attribute_vectors, encode_split
 from .celeba import ATTRIBUTE_NAMES
+from .choices import ACTIVE_UNIT_THRESHOLD
 from .data import to_tensor
 from .faces import FaceSet, open_faces_for_run, report_notes
 from .errors import UserError
@@ -141,7 +142,7 @@ def pca_figure(mu: torch.Tensor, labels: np.ndarray, attribute: str, title: str)
     return _figure_to_array(fig)
 
 
-def kl_figure(kl_per_dim: np.ndarray, title: str, threshold: float = 0.01) -> np.ndarray:
+def kl_figure(kl_per_dim: np.ndarray, title: str, threshold: float = ACTIVE_UNIT_THRESHOLD) -> np.ndarray:
     """Bar plot of the mean KL per latent dimension, largest first -> image."""
     import matplotlib
     matplotlib.use("Agg")
@@ -228,7 +229,7 @@ def evaluate(run_dir: str | Path, data=None, out: str | Path | None = None,
     n_active = active_units(rec.mu)
     mu_var = rec.mu.var(0).numpy() if len(rec.mu) > 1 else np.zeros(rec.mu.shape[1])
     posterior = pd.DataFrame({"dim": np.arange(len(rec.kl_per_dim)), "kl": rec.kl_per_dim,
-                              "mu_variance": mu_var, "active": mu_var > 0.01})
+                              "mu_variance": mu_var, "active": mu_var > ACTIVE_UNIT_THRESHOLD})
 
     # --- pictures of the latent space
     vectors, _, _ = attribute_vectors(z["train"], y["train"])
@@ -346,7 +347,7 @@ def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str
         "",
         "## Posterior",
         "",
-        f"- active units (variance of the posterior mean over the test split > 0.01, Burda et al. 2016): "
+        f"- active units (variance of the posterior mean over the test split > {ACTIVE_UNIT_THRESHOLD}, Burda et al. 2016): "
         f"**{s['active_units']} / {s['latent_dim']}**",
         f"- KL(q(z|x) || N(0, I)) averaged over the test split: {s['kl_total']:.2f} nats in all; "
         f"largest per dimension {posterior.kl.max():.3f}, smallest {posterior.kl.min():.3f} (posterior.csv, kl_per_dim.png)",

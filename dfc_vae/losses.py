@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .choices import ACTIVE_UNIT_THRESHOLD
 from .errors import UserError
 
 # torchvision vgg19().features indices of the tapped ReLUs (official README; Sec. 4.1).
@@ -46,6 +47,7 @@ LOSS_LAYERS: dict[str, tuple[str, ...]] = {
     "vae345": ("relu3_1", "relu4_1", "relu5_1"),
     "pvae": (),  # pixel loss, no VGG
 }
+LOSS_NAMES = tuple(LOSS_LAYERS)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 REDUCTIONS = ("sum", "paper")
@@ -61,8 +63,8 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
-def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
-    """Burda et al. 2016: latent dims whose posterior mean varies over the data by more than 0.01.
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Burda et al. 2016: latent dims whose posterior mean varies over the data by more than the threshold.
 
     mu: (N, D) posterior means of N images. A collapsed posterior has ~0 active units.
     """

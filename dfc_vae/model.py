@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .choices import IMAGE_SIZES
 from .errors import UserError
 
-SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class ModelConfig:
     base_channels: int = 32  # widths double per stage: 32, 64, 128, 256 at 64x64
 
     def __post_init__(self):
-        if self.image_size not in SUPPORTED_IMAGE_SIZES:
-            raise UserError(f"image size {self.image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}")
+        if self.image_size not in IMAGE_SIZES:
+            raise UserError(f"image size {self.image_size} is not supported; use one of {IMAGE_SIZES}")
         if self.latent_dim < 1 or self.base_channels < 1:
             raise UserError("latent_dim and base_channels must be positive integers")
 

@@ -34,6 +34,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .choices import SYNTH_LAYOUTS as LAYOUTS, SYNTHETIC_MARKER as MARKER_NAME
 from .celeba import ALIGNED_SIZE, ATTRIBUTE_NAMES, CELEBA_RATES
 from .errors import UserError
 from .fileio import write_bytes, write_json, write_text
@@ -56,8 +57,6 @@ INDEPENDENT_VISIBLE: tuple[str, ...] = (
 )
 LABEL_ONLY: tuple[str, ...] = tuple(a for a in ATTRIBUTE_NAMES if a not in VISIBLE_ATTRIBUTES)
 
-LAYOUTS = ("official", "torchvision", "kaggle", "folder")  # folder: the JPEGs and a labels.csv, nothing else
-MARKER_NAME = "dfc_vae_synthetic.json"  # written last: its presence means "complete dataset"
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
 FORMAT_VERSION = 3  # 2: Smiling and Mouth_Slightly_Open drawn independently (no teeth);
 #                    3: a smile also blushes round cheeks, eyeglasses get tinted lenses, only an open

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import __version__
+from .choices import ACTIVE_UNIT_THRESHOLD
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .curves import plot_curves
@@ -426,7 +427,7 @@ class _Window:
         loss, recon, kl = (self.sums / max(self.steps, 1)).tolist()
         mean = self.mu_sum / max(self.n, 1)
         var = self.mu_sq / max(self.n, 1) - mean.pow(2)
-        row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > 0.01).sum()), "n": self.n}
+        row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > ACTIVE_UNIT_THRESHOLD).sum()), "n": self.n}
         self.sums.zero_(), self.mu_sum.zero_(), self.mu_sq.zero_()
         self.steps = self.n = 0
         return row

@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfc_vae.losses import LOSS_NAMES
+
 BATCH = 64
 SIZE = 64
-LOSSES = ("vae123", "vae345", "pvae")
 
 
 # ----------------------------------------------------------------------------- machine peak
@@ -356,7 +357,7 @@ def main(argv=None) -> int:
                    help="training rows' arithmetic: all = fp32 and, where the hardware has native bf16, bf16 "
                         "(each against the matmul peak of its own precision)")
     p.add_argument("--batch", type=int, default=BATCH, help=f"batch size of the training rows (default {BATCH})")
-    p.add_argument("--losses", default=",".join(LOSSES), help="training rows to time, comma-separated ('' for none)")
+    p.add_argument("--losses", default=",".join(LOSS_NAMES), help="training rows to time, comma-separated ('' for none)")
     p.add_argument("--work", help="folder for the synthetic faces (kept for later runs) and the cache "
                                   "(default: a temporary folder)")
     p.add_argument("--out", help="also write the table as markdown to this file")

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dfc_vae.checkpoint import load_checkpoint  # noqa: E402
+from dfc_vae.losses import LOSS_NAMES  # noqa: E402
 
 
 def train_command(data: Path, run: Path, cache: Path, loss: str, epochs: int) -> list[str]:
@@ -94,7 +95,7 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--kills", type=int, default=5, help="SIGKILLs per trial")
     p.add_argument("--data", type=Path, help="CelebA-format root (default: 200 synthetic faces)")
-    p.add_argument("--loss", default="pvae", choices=("pvae", "vae123", "vae345"))
+    p.add_argument("--loss", default="pvae", choices=LOSS_NAMES)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

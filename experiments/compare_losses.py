@@ -21,12 +21,12 @@ import pandas as pd
 
 from dfc_vae.config import TrainConfig
 from dfc_vae.errors import UserError
+from dfc_vae.losses import LOSS_NAMES
 from dfc_vae.evaluate import evaluate
 from dfc_vae.fileio import write_text
 from dfc_vae.run import load_run
 from dfc_vae.train import resolve_device, train
 
-LOSSES = ("pvae", "vae123", "vae345")
 COLUMNS = {  # summary.json key -> table heading
     "mean_accuracy": "mean attr. acc. %", "mean_majority_baseline": "majority %", "mse": "MSE", "psnr": "PSNR dB",
     "ssim": "SSIM", "vgg_distance": "VGG dist.", "active_units": "active units", "kl_total": "KL nats",
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="CelebA root or faces from `dfc-vae synth`")
     p.add_argument("--out", required=True, help="folder for the three runs and the comparison table")
-    p.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    p.add_argument("--losses", nargs="+", default=list(LOSS_NAMES), choices=LOSS_NAMES)
     p.add_argument("--image-size", type=int, default=64, choices=(32, 64, 128))
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--epochs", type=int, default=5)

@@ -8,8 +8,7 @@ ORDER = 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..config import TrainConfig
-    from ..data import CROPS
-    from ..model import SUPPORTED_IMAGE_SIZES
+    from ..choices import CROPS, IMAGE_SIZES
 
     d = TrainConfig()
     parser.add_argument("--data", required=True,
@@ -17,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv when present)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="use the images present when the annotations or labels list some that are not there")
-    parser.add_argument("--image-size", type=int, default=d.image_size, choices=SUPPORTED_IMAGE_SIZES)
+    parser.add_argument("--image-size", type=int, default=d.image_size, choices=IMAGE_SIZES)
     parser.add_argument("--crop", default=d.crop, choices=("auto",) + CROPS,
                         help="auto: the data's own (official for CelebA, center for folders); official: DFC-VAE's "
                              "(30, 40, 168, 178) box; center148: the central 148x148; center: the largest centred square")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..celeba import SYNTHETIC_MARKER
+from ..choices import SYNTHETIC_MARKER
 from ..errors import UserError
 from ..faces import FaceSet
 
