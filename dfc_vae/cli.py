@@ -1,7 +1,7 @@
 """`dfc-vae`: one command with subcommands.
 
 Each subcommand lives in dfc_vae/commands/NAME.py and defines HELP, ORDER, add_arguments(parser)
-and run(args); this file finds them, parses, and turns a UserError into one line and exit 2.
+and run(args); this file finds them, parses, and runs it through errors.exit_status (a UserError: one line and exit 2).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .errors import UserError
+from .errors import exit_status
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -36,15 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _end_progress_bars() -> None:
-    """Close every progress bar still open (ending its line), so that a message printed next
-    starts on a line of its own instead of after the bar's last state."""
-    from tqdm import tqdm
-
-    for bar in list(tqdm._instances):
-        bar.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -54,17 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    try:
-        args._run(args)
-    except UserError as e:
-        _end_progress_bars()
-        print(f"dfc-vae {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        _end_progress_bars()
-        print(f"dfc-vae {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return exit_status(f"dfc-vae {args.command}", lambda: args._run(args))
 
 
 if __name__ == "__main__":

@@ -7,3 +7,31 @@ its traceback.
 
 class UserError(Exception):
     """A problem the user can fix. The message names the problem and the fix, in one line."""
+
+
+def exit_status(prog: str, action) -> int:
+    """Run `action()` for an entry point (the `dfc-vae` command, an experiment script) and return its
+    exit status: 0 when it finishes; a UserError becomes one line on stderr, "PROG: error: MESSAGE",
+    and status 2; Ctrl-C becomes "PROG: interrupted" and status 130. Open progress bars are closed
+    first, so the line starts on a line of its own."""
+    import sys
+
+    try:
+        action()
+    except UserError as e:
+        _end_progress_bars()
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        _end_progress_bars()
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _end_progress_bars() -> None:
+    """Close every progress bar still open (ending its line)."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.close()
