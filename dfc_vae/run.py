@@ -66,11 +66,9 @@ def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, tem
     return Path(out)
 
 
-@torch.no_grad()
-def reconstruct_grid(run: LoadedRun, data, out: str | Path, split: str = "test", n: int = 32,
-                     cache_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Faces of `split` (the first n in cache order) beside their reconstructions from the posterior
-    mean. `data`: a FaceSet or a folder (None: the run's data)."""
+def _split_images(run: LoadedRun, data, split: str, n: int, cache_dir, progress: bool):
+    """The first n faces of `split` (cache order) at the run's size and crop, as (n, 3, S, S) on the
+    run's device, and whether they are synthetic."""
     from .faces import open_faces_for_run
 
     faces = open_faces_for_run(run, data)
@@ -79,14 +77,44 @@ def reconstruct_grid(run: LoadedRun, data, out: str | Path, split: str = "test",
         raise UserError(f"the {split} split of {faces.root} is empty; choose another --split")
     cfg = run.config
     cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
-    x = to_tensor(cache.images[idx]).to(run.device)
+    return to_tensor(cache.images[idx]).to(run.device), faces.synthetic is not None
+
+
+@torch.no_grad()
+def reconstruct_grid(run: LoadedRun, data, out: str | Path, split: str = "test", n: int = 32,
+                     cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Faces of `split` (the first n in cache order) beside their reconstructions from the posterior
+    mean. `data`: a FaceSet or a folder (None: the run's data)."""
+    x, synthetic = _split_images(run, data, split, n, cache_dir, progress)
     recon = run.model.decode(run.model.encode(x)[0])
     rows = []
-    for i in range(0, len(idx), 8):  # inputs row, then their reconstructions
+    for i in range(0, len(x), 8):  # inputs row, then their reconstructions
         rows += [to_uint8(x[i:i + 8]), to_uint8(recon[i:i + 8])]
-    caption = provenance(faces.synthetic is not None, run.meta.get("vgg_weights", ""))
-    save_png(out, grid(np.concatenate(rows), min(8, len(idx))),
+    caption = provenance(synthetic, run.meta.get("vgg_weights", ""))
+    save_png(out, grid(np.concatenate(rows), min(8, len(x))),
              caption + [f"{run.path.name} step {run.step}: {split} faces (odd rows) and reconstructions (even rows)"])
+    return Path(out)
+
+
+@torch.no_grad()
+def compare_reconstructions(runs: dict[str, LoadedRun], data, out: str | Path, split: str = "test", n: int = 8,
+                            cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """The paper's reconstruction comparison: the same n faces of `split` in the top row, then one row
+    of reconstructions (posterior mean decoded) per run, in the order of `runs` (name -> run; the runs
+    must share their image size and crop)."""
+    if not runs:
+        raise UserError("no runs to compare; give at least one")
+    first = next(iter(runs.values()))
+    for name, run in runs.items():
+        if (run.config.image_size, run.config.crop) != (first.config.image_size, first.config.crop):
+            raise UserError(f"run {name} is {run.config.image_size} px / {run.config.crop} crop, the first "
+                            f"{first.config.image_size} px / {first.config.crop}; compare runs of one size and crop")
+    x, synthetic = _split_images(first, data, split, n, cache_dir, progress)
+    rows = [to_uint8(x)] + [to_uint8(run.model.decode(run.model.encode(x.to(run.device))[0])) for run in runs.values()]
+    caption = provenance(synthetic, first.meta.get("vgg_weights", ""))
+    caption += [f"top row: {len(x)} {split} faces; below, their reconstructions by " + ", ".join(
+        f"{name} (step {run.step})" for name, run in runs.items()) + ", one row each, in that order"]
+    save_png(out, grid(np.concatenate(rows), len(x)), caption)
     return Path(out)
 
 

@@ -1,12 +1,16 @@
 """The paper's comparison of losses: PVAE (pixels), VAE-123 and VAE-345 trained on the same data
-with the same budget, each evaluated by `dfc_vae.evaluate`, their key numbers in one table.
+with the same budget, each evaluated by `dfc_vae.evaluate`, their key numbers in one table, at one
+or both loss scales (`--reductions sum paper`: losses.py).
 
     python experiments/compare_losses.py --data DIR --out DIR [--image-size 64] [--epochs 5]
-        [--max-steps 0] [--batch-size 64] [--vgg-weights imagenet|random|PATH] [--cache-dir DIR]
+        [--max-steps 0] [--batch-size 64] [--reductions sum paper] [--vgg-weights imagenet|random|PATH]
+        [--cache-dir DIR]
 
-Writes OUT/{pvae,vae123,vae345}/ (runs, each with eval/), OUT/comparison.csv and
-OUT/comparison.md. With CelebA and ImageNet VGG on a GPU this is the paper's comparison; with
-synthetic faces or random VGG weights the table says so.
+Writes one run per loss and reduction, OUT/LOSS (sum) or OUT/LOSS-paper, each with eval/;
+OUT/comparison.csv and OUT/comparison.md; OUT/reconstructions.png (the same test faces through every
+run, one row each, the paper's reconstruction comparison) and OUT/samples_RUN.png (decoded prior
+samples, the same z for every run). With CelebA and ImageNet VGG on a GPU this is the paper's
+comparison; with synthetic faces or random VGG weights the table and pictures say so.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from dfc_vae.choices import ACTIVE_UNIT_THRESHOLD, IMAGE_SIZES
+from dfc_vae.cli import ArgumentParser
 from dfc_vae.config import TrainConfig
-from dfc_vae.errors import UserError
-from dfc_vae.losses import LOSS_NAMES
+from dfc_vae.errors import exit_status
+from dfc_vae.losses import LOSS_NAMES, REDUCTIONS
 from dfc_vae.evaluate import evaluate
 from dfc_vae.fileio import write_text
-from dfc_vae.run import load_run
+from dfc_vae.run import compare_reconstructions, load_run, sample_grid
 from dfc_vae.train import resolve_device, train
 
 COLUMNS = {  # summary.json key -> table heading
@@ -62,15 +68,18 @@ def compare(args) -> pd.DataFrame:
                                           device=resolve_device(args.device),
                                           progress=not args.no_progress)
             classifier.save(folder)
-    for loss in args.losses:
-        run_dir = out / loss
+    names = []
+    for loss, reduction in [(loss, reduction) for reduction in args.reductions for loss in args.losses]:
+        name = run_name(loss, reduction)
+        run_dir = out / name
+        names.append(name)
         t0 = time.time()
         if args.reuse and (run_dir / "config.json").is_file():
-            print(f"{loss}: reusing {run_dir} (step {load_run(run_dir).step})", flush=True)
+            print(f"{name}: reusing {run_dir} (step {load_run(run_dir).step})", flush=True)
             train_s = float("nan")
         else:
             cfg = TrainConfig(data=args.data, out=str(run_dir), loss=loss, vgg_weights=args.vgg_weights,
-                              image_size=args.image_size, latent_dim=args.latent_dim, epochs=args.epochs,
+                              reduction=reduction, image_size=args.image_size, latent_dim=args.latent_dim, epochs=args.epochs,
                               batch_size=args.batch_size, max_steps=args.max_steps, seed=args.seed,
                               device=args.device, cache_dir=args.cache_dir, checkpoint_every=0)
             train(cfg, progress=not args.no_progress)
@@ -80,7 +89,7 @@ def compare(args) -> pd.DataFrame:
         eval_dir = evaluate(run_dir, args.data, vgg_weights=args.vgg_weights, device=args.device,
                             cache_dir=args.cache_dir, progress=not args.no_progress)
         s = json.loads((eval_dir / "summary.json").read_text())
-        row = {"loss": loss, "step": int(s["step"]), **{k: s[k] for k in COLUMNS},
+        row = {"loss": loss, "reduction": reduction, "step": int(s["step"]), **{k: s[k] for k in COLUMNS},
                "train_s": round(train_s, 1), "eval_s": round(time.time() - t1, 1)}
         if "honesty" in s:
             h = s["honesty"]
@@ -89,19 +98,34 @@ def compare(args) -> pd.DataFrame:
         if classifier is not None:
             row.update(edit_scores(run_dir, args.data, classifier, args))
         rows.append(row)
-        print(f"{loss}: mean attribute accuracy {100 * s['mean_accuracy']:.1f}%, PSNR {s['psnr']:.2f} dB, "
+        print(f"{name}: mean attribute accuracy {100 * s['mean_accuracy']:.1f}%, PSNR {s['psnr']:.2f} dB, "
               f"active units {s['active_units']}", flush=True)
     table = pd.DataFrame(rows)
     for k in ("mean_accuracy", "mean_majority_baseline"):
         table[k] = 100 * table[k]
     table = table.rename(columns=COLUMNS)
     caption = list(s["caption"])
+    pictures(out, names, args)
     write_text(out / "comparison.csv", table.to_csv(index=False, float_format="%.6g"))
-    write_text(out / "comparison.md", markdown(table, caption, s, args))
+    write_text(out / "comparison.md", markdown(table, caption, s, args, names))
     return table
 
 
-def markdown(table: pd.DataFrame, caption: list[str], s, args) -> str:
+def run_name(loss: str, reduction: str) -> str:
+    return loss if reduction == "sum" else f"{loss}-{reduction}"
+
+
+def pictures(out: Path, names: list[str], args) -> None:
+    """OUT/reconstructions.png (the same test faces through every run, one row each) and one grid of
+    decoded prior samples per run, OUT/samples_NAME.png, from the same z for every run."""
+    runs = {name: load_run(out / name, args.device) for name in names}
+    compare_reconstructions(runs, args.data, out / "reconstructions.png", n=8, cache_dir=args.cache_dir,
+                            progress=not args.no_progress)
+    for name, run in runs.items():
+        sample_grid(run, out / f"samples_{name}.png", n=32, seed=args.seed)
+
+
+def markdown(table: pd.DataFrame, caption: list[str], s, args, names: list[str]) -> str:
     fmt = {"MSE": "{:.5f}", "PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "VGG dist.": "{:.4g}", "KL nats": "{:.1f}",
            "mean attr. acc. %": "{:.1f}", "majority %": "{:.1f}", "visible attr. acc. %": "{:.1f}"}
     head = "| " + " | ".join(table.columns) + " |"
@@ -117,11 +141,14 @@ def markdown(table: pd.DataFrame, caption: list[str], s, args) -> str:
         f"{args.epochs} epochs" + (f" capped at {args.max_steps} steps" if args.max_steps else "") + f", seed {args.seed}; "
         f"VGG19 weights: {args.vgg_weights}.", "",
         *lines, "",
+        "![reconstructions](reconstructions.png)", "",
+        f"Top row: test faces; below, their reconstructions by {', '.join(names)}, one row each. Prior samples "
+        "(the same z for every run): " + ", ".join(f"[{n}](samples_{n}.png)" for n in names) + ".", "",
         "Mean attribute accuracy: linear probe on posterior means, test split, mean over the 40 attributes "
         "(majority: always the train split's majority label). MSE/PSNR/SSIM: test split, posterior mean decoded. "
         "VGG dist.: per-image sum of squared feature differences at relu1_1, relu2_1, relu3_1 for pvae and vae123, "
         "relu3_1, relu4_1, relu5_1 for vae345 (each run's own layers; not comparable across those two groups). "
-        "Active units: posterior-mean variance > 0.01. " + ("edit: columns: dfc_vae.figures.measure_edits with one attribute "
+        f"Active units: posterior-mean variance > {ACTIVE_UNIT_THRESHOLD}. " + ("edit: columns: dfc_vae.figures.measure_edits with one attribute "
         "classifier (dfc_vae.classifier) for all runs: flip_* = share of +attribute edits the classifier then calls "
         "positive, others_changed_max_edit = worst share of faces whose other attributes change, monotone_rows = share "
         "of interpolation rows whose scored attributes move monotonically. " if any(c.startswith("edit:") for c in table.columns)
@@ -131,11 +158,13 @@ def markdown(table: pd.DataFrame, caption: list[str], s, args) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="compare_losses", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="CelebA root or faces from `dfc-vae synth`")
     p.add_argument("--out", required=True, help="folder for the three runs and the comparison table")
     p.add_argument("--losses", nargs="+", default=list(LOSS_NAMES), choices=LOSS_NAMES)
-    p.add_argument("--image-size", type=int, default=64, choices=(32, 64, 128))
+    p.add_argument("--reductions", nargs="+", default=["sum"], choices=REDUCTIONS,
+                   help="loss scales to train each loss at (losses.py): sum (default), paper, or both")
+    p.add_argument("--image-size", type=int, default=64, choices=IMAGE_SIZES)
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=0, help="cap on optimizer steps per run (0: none)")
@@ -149,14 +178,13 @@ def main(argv=None) -> int:
                    help="leave out the attribute-edit scores (they train an attribute classifier first)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    try:
+
+    def run_and_print():
         table = compare(args)
-    except UserError as e:
-        print(f"compare_losses: error: {e}", file=sys.stderr)
-        return 2
-    print(table.to_string(index=False))
-    print(f"wrote {Path(args.out) / 'comparison.md'}")
-    return 0
+        print(table.to_string(index=False))
+        print(f"wrote {Path(args.out) / 'comparison.md'}")
+
+    return exit_status("compare_losses", run_and_print)
 
 
 if __name__ == "__main__":
