@@ -7,6 +7,7 @@ The defaults are sized to finish within 10 minutes on a 2-core CPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -14,11 +15,19 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import UserError
 from .fileio import write_json, write_text
+from .tables import markdown_table
+
+if TYPE_CHECKING:
+    from .classifier import AttributeClassifier
+    from .diagnostics import PriorGap
+    from .figures import Figure5Summary, Figure6Summary, Headline
+    from .run import LoadedRun
 
 MARKER = "demo.json"
 
@@ -95,87 +104,114 @@ def _prepare_out(out: Path) -> None:
     write_json(out / MARKER, {"status": "running"})
 
 
+class _Steps:
+    """The demo's numbered progress lines ("[3/8   42s] ...") and the seconds each timed step took."""
+
+    def __init__(self, say):
+        self.say, self.t0, self.times = say, time.perf_counter(), {}
+
+    @contextlib.contextmanager
+    def step(self, k: int, text: str, timed: str | None = None):
+        self.say(f"[{k}/8 {time.perf_counter() - self.t0:5.0f}s] {text}")
+        t = time.perf_counter()
+        yield
+        if timed:
+            self.times[timed] = round(time.perf_counter() - t, 1)
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+@dataclass
+class _Results:
+    """What the demo made and measured: its report's contents."""
+
+    settings: DemoSettings
+    vgg: str  # the perceptual network's weights chosen
+    run: LoadedRun
+    classifier: AttributeClassifier
+    fig5: Figure5Summary
+    fig6: Figure6Summary
+    gap: PriorGap
+    numbers: Headline
+    times: dict[str, float]
+    wall: float
+
+
 def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSettings(), cache_dir=None,
              progress: bool = True, say=print) -> Path:
     """Run every step into `out` and return the path of report.md."""
     from .attributes import compute_attribute_vectors
     from .classifier import classifier_for_run
-    from .config import TrainConfig
-    from .figures import figure5, figure6, headline, prior_gap
+    from .figures import headline
     from .run import load_run
-    from .synth import VISIBLE_ATTRIBUTES, render_celeba
-    from .train import train
+    from .synth import render_celeba
 
     s = settings
     out = Path(out)
     _prepare_out(out)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    t0 = time.perf_counter()
-    times = {}
+    steps = _Steps(say)
+    with steps.step(1, f"rendering {s.n} synthetic CelebA-format faces (seed {s.seed})", "synth"):
+        data = render_celeba(out / "data", n=s.n, seed=s.seed, progress=progress)
+    with steps.step(2, "choosing the perceptual network's weights"):
+        vgg = choose_vgg_weights(s.vgg_weights, say)
+    with steps.step(3, f"training VAE-123 at {s.image_size}x{s.image_size}, {s.epochs} epochs, batch {s.batch_size}",
+                    "train"):
+        run_dir = _train(s, data, out / "run", vgg, cache_dir, progress)
+    run = load_run(run_dir, "auto")
+    with steps.step(4, f"attribute vectors ({s.vector_method}) over the training split", "attribute_vectors"):
+        vectors = compute_attribute_vectors(run, data, "train", cache_dir, progress, method=s.vector_method)
+        vectors.save(run_dir / "attributes_train.safetensors")
+    with steps.step(5, f"training the attribute classifier ({s.classifier_epochs} epochs)", "classifier"):
+        clf = classifier_for_run(run, data, cache_dir, retrain=True, progress=progress, epochs=s.classifier_epochs,
+                                 seed=s.seed)
+    say(f"      classifier scores {len(clf.scored())} attributes: "
+        + ", ".join(f"{n} {clf.accuracy[n]:.3f}" for n in clf.scored()))
+    f5, f6, gap = _figures(steps, s, run, data, vectors, clf, out / "figures", cache_dir, progress)
+    results = _Results(s, vgg, run, clf, f5, f6, gap, headline(f5, f6), steps.times, steps.wall())
+    return _write_report(out, results, say)
 
-    def step(k: int, text: str):
-        say(f"[{k}/8 {time.perf_counter() - t0:5.0f}s] {text}")
 
-    def done(name: str, since: float):
-        times[name] = round(time.perf_counter() - since, 1)
+def _train(s: DemoSettings, data: Path, run_out: Path, vgg: str, cache_dir: Path, progress: bool) -> Path:
+    """Step 3: train the demo's VAE-123; returns its run folder."""
+    from .config import TrainConfig
+    from .train import train
 
-    step(1, f"rendering {s.n} synthetic CelebA-format faces (seed {s.seed})")
-    t = time.perf_counter()
-    data = render_celeba(out / "data", n=s.n, seed=s.seed, progress=progress)
-    done("synth", t)
-
-    step(2, "choosing the perceptual network's weights")
-    vgg = choose_vgg_weights(s.vgg_weights, say)
-
-    step(3, f"training VAE-123 at {s.image_size}x{s.image_size}, {s.epochs} epochs, batch {s.batch_size}")
-    t = time.perf_counter()
-    cfg = TrainConfig(data=str(data), out=str(out / "run"), loss="vae123", vgg_weights=vgg, image_size=s.image_size,
+    cfg = TrainConfig(data=str(data), out=str(run_out), loss="vae123", vgg_weights=vgg, image_size=s.image_size,
                       reduction=s.reduction, epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, cache_dir=str(cache_dir),
                       checkpoint_every=0, device="auto").validate()
-    run_dir = train(cfg, progress=progress)
-    done("train", t)
-    run = load_run(run_dir, "auto")
+    return train(cfg, progress=progress)
 
-    step(4, f"attribute vectors ({s.vector_method}) over the training split")
-    t = time.perf_counter()
-    vectors = compute_attribute_vectors(run, data, "train", cache_dir, progress, method=s.vector_method)
-    vectors.save(run_dir / "attributes_train.safetensors")
-    done("attribute_vectors", t)
 
-    step(5, f"training the attribute classifier ({s.classifier_epochs} epochs)")
-    t = time.perf_counter()
-    clf = classifier_for_run(run, data, cache_dir, retrain=True, progress=progress, epochs=s.classifier_epochs,
-                             seed=s.seed)
-    done("classifier", t)
-    scored = clf.scored()
-    say(f"      classifier scores {len(scored)} attributes: "
-        + ", ".join(f"{n} {clf.accuracy[n]:.3f}" for n in scored))
+def _figures(steps: _Steps, s: DemoSettings, run, data, vectors, clf, figs: Path, cache_dir: Path, progress: bool):
+    """Steps 6 to 8: Figures 5 and 6 and the prior gap, written into `figs`; returns their summaries."""
+    from .diagnostics import prior_gap
+    from .figures import as_dict, figure5, figure6
 
-    figs = out / "figures"
-    step(6, f"Figure 5: interpolations, {s.faces_per_edit} rows per kind, measured")
-    t = time.perf_counter()
-    f5 = figure5(run, data, clf, figs / "fig5_interpolation.png", n_faces=s.faces_per_edit, n_show=s.show,
-                 seed=s.seed, cache_dir=cache_dir, progress=progress)
-    done("fig5", t)
-    step(7, f"Figure 6: attribute arithmetic, {s.faces_per_edit} faces per edit, measured")
-    t = time.perf_counter()
-    f6 = figure6(run, data, vectors, clf, figs / "fig6_arithmetic.png", n_faces=s.faces_per_edit, n_show=s.show,
-                 seed=s.seed, cache_dir=cache_dir, progress=progress)
-    done("fig6", t)
-    step(8, "the prior gap: Figure 5's fake -> fake rows with their ends drawn from the training posteriors")
-    t = time.perf_counter()
-    gap = prior_gap(run, data, clf, n_faces=s.faces_per_edit, seed=s.seed, cache_dir=cache_dir, progress=progress)
-    write_json(figs / "prior_gap.json", gap)
-    done("prior_gap", t)
-    numbers = headline(f5.summary, f6.summary)
-    wall = time.perf_counter() - t0
+    common = dict(n_faces=s.faces_per_edit, seed=s.seed, cache_dir=cache_dir, progress=progress)
+    with steps.step(6, f"Figure 5: interpolations, {s.faces_per_edit} rows per kind, measured", "fig5"):
+        f5 = figure5(run, data, clf, figs / "fig5_interpolation.png", n_show=s.show, **common)
+    with steps.step(7, f"Figure 6: attribute arithmetic, {s.faces_per_edit} faces per edit, measured", "fig6"):
+        f6 = figure6(run, data, vectors, clf, figs / "fig6_arithmetic.png", n_show=s.show, **common)
+    with steps.step(8, "the prior gap: Figure 5's fake -> fake rows with their ends drawn from the training posteriors",
+                    "prior_gap"):
+        gap = prior_gap(run, data, clf, **common)
+        write_json(figs / "prior_gap.json", as_dict(gap))
+    return f5.summary, f6.summary, gap
+
+
+def _write_report(out: Path, r: _Results, say) -> Path:
+    """report.md, and the marker file saying the demo is done with its numbers; returns report.md's path."""
+    from .figures import as_dict
+
     report = out / "report.md"
-    write_text(report, _report(s, vgg, run, clf, scored, VISIBLE_ATTRIBUTES, f5.summary, f6.summary, gap, numbers, times, wall))
-    write_json(out / MARKER, {"status": "done", "settings": s.__dict__, "vgg_weights": vgg, "numbers": numbers,
-                              "targets_met": targets_met(numbers),
-                              "times_s": times, "wall_s": round(wall, 1)})
-    met = targets_met(numbers)
-    say(f"done in {wall:.0f}s: {sum(met.values())}/{len(TARGETS)} targets met; report: {report}")
+    write_text(report, _report(r))
+    met = targets_met(r.numbers)
+    write_json(out / MARKER, {"status": "done", "settings": r.settings.__dict__, "vgg_weights": r.vgg,
+                              "numbers": as_dict(r.numbers), "targets_met": met, "times_s": r.times,
+                              "wall_s": round(r.wall, 1)})
+    say(f"done in {r.wall:.0f}s: {sum(met.values())}/{len(TARGETS)} targets met; report: {report}")
     return report
 
 
@@ -183,79 +219,119 @@ def _met(value: float, op: str, target: float) -> bool:
     return value >= target if op == ">=" else value <= target
 
 
-def targets_met(numbers: dict) -> dict[str, bool]:
+def _trusted(numbers: Headline, key: str) -> bool | None:
+    """Whether the classifier is trusted on the attribute a flip_ number measures (None: not a flip rate, or not measured)."""
+    return getattr(numbers, f"trusted_{key.removeprefix('flip_')}", None)
+
+
+def targets_met(numbers: Headline) -> dict[str, bool]:
     """Target name -> met; a flip rate judged by a classifier below 95% on its attribute is not met."""
-    return {k: _met(numbers[k], op, t) and numbers.get(f"trusted_{k.removeprefix('flip_')}", True)
-            for k, (op, t, _) in TARGETS.items() if k in numbers}
+    return {k: _met(getattr(numbers, k), op, t) and _trusted(numbers, k) is not False
+            for k, (op, t, _) in TARGETS.items() if getattr(numbers, k) is not None}
 
 
-def _report(s, vgg, run, clf, scored, visible, f5, f6, gap, numbers, times, wall) -> str:
-    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
-    lines = ["# dfc-vae demo report", "",
-             "**How this was made:** synthetic cartoon faces rendered by `dfc_vae.synth` (not CelebA), "
-             + ("VGG19 with **RANDOM** weights (ImageNet weights were not available offline)" if vgg == "random"
-                else f"VGG19 weights: {run.meta.get('vgg_weights', vgg)}") + ".",
-             "",
-             f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5, "
-             f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "
-             f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps.",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-             f"({torch.get_num_threads()} threads), device {run.device}, training arithmetic "
-             f"{run.meta.get('precision', 'fp32')}. Wall time: **{wall:.0f} s** "
-             f"({', '.join(f'{k} {v:.0f}s' for k, v in times.items())}).", "",
-             "## Targets (test split)", "", "| measure | value | target | met |", "|---|---|---|---|"]
+# ----------------------------------------------------------------------------- report.md
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _report(r: _Results) -> str:
+    """report.md: its sections, one empty line apart."""
+    sections = [_header(r), _targets_section(r.numbers), _classifier_section(r.classifier), _figure6_section(r.fig6),
+                _figure5_section(r.fig5), _prior_gap_section(r.gap), _files_section()]
+    return "\n\n".join("\n".join(lines) for lines in sections)
+
+
+def _header(r: _Results) -> list[str]:
+    s, run = r.settings, r.run
+    weights = ("VGG19 with **RANDOM** weights (ImageNet weights were not available offline)" if r.vgg == "random"
+               else f"VGG19 weights: {run.meta.get('vgg_weights', r.vgg)}")
+    return ["# dfc-vae demo report", "",
+            "**How this was made:** synthetic cartoon faces rendered by `dfc_vae.synth` (not CelebA), " + weights + ".",
+            "",
+            f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5, "
+            f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "
+            f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps.",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), device {run.device}, training arithmetic "
+            f"{run.meta.get('precision', 'fp32')}. Wall time: **{r.wall:.0f} s** "
+            f"({', '.join(f'{k} {v:.0f}s' for k, v in r.times.items())})."]
+
+
+def _targets_section(numbers: Headline) -> list[str]:
+    met = targets_met(numbers)
+    rows = []
     for key, (op, target, text) in TARGETS.items():
-        if key in numbers:
-            v = numbers[key]
-            attr = key.removeprefix("flip_")
-            note = " (classifier below 95% on it: not a valid measurement)" if numbers.get(f"trusted_{attr}") is False else ""
-            ok = targets_met(numbers)[key]
-            lines.append(f"| {text} | {pct(v)}{note} | {op} {pct(target)} | {'yes' if ok else '**no**'} |")
-    lines += ["", "## Attribute classifier (test-split accuracy)", "",
-              f"Trained on {clf.report['train_images']} training faces, tested on {clf.report['test_images']}. "
-              "It scores only attributes with accuracy >= 95% and balanced accuracy >= 90%.", "",
-              "| attribute | accuracy | balanced | scored |", "|---|---|---|---|"]
-    for n in visible:
-        lines.append(f"| {n} | {pct(clf.accuracy[n])} | {pct(clf.report['balanced_accuracy'][n])} | "
-                     f"{'yes' if n in scored else 'no'} |")
-    lines += ["", "## Figure 6: attribute arithmetic z + alpha v (alpha = 0 ... 1)", "",
-              "![Figure 6](figures/fig6_arithmetic.png)", "",
-              "| edit | faces | label reached at alpha = 1 | at alpha = 0 | others changed (any) | worst single other |",
-              "|---|---|---|---|---|---|"]
-    for name, r in f6["rows"].items():
-        if not r["faces"]:
-            lines.append(f"| {name} | 0 | - | - | - | - |")
+        if key in met:
+            invalid = _trusted(numbers, key) is False
+            note = " (classifier below 95% on it: not a valid measurement)" if invalid else ""
+            rows.append([text, _pct(getattr(numbers, key)) + note, f"{op} {_pct(target)}", "yes" if met[key] else "**no**"])
+    return ["## Targets (test split)", ""] + markdown_table(["measure", "value", "target", "met"], rows)
+
+
+def _classifier_section(clf: AttributeClassifier) -> list[str]:
+    from .synth import VISIBLE_ATTRIBUTES
+
+    scored = clf.scored()
+    rows = [[n, _pct(clf.accuracy[n]), _pct(clf.report["balanced_accuracy"][n]), "yes" if n in scored else "no"]
+            for n in VISIBLE_ATTRIBUTES]
+    return (["## Attribute classifier (test-split accuracy)", "",
+             f"Trained on {clf.report['train_images']} training faces, tested on {clf.report['test_images']}. "
+             "It scores only attributes with accuracy >= 95% and balanced accuracy >= 90%.", ""]
+            + markdown_table(["attribute", "accuracy", "balanced", "scored"], rows))
+
+
+def _figure6_section(f6: Figure6Summary) -> list[str]:
+    rows = []
+    for name, r in f6.rows.items():
+        if not r.faces:
+            rows.append([name, 0, "-", "-", "-", "-"])
             continue
-        lines.append(f"| {name} | {r['faces']} | {pct(r['flip_rate'])} | {pct(r['at_start'])} | {pct(r['others_changed'])} | "
-                     f"{pct(r['others_changed_max'])} ({r['others_changed_max_attribute']}) |")
-    lines += ["", f"## Figure 5: {f5['method']} interpolation (alpha = 0 ... 1)", "",
-              "![Figure 5](figures/fig5_interpolation.png)", "",
-              f"Monotone within a tolerance of {f5['monotone_tolerance']} in probability. *Changing scores*: attributes "
-              "whose predicted label differs at the two ends, plus the row's own attribute (rows where no label "
-              "changes are left out); *all*: every scored attribute, also those that stay on one side of 0.5.", "",
-              "| row | rows measured | monotone, changing scores (rows) | monotone, own attribute | monotone, all |",
-              "|---|---|---|---|---|"]
-    for name, r in f5["rows"].items():
-        if not r["faces"]:
-            lines.append(f"| {name} | 0 | - | - | - |")
+        rows.append([name, r.faces, _pct(r.flip_rate), _pct(r.at_start), _pct(r.others_changed),
+                     f"{_pct(r.others_changed_max)} ({r.others_changed_max_attribute})"])
+    header = ["edit", "faces", "label reached at alpha = 1", "at alpha = 0", "others changed (any)", "worst single other"]
+    return (["## Figure 6: attribute arithmetic z + alpha v (alpha = 0 ... 1)", "",
+             "![Figure 6](figures/fig6_arithmetic.png)", ""] + markdown_table(header, rows))
+
+
+def _figure5_section(f5: Figure5Summary) -> list[str]:
+    from .figures import OwnAttributeMeasures
+
+    rows = []
+    for name, r in f5.rows.items():
+        if not r.faces:
+            rows.append([name, 0, "-", "-", "-"])
             continue
-        own = pct(r["monotone_own_attribute"]) + f" ({r['own_attribute']})" if "own_attribute" in r else "-"
-        lines.append(f"| {name} | {r['faces']} | {pct(r['monotone'])} ({r['rows_with_changing_scores']}) | {own} | "
-                     f"{pct(r['monotone_all_attributes'])} |")
-    agg = gap["aggregate_posterior"]
-    ev, mo = agg["covariance_eigenvalues"], agg["second_moment_per_dimension"]
-    lines += ["", "### The prior gap: fake -> fake rows with other ends", "",
-              f"The same rows and judge, with both ends drawn four ways (posteriors of {gap['fit_faces']} faces of "
-              f"the {gap['split']} split). Where rows between real faces' posteriors are monotone and rows between "
-              "prior samples are not, the prior's samples land where the encoder puts no faces. The aggregate "
-              "posterior's covariance "
-              f"has eigenvalues {ev['min']:.2f} to {ev['max']:.2f} (median {ev['median']:.2f}) and E[z_j^2] "
-              f"{mo['min']:.2f} to {mo['max']:.2f} per dimension, against all 1 under N(0, I).", "",
-              "| ends of the rows | monotone, changing scores (rows) | most frequent failing scores |", "|---|---|---|"]
-    for name, r in gap["sources"].items():
-        top = ", ".join(f"{k} {v}" for k, v in list(r["failing_scores"].items())[:3]) or "-"
-        lines.append(f"| {name} | {pct(r['monotone'])} ({r['rows_with_changing_scores']}) | {top} |")
-    lines += ["", "Per-cell classifier probabilities: `figures/fig5_interpolation.csv`, `figures/fig6_arithmetic.csv`; "
-              "summaries: the `.json` files beside them (the prior gap: `figures/prior_gap.json`). Rows with fewer "
-              "faces than asked for are limited by the test split (eyeglasses are on 6.5% of faces, as in CelebA).", ""]
-    return "\n".join(lines)
+        own = (f"{_pct(r.monotone_own_attribute)} ({r.own_attribute})" if isinstance(r, OwnAttributeMeasures) else "-")
+        rows.append([name, r.faces, f"{_pct(r.monotone)} ({r.rows_with_changing_scores})", own,
+                     _pct(r.monotone_all_attributes)])
+    header = ["row", "rows measured", "monotone, changing scores (rows)", "monotone, own attribute", "monotone, all"]
+    return ([f"## Figure 5: {f5.method} interpolation (alpha = 0 ... 1)", "",
+             "![Figure 5](figures/fig5_interpolation.png)", "",
+             f"Monotone within a tolerance of {f5.monotone_tolerance} in probability. *Changing scores*: attributes "
+             "whose predicted label differs at the two ends, plus the row's own attribute (rows where no label "
+             "changes are left out); *all*: every scored attribute, also those that stay on one side of 0.5.", ""]
+            + markdown_table(header, rows))
+
+
+def _prior_gap_section(gap: PriorGap) -> list[str]:
+    ev, mo = gap.aggregate_posterior.covariance_eigenvalues, gap.aggregate_posterior.second_moment_per_dimension
+    rows = [[name, f"{_pct(r.monotone)} ({r.rows_with_changing_scores})",
+             ", ".join(f"{k} {v}" for k, v in list(r.failing_scores.items())[:3]) or "-"]
+            for name, r in gap.sources.items()]
+    return (["### The prior gap: fake -> fake rows with other ends", "",
+             f"The same rows and judge, with both ends drawn four ways (posteriors of {gap.fit_faces} faces of "
+             f"the {gap.split} split). Where rows between real faces' posteriors are monotone and rows between "
+             "prior samples are not, the prior's samples land where the encoder puts no faces. The aggregate "
+             "posterior's covariance "
+             f"has eigenvalues {ev.min:.2f} to {ev.max:.2f} (median {ev.median:.2f}) and E[z_j^2] "
+             f"{mo.min:.2f} to {mo.max:.2f} per dimension, against all 1 under N(0, I).", ""]
+            + markdown_table(["ends of the rows", "monotone, changing scores (rows)", "most frequent failing scores"], rows))
+
+
+def _files_section() -> list[str]:
+    return ["Per-cell classifier probabilities: `figures/fig5_interpolation.csv`, `figures/fig6_arithmetic.csv`; "
+            "summaries: the `.json` files beside them (the prior gap: `figures/prior_gap.json`). Rows with fewer "
+            "faces than asked for are limited by the test split (eyeglasses are on 6.5% of faces, as in CelebA).", ""]

@@ -17,10 +17,14 @@ the scores go to a CSV beside the PNG. The summary measures are:
   Eyeglasses, Male) on data rows; rows where no label changes are left out. Reported too: the
   share for the own attribute alone, and the stricter share where EVERY scored attribute's
   probability is monotone (also those that stay on one side of 0.5).
+
+The summaries are dataclasses whose fields are the keys of the JSON files beside the PNGs (as_dict).
+Diagnostics measured by the same judge (the prior gap) are in dfc_vae.diagnostics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +52,11 @@ class InterpolationRow:
     right: dict | None
     attribute: str | None  # the attribute that differs between the ends, if any
 
+    @property
+    def labels_needed(self) -> list[str]:
+        """The attributes whose labels choose the faces of its ends."""
+        return [n for ends in (self.left, self.right) if ends for n in ends]
+
 
 @dataclass(frozen=True)
 class EditRow:
@@ -57,6 +66,11 @@ class EditRow:
     attribute: str
     sign: int
     faces: dict
+
+    @property
+    def labels_needed(self) -> list[str]:
+        """The attributes whose labels choose its faces."""
+        return list(self.faces)
 
 
 FIG5_ROWS = (
@@ -93,10 +107,118 @@ def parse_edit(spec: str, valid=ATTRIBUTE_NAMES) -> EditRow:
     return EditRow(spec, attr, sign, faces)
 
 
+# ----------------------------------------------------------------------------- typed results
+
+
+def as_dict(result) -> dict:
+    """A result (the dataclasses below and dfc_vae.diagnostics') as the plain dict its JSON file holds:
+    dataclasses.asdict without the fields left None, the measures a run could not take (Fig. 5's
+    own-attribute share when no data row had faces; a flip rate when no face could take the edit)."""
+    return dataclasses.asdict(result, dict_factory=lambda items: {k: v for k, v in items if v is not None})
+
+
+@dataclass
+class RowCount:
+    """A row kind's number of faces measured: all a Fig. 5 row kind holds when it had none to measure
+    (e.g. a tiny test split without eyeglasses)."""
+
+    faces: int
+
+
+@dataclass
+class InterpolationMeasures(RowCount):
+    """The Fig. 5 measures of a row kind's rows (module docstring)."""
+
+    monotone: float  # share of the rows with changing scores along which those move monotonically (nan: none)
+    rows_with_changing_scores: int
+    monotone_all_attributes: float  # share of rows along which every trusted attribute's score is monotone
+    failing_scores: dict[str, int]  # attribute -> rows where its changing score is not monotone, most first
+
+
+@dataclass
+class OwnAttributeMeasures(InterpolationMeasures):
+    """The Fig. 5 measures of a data row kind, whose ends differ in `own_attribute`."""
+
+    monotone_own_attribute: float
+    own_attribute: str
+    classifier_trusted: bool  # whether the classifier predicts own_attribute well enough to judge it
+
+
+@dataclass
+class EditRowCount(RowCount):
+    """A Fig. 6 row kind's faces measured and its edit: all it holds when it had no faces."""
+
+    attribute: str
+    sign: int
+
+
+@dataclass
+class EditMeasures(EditRowCount):
+    """The Fig. 6 measures of an edit row kind (edit_measures)."""
+
+    classifier_trusted: bool
+    flip_rate: float
+    at_start: float
+    others_changed: float
+    others_changed_max: float
+    others_changed_max_attribute: str
+
+
+@dataclass
+class Figure5Summary:
+    rows: dict[str, RowCount]  # row kind -> its measures (InterpolationMeasures where it had faces)
+    method: str
+    alphas: list[float]
+    scored_attributes: list[str]  # the attributes the classifier is trusted on
+    monotone_tolerance: float
+    monotone_rows: float  # all row kinds pooled, weighted by their rows with changing scores
+    monotone_rows_all_attributes: float
+    monotone_rows_own_attribute: float | None = None  # the data rows pooled; None when none had faces
+
+
+@dataclass
+class Figure6Summary:
+    rows: dict[str, EditRowCount]  # row kind -> its measures (EditMeasures where it had faces)
+    alphas: list[float]
+    scored_attributes: list[str]
+    vectors: dict  # the attribute vectors' provenance (AttributeVectors.meta)
+
+
+@dataclass(kw_only=True)
+class Headline:
+    """The demo's target numbers (headline); an attribute's flip rate, faces and trust are None
+    when no face could take its edit."""
+
+    flip_Smiling: float | None = None
+    faces_Smiling: int | None = None
+    trusted_Smiling: bool | None = None
+    flip_Eyeglasses: float | None = None
+    faces_Eyeglasses: int | None = None
+    trusted_Eyeglasses: bool | None = None
+    others_changed_max_edit: float
+    monotone_rows: float
+
+
+@dataclass(kw_only=True)
+class MeasuredEdits(Headline):
+    """measure_edits: the headline numbers and the full summaries they come from."""
+
+    fig5: Figure5Summary
+    fig6: Figure6Summary
+
+
+@dataclass
+class FigureResult:
+    png: Path | None
+    csv: Path | None
+    summary: Figure5Summary | Figure6Summary
+    table: pd.DataFrame = field(repr=False, default=None)
+
+
 # ----------------------------------------------------------------------------- faces and scoring
 
 
-class _Faces:
+class RunFaces:
     """The faces of one split of a FaceSet as the run sees them (its cache: size and crop), and their labels."""
 
     def __init__(self, run, data, split: str = "test", cache_dir=None, progress: bool = True, needs=()):
@@ -144,22 +266,45 @@ class _Faces:
     def ids(self, rows: np.ndarray) -> list[str]:
         return [str(self.ann.index[r]) for r in rows]
 
+    def caption(self) -> list[str]:
+        """The caption lines that say what made a figure of these faces: provenance, data, model."""
+        run = self.run
+        return provenance(self.set.synthetic is not None, run.meta.get("vgg_weights", "")) + [
+            f"{self.set.description}, {self.split} split; model {Path(run.path).name} step {run.step}"]
 
-@torch.no_grad()
-def _decode_and_score(run, z: torch.Tensor, classifier, columns: list[int], keep: int):
-    """Decode (B, K, D) latents; returns probabilities (B, K, len(columns)) and the decoded images
-    (keep, K, 3, S, S) in [0, 1] of the first `keep` rows."""
-    b, k, d = z.shape
-    flat = z.reshape(b * k, d)
-    probs, kept = [], []
-    for i in range(0, b * k, 256):
-        img = run.model.decode(flat[i:i + 256].to(run.device)).float().clamp(0, 1).cpu()
-        probs.append(classifier.predict(img)[:, columns])
-        if i < keep * k:
-            kept.append(img)
-    probs = torch.cat(probs).view(b, k, len(columns))
-    shown = torch.cat(kept)[: keep * k].view(-1, k, *kept[0].shape[1:]) if keep and kept else None
-    return probs, shown
+
+@dataclass(frozen=True)
+class AttributeJudge:
+    """The run's attribute classifier as the figures score decoded cells with. `trusted`: the attributes
+    it predicts well; `scored`: those plus the rows' own attributes (scored even where it does not, so
+    the figure can still be drawn; their verdicts are flagged); `columns`: their classifier outputs."""
+
+    classifier: object
+    scored: list[str]
+    trusted: list[str]
+    columns: list[int]
+
+    @classmethod
+    def for_rows(cls, classifier, own=()) -> AttributeJudge:
+        trusted = classifier.scored()
+        scored = [n for n in classifier.names if n in trusted or n in own]
+        return cls(classifier, scored, trusted, [classifier.column(n) for n in scored])
+
+    @torch.no_grad()
+    def decode_and_score(self, run, z: torch.Tensor, keep: int):
+        """Decode (B, K, D) latents; returns probabilities (B, K, len(scored)) and the decoded images
+        (keep, K, 3, S, S) in [0, 1] of the first `keep` rows."""
+        b, k, d = z.shape
+        flat = z.reshape(b * k, d)
+        probs, kept = [], []
+        for i in range(0, b * k, 256):
+            img = run.model.decode(flat[i:i + 256].to(run.device)).float().clamp(0, 1).cpu()
+            probs.append(self.classifier.predict(img)[:, self.columns])
+            if i < keep * k:
+                kept.append(img)
+        probs = torch.cat(probs).view(b, k, len(self.columns))
+        shown = torch.cat(kept)[: keep * k].view(-1, k, *kept[0].shape[1:]) if keep and kept else None
+        return probs, shown
 
 
 def _monotone(p: torch.Tensor, tol: float = MONOTONE_TOL) -> torch.Tensor:
@@ -168,13 +313,14 @@ def _monotone(p: torch.Tensor, tol: float = MONOTONE_TOL) -> torch.Tensor:
     return (d >= -tol).all(1) | (d <= tol).all(1)
 
 
-def _prior_ends(n: int, dim: int, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
+def prior_ends(n: int, dim: int, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The two ends of n fake -> fake rows, z ~ N(0, I), deterministic per (seed, salt)."""
     g = torch.Generator().manual_seed(seed * 1000 + salt)
     return torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
 
 
-def interpolation_measures(probs: torch.Tensor, scored: list[str], trusted: list[str], attribute: str | None = None) -> dict:
+def interpolation_measures(probs: torch.Tensor, scored: list[str], trusted: list[str],
+                           attribute: str | None = None) -> InterpolationMeasures:
     """The Fig. 5 measures (module docstring) of B rows of scores, probs (B, K, len(scored))."""
     good = [scored.index(n) for n in trusted]
     per_attr = _monotone(probs.permute(0, 2, 1).reshape(-1, probs.shape[1])).view(len(probs), -1)  # (B, A)
@@ -188,26 +334,24 @@ def interpolation_measures(probs: torch.Tensor, scored: list[str], trusted: list
     has_moving = moving.any(1)
     mono_moving = (per_attr | ~moving).all(1)
     failing = (moving & ~per_attr).sum(0)
-    info = {"faces": int(len(probs)),
-            "monotone": float(mono_moving[has_moving].float().mean()) if has_moving.any() else float("nan"),
-            "rows_with_changing_scores": int(has_moving.sum()),
-            "monotone_all_attributes": float(per_attr[:, good].all(1).float().mean()),
-            "failing_scores": {scored[i]: int(failing[i]) for i in failing.argsort(descending=True).tolist()
-                               if failing[i]}}
-    if attribute:
-        t = scored.index(attribute)
-        info["monotone_own_attribute"] = float(per_attr[:, t].float().mean())
-        info["own_attribute"] = attribute
-        info["classifier_trusted"] = attribute in trusted
-    return info
+    measures = InterpolationMeasures(
+        faces=int(len(probs)),
+        monotone=float(mono_moving[has_moving].float().mean()) if has_moving.any() else float("nan"),
+        rows_with_changing_scores=int(has_moving.sum()),
+        monotone_all_attributes=float(per_attr[:, good].all(1).float().mean()),
+        failing_scores={scored[i]: int(failing[i]) for i in failing.argsort(descending=True).tolist() if failing[i]})
+    if not attribute:
+        return measures
+    own = float(per_attr[:, scored.index(attribute)].float().mean())
+    return OwnAttributeMeasures(**vars(measures), monotone_own_attribute=own, own_attribute=attribute,
+                                classifier_trusted=attribute in trusted)
 
 
-@dataclass
-class FigureResult:
-    png: Path | None
-    csv: Path | None
-    summary: dict
-    table: pd.DataFrame = field(repr=False, default=None)
+# ----------------------------------------------------------------------------- drawing and writing
+
+
+def _rounded(alphas) -> list[float]:
+    return [round(float(a), 4) for a in alphas]
 
 
 def _table(fig: str, row_name: str, ids_left: list[str], ids_right: list[str] | None, alphas, probs, names) -> pd.DataFrame:
@@ -222,14 +366,111 @@ def _table(fig: str, row_name: str, ids_left: list[str], ids_right: list[str] | 
     return df
 
 
-def _columns(classifier, wanted: list[str]) -> list[str]:
-    """The attributes to score: those the classifier predicts well, plus the rows' own attributes
-    (scored even when it does not, so the figure can still be drawn; their verdicts are flagged)."""
-    scored = classifier.scored()
-    return [n for n in classifier.names if n in scored or n in wanted]
+def compose(cells: list[np.ndarray], pad: int = 2) -> np.ndarray:
+    """Rows of equal length (each (C, S, S, 3) uint8) -> one grid image
+    (R * (S + pad) + pad, C * (S + pad) + pad, 3)."""
+    if not cells:
+        raise UserError("nothing to draw: no rows")
+    ncol = cells[0].shape[0]
+    return grid(np.concatenate(cells), ncol, pad)
+
+
+class _Sheet:
+    """A figure being made, row kind by row kind: the scores of every decoded cell (its CSV) and the
+    rows drawn (its PNG)."""
+
+    def __init__(self, figure: str, faces: RunFaces, judge: AttributeJudge, alphas, n_show: int):
+        self.figure, self.faces, self.judge, self.alphas, self.n_show = figure, faces, judge, alphas, n_show
+        self.tables, self.cells = [], []
+
+    def decode_and_score(self, row_name: str, z: torch.Tensor, ids: list[str], ids_right: list[str] | None = None):
+        """Decode and score a row kind's (B, K, D) latents, keeping the scores for the CSV; returns them
+        (B, K, A) and the decoded images of the first n_show rows (see AttributeJudge.decode_and_score)."""
+        probs, shown = self.judge.decode_and_score(self.faces.run, z, self.n_show)
+        self.tables.append(_table(self.figure, row_name, ids, ids_right, self.alphas, probs, self.judge.scored))
+        return probs, shown
+
+    def draw(self, rows: list[np.ndarray]) -> None:
+        self.cells.extend(rows)
+
+    def finish(self, out, title: str, row_names: list[str], summary) -> FigureResult:
+        """The figure's result; with `out`, also its PNG (captioned with the rows drawn), CSV and JSON."""
+        result = FigureResult(None, None, summary, pd.concat(self.tables, ignore_index=True))
+        if out is not None:
+            drawn = [f"  {name}" for name in row_names for _ in range(min(self.n_show, summary.rows[name].faces))]
+            caption = self.faces.caption() + [title] + drawn
+            result.png, result.csv = _write(out, compose(self.cells), caption, result.table, summary)
+        return result
+
+
+def _write(out, image: np.ndarray, caption: list[str], table: pd.DataFrame, summary):
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out} should end in .png")
+    csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
+    write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
+    write_json(json_path, as_dict(summary))
+    save_png(out, image, caption, {"summary": json_path.name})
+    return out, csv_path
 
 
 # ----------------------------------------------------------------------------- Figure 5
+
+
+@dataclass
+class _Ends:
+    """The ends of a Fig. 5 row kind's rows: latents (B, D), image ids, and the real input images
+    (left, right) of the rows drawn; None for ends drawn from the prior."""
+
+    z0: torch.Tensor
+    z1: torch.Tensor
+    left_ids: list[str]
+    right_ids: list[str]
+    images: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _interpolation_ends(faces: RunFaces, row: InterpolationRow, salt: int, n_faces: int, n_show: int, seed: int,
+                        endpoints: dict) -> _Ends | None:
+    """A row kind's ends: n_faces pairs of faces drawn by their labels (the first pair from
+    `endpoints` where it names the row), or of prior samples; None when the split has no such faces."""
+    if row.left is None:  # fake -> fake: both ends from the prior
+        z0, z1 = prior_ends(n_faces, faces.run.config.latent_dim, seed, salt)
+        return _Ends(z0, z1, [f"z{i}a" for i in range(n_faces)], [f"z{i}b" for i in range(n_faces)])
+    left = faces.select(row.left, n_faces, seed, 2 * salt)
+    right = faces.select(row.right, n_faces, seed, 2 * salt + 1)
+    pick = endpoints.get(row.name) or endpoints.get(row.attribute)
+    if pick:
+        left = np.r_[faces.by_id(pick[0]), left][:n_faces]
+        right = np.r_[faces.by_id(pick[1]), right][:n_faces]
+    m = min(len(left), len(right))
+    if m == 0:
+        return None
+    left, right = left[:m], right[:m]
+    return _Ends(faces.encode(left).cpu(), faces.encode(right).cpu(), faces.ids(left), faces.ids(right),
+                 (to_uint8(faces.images(left[:n_show])), to_uint8(faces.images(right[:n_show]))))
+
+
+def _interpolation_cells(ends: _Ends, shown: torch.Tensor, n_rows: int, size: int) -> list[np.ndarray]:
+    """The drawn rows: the left input, the decoded row, the right input (blank where the ends are prior samples)."""
+    blank = np.full((size, size, 3), 255, np.uint8)
+    cells = []
+    for i in range(n_rows):
+        left, right = (ends.images[0][i], ends.images[1][i]) if ends.images else (blank, blank)
+        cells.append(np.concatenate([left[None], to_uint8(shown[i]), right[None]]))
+    return cells
+
+
+def _figure5_summary(rows: dict[str, RowCount], method: str, alphas, trusted: list[str]) -> Figure5Summary:
+    """The row kinds' measures, and their pooled shares (weighted by rows with changing scores, or faces)."""
+    measured = [r for r in rows.values() if r.faces]
+    changing = [r for r in measured if r.rows_with_changing_scores]
+    monotone = (sum(r.rows_with_changing_scores * r.monotone for r in changing)
+                / max(1, sum(r.rows_with_changing_scores for r in changing)))
+    monotone_all = (sum(r.faces * r.monotone_all_attributes for r in measured) / max(1, sum(r.faces for r in measured)))
+    data_rows = [r for r in measured if isinstance(r, OwnAttributeMeasures)]
+    own = (sum(r.faces * r.monotone_own_attribute for r in data_rows) / sum(r.faces for r in data_rows)
+           if data_rows else None)
+    return Figure5Summary(rows, method, _rounded(alphas), trusted, MONOTONE_TOL, monotone, monotone_all, own)
 
 
 def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int = 200, n_show: int = 1, seed: int = 0,
@@ -242,130 +483,22 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
     to image ids (left, right) for its first drawn row. Writes out (PNG) and out.csv (scores of every
     cell) when `out` is given; returns the summary.
     """
-    faces = _Faces(run, data, split, cache_dir, progress,
-                   needs=[n for r in rows for ends in (r.left, r.right) if ends for n in ends])
-    scored = _columns(classifier, [r.attribute for r in rows if r.attribute])
-    trusted = classifier.scored()
-    cols = [classifier.column(n) for n in scored]
+    faces = RunFaces(run, data, split, cache_dir, progress, needs=[n for r in rows for n in r.labels_needed])
+    judge = AttributeJudge.for_rows(classifier, [r.attribute for r in rows if r.attribute])
     alphas = default_alphas(steps)
-    size = run.config.image_size
-    blank = np.full((size, size, 3), 255, np.uint8)
-    cells, tables, summary = [], [], {"rows": {}, "method": method, "alphas": [round(float(a), 4) for a in alphas],
-                                      "scored_attributes": trusted, "monotone_tolerance": MONOTONE_TOL}
-    endpoints = endpoints or {}
+    sheet = _Sheet("fig5", faces, judge, alphas, n_show)
+    measured = {}
     for salt, row in enumerate(rows):
-        if row.left is None:  # fake -> fake: both ends from the prior
-            z0, z1 = _prior_ends(n_faces, run.config.latent_dim, seed, salt)
-            left_ids = [f"z{i}a" for i in range(n_faces)]
-            right_ids = [f"z{i}b" for i in range(n_faces)]
-            ends = None
-        else:
-            left = faces.select(row.left, n_faces, seed, 2 * salt)
-            right = faces.select(row.right, n_faces, seed, 2 * salt + 1)
-            pick = endpoints.get(row.name) or endpoints.get(row.attribute)
-            if pick:
-                left = np.r_[faces.by_id(pick[0]), left][:n_faces]
-                right = np.r_[faces.by_id(pick[1]), right][:n_faces]
-            m = min(len(left), len(right))
-            if m == 0:  # e.g. a tiny test split without eyeglasses: nothing to draw or measure
-                summary["rows"][row.name] = {"faces": 0}
-                continue
-            left, right = left[:m], right[:m]
-            z0, z1 = faces.encode(left).cpu(), faces.encode(right).cpu()
-            left_ids, right_ids = faces.ids(left), faces.ids(right)
-            ends = (to_uint8(faces.images(left[:n_show])), to_uint8(faces.images(right[:n_show])))
-        z = interpolate(z0, z1, alphas, method)  # (B, K, D)
-        probs, shown = _decode_and_score(run, z, classifier, cols, n_show)
-        tables.append(_table("fig5", row.name, left_ids, right_ids, alphas, probs, scored))
-        summary["rows"][row.name] = interpolation_measures(probs, scored, trusted, row.attribute)
-        for i in range(min(n_show, len(z))):
-            decoded = to_uint8(shown[i])
-            lcell, rcell = (ends[0][i], ends[1][i]) if ends else (blank, blank)
-            cells.append(np.concatenate([lcell[None], decoded, rcell[None]]))
-    measured = [r for r in summary["rows"].values() if r["faces"]]
-    changing = [r for r in measured if r["rows_with_changing_scores"]]
-    summary["monotone_rows"] = (sum(r["rows_with_changing_scores"] * r["monotone"] for r in changing)
-                                / max(1, sum(r["rows_with_changing_scores"] for r in changing)))
-    summary["monotone_rows_all_attributes"] = (sum(r["faces"] * r["monotone_all_attributes"] for r in measured)
-                                               / max(1, sum(r["faces"] for r in measured)))
-    data_rows = [r for r in measured if "monotone_own_attribute" in r]
-    if data_rows:
-        summary["monotone_rows_own_attribute"] = (sum(r["faces"] * r["monotone_own_attribute"] for r in data_rows)
-                                                  / sum(r["faces"] for r in data_rows))
+        ends = _interpolation_ends(faces, row, salt, n_faces, n_show, seed, endpoints or {})
+        if ends is None:  # e.g. a tiny test split without eyeglasses: nothing to draw or measure
+            measured[row.name] = RowCount(0)
+            continue
+        z = interpolate(ends.z0, ends.z1, alphas, method)  # (B, K, D)
+        probs, shown = sheet.decode_and_score(row.name, z, ends.left_ids, ends.right_ids)
+        measured[row.name] = interpolation_measures(probs, judge.scored, judge.trusted, row.attribute)
+        sheet.draw(_interpolation_cells(ends, shown, min(n_show, len(z)), run.config.image_size))
     title = f"Fig. 5 ({method} interpolation, alpha = 0 ... 1 in {steps} steps; real inputs at the ends of data rows), rows:"
-    return _finish(run, faces, out, title, [r.name for r in rows], n_show, cells, tables, summary)
-
-
-# ----------------------------------------------------------------------------- the prior gap
-
-
-def aggregate_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and covariance of the aggregate posterior, the equal mixture of the faces' posteriors
-    N(mu_i, diag exp(logvar_i)): E[mu] and Cov(mu) (over the faces) + the mean of the variances."""
-    mean = mu.mean(0)
-    centred = mu - mean
-    return mean, centred.T @ centred / len(mu) + torch.diag(logvar.exp().mean(0))
-
-
-def prior_gap(run, data, classifier, n_faces: int = 300, fit_faces: int = 4000, seed: int = 0, steps: int = 11,
-              split: str = "train", cache_dir=None, progress: bool = True) -> dict:
-    """Fig. 5's fake -> fake measure with the rows' ends drawn four ways, from the prior to where the
-    encoder puts faces: z ~ N(0, I) (the same ends as figure5's fake rows at this seed); the Gaussian
-    fitted to the aggregate posterior of `fit_faces` faces of `split` (the same normal draws, mapped);
-    posterior samples, and posterior means, of random faces of `split`. Where the last rows score far
-    above the first, fake rows fail because prior samples land where the encoder puts no faces (the
-    'prior hole' problem), not because of the interpolation or of the decoder on faces."""
-    if n_faces < 1 or fit_faces < 2:
-        raise UserError(f"need at least 1 row and 2 fitted faces (got {n_faces} and {fit_faces})")
-    faces = _Faces(run, data, split, cache_dir, progress)
-    scored = _columns(classifier, [])
-    cols = [classifier.column(n) for n in scored]
-    fit = np.sort(faces.pool[np.random.default_rng([seed, 7]).permutation(len(faces.pool))[:fit_faces]])
-    mu, logvar = (t.cpu() for t in faces.posterior(fit))
-    mean, cov = aggregate_posterior(mu, logvar)
-    d = run.config.latent_dim
-    p0, p1 = _prior_ends(n_faces, d, seed, next(i for i, r in enumerate(FIG5_ROWS) if r.left is None))
-    root = torch.linalg.cholesky(cov)
-    g = torch.Generator().manual_seed(seed * 1000 + 99)
-    i0, i1 = torch.randint(len(mu), (n_faces,), generator=g), torch.randint(len(mu), (n_faces,), generator=g)
-    sample = lambda i: mu[i] + (0.5 * logvar[i]).exp() * torch.randn(len(i), d, generator=g)  # noqa: E731
-    ends = {"N(0, I) (the figure's fake -> fake rows)": (p0, p1),
-            "Gaussian fitted to the aggregate posterior": (mean + p0 @ root.T, mean + p1 @ root.T),
-            "posterior samples of random faces": (sample(i0), sample(i1)),
-            "posterior means of random faces": (mu[i0], mu[i1])}
-    sources = {}
-    for name, (z0, z1) in ends.items():
-        probs, _ = _decode_and_score(run, interpolate(z0, z1, default_alphas(steps)), classifier, cols, 0)
-        sources[name] = interpolation_measures(probs, scored, classifier.scored()) | {
-            "mean_norm_of_ends": round(float(torch.cat([z0, z1]).norm(dim=1).mean()), 3)}
-    eig = torch.linalg.eigvalsh(cov)
-    moment = cov.diagonal() + mean ** 2  # E[z_j^2] per latent dimension; 1 under N(0, I)
-    return {"sources": sources, "split": split, "fit_faces": len(fit), "seed": seed, "scored_attributes": scored,
-            "aggregate_posterior": {
-                "covariance_eigenvalues": {"min": float(eig[0]), "median": float(eig.median()), "max": float(eig[-1])},
-                "second_moment_per_dimension": {"min": float(moment.min()), "median": float(moment.median()),
-                                                "max": float(moment.max())},
-                "norm_of_mean": float(mean.norm())}}
-
-
-def script_parser(description: str):
-    """An argument parser with the flags both figure scripts share (experiments/fig5_interpolation.py,
-    experiments/fig6_arithmetic.py); usage errors are one line and exit status 2, as the CLI's."""
-    from .cli import ArgumentParser
-
-    p = ArgumentParser(description=description)
-    p.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    p.add_argument("--data", help="the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)")
-    p.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv, or the run's)")
-    p.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
-    p.add_argument("--faces", type=int, default=200, help="faces (rows) measured per row kind (default 200)")
-    p.add_argument("--show", type=int, default=1, help="rows drawn per row kind (default 1)")
-    p.add_argument("--steps", type=int, default=11, help="columns from the first to the last alpha (default 11)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir")
-    return p
+    return sheet.finish(out, title, [r.name for r in rows], _figure5_summary(measured, method, alphas, judge.trusted))
 
 
 # ----------------------------------------------------------------------------- Figure 6
@@ -379,34 +512,30 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
     input image. `vectors` is an AttributeVectors; `faces_by_id` maps a row name to an image id
     for its first drawn row. Writes out (PNG) and out.csv when `out` is given; returns the summary.
     """
-    faces = _Faces(run, data, split, cache_dir, progress, needs=[n for e in edits for n in e.faces])
-    scored = _columns(classifier, [e.attribute for e in edits])
-    trusted = classifier.scored()
-    cols = [classifier.column(n) for n in scored]
+    faces = RunFaces(run, data, split, cache_dir, progress, needs=[n for e in edits for n in e.labels_needed])
+    judge = AttributeJudge.for_rows(classifier, [e.attribute for e in edits])
     alphas = default_alphas() if alphas is None else torch.as_tensor(alphas, dtype=torch.float32)
-    summary = {"rows": {}, "alphas": [round(float(a), 4) for a in alphas], "scored_attributes": trusted,
-               "vectors": vectors.meta}
-    cells, tables = [], []
+    sheet = _Sheet("fig6", faces, judge, alphas, n_show)
+    measured = {}
     faces_by_id = faces_by_id or {}
     for salt, edit in enumerate(edits):
         rows = faces.select(edit.faces, n_faces, seed, 100 + salt)
         if edit.name in faces_by_id:
             rows = np.r_[faces.by_id(faces_by_id[edit.name]), rows][:n_faces]
         if len(rows) == 0:  # e.g. a tiny test split without eyeglasses: nothing to draw or measure
-            summary["rows"][edit.name] = {"faces": 0, "attribute": edit.attribute, "sign": edit.sign}
+            measured[edit.name] = EditRowCount(0, edit.attribute, edit.sign)
             continue
         z = walk(faces.encode(rows).cpu(), edit.sign * vectors.vector(edit.attribute), alphas)  # (B, K, D)
-        probs, shown = _decode_and_score(run, z, classifier, cols, n_show)
-        tables.append(_table("fig6", edit.name, faces.ids(rows), None, alphas, probs, scored))
-        summary["rows"][edit.name] = edit_measures(probs, scored, edit.attribute, edit.sign, trusted)
+        probs, shown = sheet.decode_and_score(edit.name, z, faces.ids(rows))
+        measured[edit.name] = edit_measures(probs, judge.scored, edit.attribute, edit.sign, judge.trusted)
         inputs = to_uint8(faces.images(rows[:n_show]))
-        for i in range(min(n_show, len(rows))):
-            cells.append(np.concatenate([inputs[i][None], to_uint8(shown[i])]))
-    title = f"Fig. 6: input, then z + alpha * v_attribute for alpha = {summary['alphas'][0]:g} ... {summary['alphas'][-1]:g}, rows:"
-    return _finish(run, faces, out, title, [e.name for e in edits], n_show, cells, tables, summary)
+        sheet.draw([np.concatenate([inputs[i][None], to_uint8(shown[i])]) for i in range(min(n_show, len(rows)))])
+    summary = Figure6Summary(measured, _rounded(alphas), judge.trusted, vectors.meta)
+    title = f"Fig. 6: input, then z + alpha * v_attribute for alpha = {summary.alphas[0]:g} ... {summary.alphas[-1]:g}, rows:"
+    return sheet.finish(out, title, [e.name for e in edits], summary)
 
 
-def edit_measures(probs: torch.Tensor, names: list[str], attribute: str, sign: int, trusted=None) -> dict:
+def edit_measures(probs: torch.Tensor, names: list[str], attribute: str, sign: int, trusted=None) -> EditMeasures:
     """Summary of one edit row kind. probs: (B, K, A) classifier probabilities of B faces along K
     alphas (first: alpha = 0, the reconstruction; last: the largest alpha) for attributes `names`.
 
@@ -425,84 +554,49 @@ def edit_measures(probs: torch.Tensor, names: list[str], attribute: str, sign: i
     changed = pred[:, -1, others] != pred[:, 0, others]  # (B, A-1)
     per_attr = changed.float().mean(0)
     worst = int(per_attr.argmax()) if others else 0
-    return {"faces": int(probs.shape[0]), "attribute": attribute, "sign": sign, "classifier_trusted": attribute in trusted,
-            "flip_rate": float(want[:, -1].float().mean()), "at_start": float(want[:, 0].float().mean()),
-            "others_changed": float(changed.any(1).float().mean()) if others else 0.0,
-            "others_changed_max": float(per_attr.max()) if others else 0.0,
-            "others_changed_max_attribute": names[others[worst]] if others else ""}
+    return EditMeasures(faces=int(probs.shape[0]), attribute=attribute, sign=sign, classifier_trusted=attribute in trusted,
+                        flip_rate=float(want[:, -1].float().mean()), at_start=float(want[:, 0].float().mean()),
+                        others_changed=float(changed.any(1).float().mean()) if others else 0.0,
+                        others_changed_max=float(per_attr.max()) if others else 0.0,
+                        others_changed_max_attribute=names[others[worst]] if others else "")
 
 
-# ----------------------------------------------------------------------------- shared
+# ----------------------------------------------------------------------------- both figures' numbers
 
 
 def measure_edits(run, data, vectors, classifier, n_faces: int = 200, alphas=None, seed: int = 0,
-                  method: str = "linear", cache_dir=None, progress: bool = False) -> dict:
+                  method: str = "linear", cache_dir=None, progress: bool = False) -> MeasuredEdits:
     """The summary numbers of Figs. 5 and 6 for one run, without drawing anything.
 
     run: a dfc_vae.run.LoadedRun; data: the dataset folder (its test split is used); vectors: an
     AttributeVectors of that run (dfc_vae.attributes); classifier: an AttributeClassifier
     (dfc_vae.classifier; e.g. classifier_for_run(run, data)); n_faces: faces per row kind.
 
-    Returns a flat dict of floats in [0, 1] (higher is better for flip/monotone, lower for changed):
-      'flip_Smiling', 'flip_Eyeglasses': share of faces labelled without the attribute whose
+    Returns the headline numbers, floats in [0, 1] (higher is better for flip/monotone, lower for changed):
+      flip_Smiling, flip_Eyeglasses: share of faces labelled without the attribute whose
           decoded +attribute edit at alpha = max is predicted to have it (Eyeglasses: men and women
           pooled);
-      'others_changed_max_edit': over the five Fig. 6 edits, the largest share of faces for which
+      others_changed_max_edit: over the five Fig. 6 edits, the largest share of faces for which
           any other scored attribute changes predicted label;
-      'monotone_rows': share of Fig. 5 rows (all four kinds pooled) whose changing scores move
+      monotone_rows: share of Fig. 5 rows (all four kinds pooled) whose changing scores move
           monotonically (within MONOTONE_TOL; see the module docstring);
-    plus 'fig5' and 'fig6': the full per-row summaries (see figure5 / figure6).
+    plus fig5 and fig6: the full per-row summaries (see figure5 / figure6).
     """
     f5 = figure5(run, data, classifier, None, n_faces=n_faces, seed=seed, method=method, cache_dir=cache_dir,
                  progress=progress).summary
     f6 = figure6(run, data, vectors, classifier, None, alphas=alphas, n_faces=n_faces, seed=seed, cache_dir=cache_dir,
                  progress=progress).summary
-    return {**headline(f5, f6), "fig5": f5, "fig6": f6}
+    return MeasuredEdits(**vars(headline(f5, f6)), fig5=f5, fig6=f6)
 
 
-def headline(f5: dict, f6: dict) -> dict:
+def headline(f5: Figure5Summary, f6: Figure6Summary) -> Headline:
     """The demo's target numbers from the summaries of figure5 and figure6."""
-    out = {}
+    flips = {}
     for attr in ("Smiling", "Eyeglasses"):
-        rows = [r for r in f6["rows"].values() if r["attribute"] == attr and r["sign"] > 0 and r["faces"]]
+        rows = [r for r in f6.rows.values() if r.attribute == attr and r.sign > 0 and r.faces]
         if rows:
-            out[f"flip_{attr}"] = sum(r["faces"] * r["flip_rate"] for r in rows) / sum(r["faces"] for r in rows)
-            out[f"faces_{attr}"] = sum(r["faces"] for r in rows)
-            out[f"trusted_{attr}"] = all(r["classifier_trusted"] for r in rows)
-    out["others_changed_max_edit"] = max((r["others_changed"] for r in f6["rows"].values() if r["faces"]), default=0.0)
-    out["monotone_rows"] = f5["monotone_rows"]
-    return out
-
-
-def compose(cells: list[np.ndarray], pad: int = 2) -> np.ndarray:
-    """Rows of equal length (each (C, S, S, 3) uint8) -> one grid image
-    (R * (S + pad) + pad, C * (S + pad) + pad, 3)."""
-    if not cells:
-        raise UserError("nothing to draw: no rows")
-    ncol = cells[0].shape[0]
-    return grid(np.concatenate(cells), ncol, pad)
-
-
-def _caption(run, faces: _Faces) -> list[str]:
-    return provenance(faces.set.synthetic is not None, run.meta.get("vgg_weights", "")) + [
-        f"{faces.set.description}, {faces.split} split; model {Path(run.path).name} step {run.step}"]
-
-
-def _finish(run, faces, out, title: str, row_names: list[str], n_show: int, cells, tables, summary) -> FigureResult:
-    """A figure's result; with `out`, also its PNG (captioned with the rows drawn), CSV and JSON."""
-    result = FigureResult(None, None, summary, pd.concat(tables, ignore_index=True))
-    if out is not None:
-        drawn = [f"  {name}" for name in row_names for _ in range(min(n_show, summary["rows"][name]["faces"]))]
-        result.png, result.csv = _write(out, compose(cells), _caption(run, faces) + [title] + drawn, result.table, summary)
-    return result
-
-
-def _write(out, image: np.ndarray, caption: list[str], table: pd.DataFrame, summary: dict):
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise UserError(f"--out {out} should end in .png")
-    csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
-    write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
-    write_json(json_path, summary)
-    save_png(out, image, caption, {"summary": json_path.name})
-    return out, csv_path
+            flips[f"flip_{attr}"] = sum(r.faces * r.flip_rate for r in rows) / sum(r.faces for r in rows)
+            flips[f"faces_{attr}"] = sum(r.faces for r in rows)
+            flips[f"trusted_{attr}"] = all(r.classifier_trusted for r in rows)
+    worst = max((r.others_changed for r in f6.rows.values() if r.faces), default=0.0)
+    return Headline(**flips, others_changed_max_edit=worst, monotone_rows=f5.monotone_rows)

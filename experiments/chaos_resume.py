@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dfc_vae.checkpoint import load_checkpoint  # noqa: E402
+from dfc_vae.errors import exit_status  # noqa: E402
 from dfc_vae.losses import LOSS_NAMES  # noqa: E402
 
 
@@ -90,15 +91,8 @@ def chaos_trial(data: Path, work: Path, kills: int = 5, seed: int = 0, loss: str
             "differences": compare(reference, chaotic)}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=3)
-    p.add_argument("--kills", type=int, default=5, help="SIGKILLs per trial")
-    p.add_argument("--data", type=Path, help="CelebA-format root (default: 200 synthetic faces)")
-    p.add_argument("--loss", default="pvae", choices=LOSS_NAMES)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+def run_trials(args) -> int:
+    """The trials of `args`, each reported in a line; returns how many ended different."""
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -113,7 +107,21 @@ def main() -> int:
             print(f"trial {trial}: {result['kills']} kills at {result['delays_s']} s (uninterrupted run "
                   f"{result['reference_s']} s): {'identical' if ok else 'DIFFERENT: ' + ', '.join(result['differences'][:5])}")
     print(f"{args.trials - failures}/{args.trials} trials ended bitwise-identical to the uninterrupted run")
-    return 1 if failures else 0
+    return failures
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--kills", type=int, default=5, help="SIGKILLs per trial")
+    p.add_argument("--data", type=Path, help="CelebA-format root (default: 200 synthetic faces)")
+    p.add_argument("--loss", default="pvae", choices=LOSS_NAMES)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    failures = []
+    status = exit_status("chaos_resume", lambda: failures.append(run_trials(args)))
+    return status or (1 if failures[0] else 0)
 
 
 if __name__ == "__main__":

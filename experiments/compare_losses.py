@@ -49,7 +49,7 @@ def edit_scores(run_dir: Path, data: str, classifier, args) -> dict:
     run = load_run(run_dir, args.device)
     vectors = compute_attribute_vectors(run, data, "train", cache_dir=args.cache_dir, progress=not args.no_progress)
     scores = measure_edits(run, data, vectors, classifier, seed=args.seed, cache_dir=args.cache_dir)
-    return {f"edit: {k}": v for k, v in scores.items() if isinstance(v, float) and not isinstance(v, bool)}
+    return {f"edit: {k}": v for k, v in vars(scores).items() if isinstance(v, float) and not isinstance(v, bool)}
 
 
 def compare(args) -> pd.DataFrame:

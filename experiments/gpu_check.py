@@ -374,16 +374,13 @@ class Checks:
         return f"vae123 {precision}: " + "; ".join(rows)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="gpu_check.md", help="markdown report to write (default: gpu_check.md)")
-    p.add_argument("--work", help="folder for the faces, caches and runs (default: a temporary folder)")
-    p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds after which no further check starts")
-    args = p.parse_args(argv)
+def check_this_machine(args) -> bool:
+    """Run every check within the budget and write the report; returns whether any check failed."""
+    from dfc_vae.errors import UserError
+    from dfc_vae.fileio import write_text
+
     if not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); nothing to check",
-              file=sys.stderr)
-        return 2
+        raise UserError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); nothing to check")
     # every process started from here (trainings, torchrun, the benchmark's workers) imports this checkout
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     t0 = time.monotonic()
@@ -392,11 +389,22 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         results = run_checks(Checks(Path(work)).all(), args.budget)
     text = report(results, machine(), time.monotonic() - t0)
-    from dfc_vae.fileio import write_text
-
     write_text(args.out, text)
     print(text)
-    return 1 if any(r.status == "FAIL" for r in results) else 0
+    return any(r.status == "FAIL" for r in results)
+
+
+def main(argv=None) -> int:
+    from dfc_vae.errors import exit_status
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="gpu_check.md", help="markdown report to write (default: gpu_check.md)")
+    p.add_argument("--work", help="folder for the faces, caches and runs (default: a temporary folder)")
+    p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds after which no further check starts")
+    args = p.parse_args(argv)
+    failed = []
+    status = exit_status("gpu_check", lambda: failed.append(check_this_machine(args)))
+    return status or (1 if failed[0] else 0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The experiment scripts: the figure scripts treat bad input as the CLI does (one line, exit status 2,
-nothing written); the benchmark runs end to end at a tiny size."""
+"""The experiment scripts: the figure scripts (and the subcommands they run) treat bad input as the CLI does
+(one line, exit status 2, nothing written); the benchmark runs end to end at a tiny size."""
 
 import importlib.util
 import json
@@ -44,6 +44,18 @@ def test_fig5_on_a_missing_run(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+@pytest.mark.parametrize("command", ["fig5", "fig6", "gap"])
+def test_the_figure_subcommands_refuse_a_missing_run_in_one_line(command, tmp_path, capsys):
+    from dfc_vae.cli import main
+
+    args = [command, "--run", str(tmp_path / "nowhere"), "--data", str(tmp_path)]
+    args += {"fig5": ["--out", str(tmp_path / "f.png")], "gap": [],
+             "fig6": ["--out", str(tmp_path / "f.png"), "--attributes", str(tmp_path / "a")]}[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"dfc-vae {command}: error:") and "does not exist" in err[0]
 
 
 def test_prior_gap_prints_and_writes_its_measures_and_refuses_bad_counts(tiny_trained_run, synth_root, cache_dir,

@@ -9,8 +9,9 @@ from PIL import Image
 from dfc_vae.attributes import compute_attribute_vectors
 from dfc_vae.classifier import train_classifier
 from dfc_vae.data import load_face, to_tensor
-from dfc_vae.figures import (FIG5_ROWS, _monotone, aggregate_posterior, compose, edit_measures, figure5, figure6,
-                             interpolation_measures, measure_edits, parse_edit, prior_gap)
+from dfc_vae.diagnostics import aggregate_posterior, prior_gap
+from dfc_vae.figures import (FIG5_ROWS, _monotone, as_dict, compose, edit_measures, figure5, figure6,
+                             interpolation_measures, measure_edits, parse_edit)
 from dfc_vae.images import to_uint8
 from dfc_vae.run import load_run
 
@@ -32,9 +33,9 @@ def test_figure5_rows_endpoints_and_csv(tiny, synth_root, cache_dir, tmp_path):
     run, clf, _ = tiny
     res = figure5(run, synth_root, clf, tmp_path / "f5.png", n_faces=3, n_show=1, cache_dir=cache_dir, progress=False)
     table = pd.read_csv(res.csv)
-    summary = res.summary["rows"]
-    drawn = [r.name for r in FIG5_ROWS if summary[r.name]["faces"]]
-    assert len(table) == 11 * sum(summary[r.name]["faces"] for r in FIG5_ROWS)
+    summary = res.summary.rows
+    drawn = [r.name for r in FIG5_ROWS if summary[r.name].faces]
+    assert len(table) == 11 * sum(summary[r.name].faces for r in FIG5_ROWS)
     assert sorted(table.alpha.unique()) == pytest.approx([i / 10 for i in range(11)])
     png = np.asarray(Image.open(res.png).convert("RGB"))
     assert png.shape[1] >= 13 * 34 + 2 and png.shape[0] > len(drawn) * 34 + 2  # 13 columns; caption below
@@ -48,7 +49,7 @@ def test_figure5_rows_endpoints_and_csv(tiny, synth_root, cache_dir, tmp_path):
         mu = run.model.encode(to_tensor(np.stack([left, right])))[0]
         ends = to_uint8(run.model.decode(mu))
     assert np.abs(cell(1).astype(int) - ends[0]).max() <= 1 and np.abs(cell(11).astype(int) - ends[1]).max() <= 1
-    assert 0 <= res.summary["monotone_rows"] <= 1
+    assert 0 <= res.summary.monotone_rows <= 1
 
 
 def test_figure6_rows_and_measures(tiny, synth_root, cache_dir, tmp_path):
@@ -56,14 +57,14 @@ def test_figure6_rows_and_measures(tiny, synth_root, cache_dir, tmp_path):
     res = figure6(run, synth_root, vectors, clf, tmp_path / "f6.png", n_faces=2, n_show=1, cache_dir=cache_dir,
                   progress=False)
     assert res.csv.is_file() and res.png.with_suffix(".json").is_file()
-    shown = sum(min(1, r["faces"]) for r in res.summary["rows"].values())
+    shown = sum(min(1, r.faces) for r in res.summary.rows.values())
     png = np.asarray(Image.open(res.png).convert("RGB"))
     assert png.shape[1] >= 12 * 34 + 2 and png.shape[0] >= shown * 34 + 2
     custom = figure6(run, synth_root, vectors, clf, None, edits=[parse_edit("+Bangs:~Male")], alphas=[0, 0.5, 2],
                      n_faces=2, cache_dir=cache_dir, progress=False)
-    assert custom.summary["alphas"] == [0, 0.5, 2] and list(custom.summary["rows"]) == ["+Bangs:~Male"]
+    assert custom.summary.alphas == [0, 0.5, 2] and list(custom.summary.rows) == ["+Bangs:~Male"]
     numbers = measure_edits(run, synth_root, vectors, clf, n_faces=2, cache_dir=cache_dir)
-    assert {"flip_Smiling", "others_changed_max_edit", "monotone_rows", "fig5", "fig6"} <= set(numbers)
+    assert {"flip_Smiling", "others_changed_max_edit", "monotone_rows", "fig5", "fig6"} <= set(as_dict(numbers))
 
 
 def test_edit_measures_on_known_scores():
@@ -73,9 +74,9 @@ def test_edit_measures_on_known_scores():
     p[:3, :, 0] = torch.tensor([0.1, 0.5, 0.9])
     p[0, :, 1] = torch.tensor([0.2, 0.4, 0.7])
     m = edit_measures(p, names, "Smiling", +1)
-    assert m["flip_rate"] == 0.75 and m["at_start"] == 0
-    assert m["others_changed"] == 0.25 and m["others_changed_max_attribute"] == "Male"
-    assert edit_measures(p, names, "Smiling", +1, trusted=["Smiling", "Bangs"])["others_changed"] == 0
+    assert m.flip_rate == 0.75 and m.at_start == 0
+    assert m.others_changed == 0.25 and m.others_changed_max_attribute == "Male"
+    assert edit_measures(p, names, "Smiling", +1, trusted=["Smiling", "Bangs"]).others_changed == 0
     assert _monotone(torch.tensor([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1], [0.1, 0.9, 0.2], [0.5, 0.48, 0.6]])).tolist() == [
         True, True, False, True]
 
@@ -86,9 +87,9 @@ def test_interpolation_measures_on_known_scores():
     p[:, :, 0] = torch.tensor([[0.1, 0.5, 0.9], [0.1, 0.9, 0.6], [0.2, 0.3, 0.4]])  # monotone, not, no flip
     p[2, :, 1] = torch.tensor([0.9, 0.2, 0.3])  # Male flips on row 2, rising again by 0.1 (> tolerance)
     m = interpolation_measures(p, names, trusted=names)
-    assert m["rows_with_changing_scores"] == 3 and m["monotone"] == pytest.approx(1 / 3)
-    assert m["failing_scores"] == {"Smiling": 1, "Male": 1}
-    assert interpolation_measures(p, names, trusted=["Smiling", "Bangs"])["rows_with_changing_scores"] == 2
+    assert m.rows_with_changing_scores == 3 and m.monotone == pytest.approx(1 / 3)
+    assert m.failing_scores == {"Smiling": 1, "Male": 1}
+    assert interpolation_measures(p, names, trusted=["Smiling", "Bangs"]).rows_with_changing_scores == 2
 
 
 def test_aggregate_posterior_of_a_known_mixture():
@@ -100,17 +101,17 @@ def test_aggregate_posterior_of_a_known_mixture():
 
 def test_prior_gap_uses_the_figures_fake_rows_and_judge(tiny, synth_root, cache_dir):
     run, clf, _ = tiny
-    fig = figure5(run, synth_root, clf, None, n_faces=6, cache_dir=cache_dir, progress=False).summary["rows"]
+    fig = figure5(run, synth_root, clf, None, n_faces=6, cache_dir=cache_dir, progress=False).summary.rows
     gap = prior_gap(run, synth_root, clf, n_faces=6, fit_faces=50, cache_dir=cache_dir, progress=False)
-    assert gap["fit_faces"] == 50 and len(gap["sources"]) == 4
-    prior = next(iter(gap["sources"].values()))
+    assert gap.fit_faces == 50 and len(gap.sources) == 4
+    prior = next(iter(gap.sources.values()))
     fake = fig[FIG5_ROWS[-1].name]
-    assert prior["faces"] == 6 and prior["rows_with_changing_scores"] == fake["rows_with_changing_scores"]
-    assert prior["monotone_all_attributes"] == fake["monotone_all_attributes"]
-    assert prior["monotone"] == pytest.approx(fake["monotone"], nan_ok=True)
+    assert prior.faces == 6 and prior.rows_with_changing_scores == fake.rows_with_changing_scores
+    assert prior.monotone_all_attributes == fake.monotone_all_attributes
+    assert prior.monotone == pytest.approx(fake.monotone, nan_ok=True)
     # the run's latent is calibrated (model.py), so its aggregate posterior has about N(0, I)'s moments
-    moments = gap["aggregate_posterior"]["second_moment_per_dimension"]
-    assert 0.8 < moments["median"] < 1.25
+    moments = gap.aggregate_posterior.second_moment_per_dimension
+    assert 0.8 < moments.median < 1.25
 
 
 def test_bad_edit_spec_is_a_user_error():
@@ -120,3 +121,12 @@ def test_bad_edit_spec_is_a_user_error():
         parse_edit("+Smilling")
     with pytest.raises(UserError, match="should look like"):
         parse_edit("Smiling")
+
+
+def test_as_dict_leaves_out_the_measures_a_run_could_not_take():
+    from dfc_vae.figures import Figure5Summary, Headline, RowCount
+
+    assert as_dict(Headline(others_changed_max_edit=0.0, monotone_rows=1.0)) == {
+        "others_changed_max_edit": 0.0, "monotone_rows": 1.0}
+    summary = Figure5Summary({"man -> woman": RowCount(0)}, "linear", [0.0, 1.0], [], 0.05, 0.0, 0.0)
+    assert as_dict(summary)["rows"] == {"man -> woman": {"faces": 0}} and "monotone_rows_own_attribute" not in as_dict(summary)

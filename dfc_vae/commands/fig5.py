@@ -1,0 +1,109 @@
+"""`dfc-vae fig5`. The flags and the opening of a run that Figure 6 and the prior gap share live here too."""
+
+import argparse
+
+HELP = ("the paper's Figure 5, measured: interpolation between latent vectors of faces (and of prior samples); "
+        "PNG, every cell's attribute scores (CSV), summary (JSON)")
+ORDER = 80
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--run, --data, --labels: the run and the faces it is measured on."""
+    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
+    parser.add_argument("--data", help="the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)")
+    parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv, or the run's)")
+
+
+def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags Figures 5 and 6 share."""
+    add_run_arguments(parser)
+    parser.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
+    parser.add_argument("--faces", type=int, default=200, help="faces (rows) measured per row kind (default 200)")
+    parser.add_argument("--show", type=int, default=1, help="rows drawn per row kind (default 1)")
+    parser.add_argument("--steps", type=int, default=11, help="columns from the first to the last alpha (default 11)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--cache-dir")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_figure_arguments(parser)
+    parser.add_argument("--attributes", help="(unused by Fig. 5; accepted so both figure scripts take the same flags)")
+    parser.add_argument("--method", default="linear", choices=("linear", "spherical"))
+    parser.add_argument("--pairs", action="append", default=[], metavar="ROW=LEFT_ID,RIGHT_ID",
+                        help="endpoints of a row's first drawn row; ROW is Smiling, Eyeglasses or Male")
+
+
+def check_figure_numbers(args: argparse.Namespace, few_steps: str | None = None) -> None:
+    """--faces, --show, --steps and --seed in range, else a UserError; `few_steps`: the message for
+    --steps below 2, where a command words that one itself."""
+    from ..argtypes import require
+    from ..errors import UserError
+
+    require(args.faces, "--faces", "int", min=1)
+    require(args.show, "--show", "int", min=1, max=args.faces)
+    if few_steps and args.steps < 2:
+        raise UserError(few_steps)
+    require(args.steps, "--steps", "int", min=2, max=101)
+    require(args.seed, "--seed", "int", min=0, max=2**32 - 1)
+
+
+def open_run_and_faces(args: argparse.Namespace):
+    """The run (--run on --device) and the faces it is measured on (--data, --labels); their notes are printed."""
+    from ..faces import open_faces_for_run, report_notes
+    from ..run import load_run
+
+    loaded = load_run(args.run, args.device)
+    faces = open_faces_for_run(loaded, args.data, args.labels)
+    report_notes(faces)
+    return loaded, faces
+
+
+def _endpoints(pairs: list[str]) -> dict[str, tuple[str, str]]:
+    """--pairs ROW=LEFT_ID,RIGHT_ID items -> {ROW: (LEFT_ID, RIGHT_ID)}."""
+    from ..errors import UserError
+
+    endpoints = {}
+    for item in pairs:
+        row, _, ids = item.partition("=")
+        left, sep, right = ids.partition(",")
+        if not sep:
+            raise UserError(f"--pairs {item!r} should look like Smiling=000123.jpg,000456.jpg")
+        endpoints[row] = (left, right)
+    return endpoints
+
+
+def run(args: argparse.Namespace) -> None:
+    import json
+
+    from ..classifier import classifier_for_run
+    from ..figures import FIG5_ROWS, as_dict, figure5
+    from ..runlock import run_lock
+
+    check_figure_numbers(args)
+    endpoints = _endpoints(args.pairs)
+    with run_lock(args.run, "fig5", create=False):  # the run's classifier may be trained and written
+        loaded, faces = open_run_and_faces(args)
+        faces.check_attributes([n for row in FIG5_ROWS for n in row.labels_needed])
+        clf = classifier_for_run(loaded, faces, args.cache_dir)
+        res = figure5(loaded, faces, clf, args.out, n_faces=args.faces, n_show=args.show, seed=args.seed,
+                      steps=args.steps, method=args.method, endpoints=endpoints, split=args.split, cache_dir=args.cache_dir)
+    print(json.dumps({k: v for k, v in as_dict(res.summary).items() if k != "alphas"}, indent=1))
+    print(f"wrote {res.png} and {res.csv}")
+
+
+def script_main(command, prog: str, doc: str, argv=None) -> None:
+    """Run a figure command as the experiment script `prog` (experiments/PROG.py, described by the first
+    line of `doc`): its flags, its output, and its errors as one line and exit status 2."""
+    import sys
+
+    from ..cli import ArgumentParser
+    from ..errors import exit_status
+
+    parser = ArgumentParser(description=doc.splitlines()[0])
+    command.add_arguments(parser)
+    args = parser.parse_args(argv)
+    status = exit_status(prog, lambda: command.run(args))
+    if status:
+        sys.exit(status)

@@ -1,0 +1,55 @@
+"""`dfc-vae fig6` (its flags shared with Figure 5 are built in commands/fig5.py)."""
+
+import argparse
+
+from .fig5 import add_figure_arguments, check_figure_numbers, open_run_and_faces
+
+HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
+        "PNG, every cell's attribute scores (CSV), flip rates and side effects (JSON)")
+ORDER = 81
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_figure_arguments(parser)
+    parser.add_argument("--attributes", required=True, help="file from `dfc-vae attributes`")
+    parser.add_argument("--edit", action="append", default=[], metavar="+NAME[:COND]",
+                        help="a row kind such as +Smiling, +Eyeglasses:Male, +Bangs:~Male; write removals as --edit=-Eyeglasses (default: the paper's five)")
+    parser.add_argument("--alpha-min", type=float, default=0.0)
+    parser.add_argument("--alpha-max", type=float, default=1.0)
+    parser.add_argument("--face", action="append", default=[], metavar="EDIT=ID", help="image id for an edit's first drawn row")
+
+
+def _check_alpha_range(low: float, high: float) -> None:
+    import math
+
+    from ..errors import UserError
+
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise UserError(f"alpha range {low}..{high} is malformed; give finite values with "
+                        "--alpha-min below --alpha-max (e.g. --alpha-min 0 --alpha-max 1)")
+
+
+def run(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from ..attributes import load_attribute_vectors
+    from ..classifier import classifier_for_run
+    from ..figures import FIG6_ROWS, as_dict, figure6, parse_edit
+    from ..runlock import run_lock
+
+    check_figure_numbers(args, few_steps="--steps must be at least 2")
+    _check_alpha_range(args.alpha_min, args.alpha_max)
+    faces_by_id = dict(item.split("=", 1) for item in args.face if "=" in item)
+    with run_lock(args.run, "fig6", create=False):  # the run's classifier may be trained and written
+        loaded, faces = open_run_and_faces(args)
+        edits = [parse_edit(e, faces.attribute_names) for e in args.edit] or list(FIG6_ROWS)
+        faces.check_attributes([n for e in edits for n in e.labels_needed])
+        vectors = load_attribute_vectors(args.attributes, loaded.config.latent_dim)
+        clf = classifier_for_run(loaded, faces, args.cache_dir)
+        res = figure6(loaded, faces, vectors, clf, args.out, edits=edits,
+                      alphas=torch.linspace(args.alpha_min, args.alpha_max, args.steps), n_faces=args.faces,
+                      n_show=args.show, seed=args.seed, faces_by_id=faces_by_id, split=args.split, cache_dir=args.cache_dir)
+    print(json.dumps(as_dict(res.summary)["rows"], indent=1))
+    print(f"wrote {res.png} and {res.csv}")

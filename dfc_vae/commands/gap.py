@@ -1,0 +1,47 @@
+"""`dfc-vae gap`: the prior gap (dfc_vae.diagnostics.prior_gap)."""
+
+import argparse
+
+from .fig5 import add_run_arguments, open_run_and_faces
+
+HELP = ("the prior gap: Figure 5's fake -> fake rows, scored the same way, with their ends drawn from N(0, I) "
+        "and from where the encoder puts training faces")
+ORDER = 82
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--faces", type=int, default=300, help="rows per kind of ends (default 300, as the demo's Fig. 5)")
+    parser.add_argument("--fit-faces", type=int, default=4000, help="faces whose posteriors are encoded (default 4000)")
+    parser.add_argument("--split", default="train", help="split the faces come from (default train)")
+    parser.add_argument("--seed", type=int, default=0, help="the figure's seed: the same N(0, I) ends as its fake rows")
+    parser.add_argument("--out", help="JSON file for the measures")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--cache-dir")
+
+
+def _print_measures(gap) -> None:
+    agg = gap.aggregate_posterior
+    ev, mo = agg.covariance_eigenvalues, agg.second_moment_per_dimension
+    print(f"aggregate posterior of {gap.fit_faces} {gap.split} faces: covariance eigenvalues {ev.min:.2f} .. "
+          f"{ev.max:.2f} (median {ev.median:.2f}); E[z_j^2] {mo.min:.2f} .. {mo.max:.2f}; N(0, I): all 1")
+    print(f"{'ends of the rows':45s} {'monotone':>9s} {'rows':>5s}  most frequent failing scores")
+    for name, r in gap.sources.items():
+        top = ", ".join(f"{k} {v}" for k, v in list(r.failing_scores.items())[:3])
+        print(f"{name:45s} {100 * r.monotone:8.1f}% {r.rows_with_changing_scores:5d}  {top}")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..classifier import classifier_for_run
+    from ..diagnostics import prior_gap
+    from ..figures import as_dict
+    from ..fileio import write_json
+
+    loaded, faces = open_run_and_faces(args)
+    clf = classifier_for_run(loaded, faces, args.cache_dir)
+    gap = prior_gap(loaded, faces, clf, n_faces=args.faces, fit_faces=args.fit_faces, seed=args.seed,
+                    split=args.split, cache_dir=args.cache_dir)
+    _print_measures(gap)
+    if args.out:
+        write_json(args.out, as_dict(gap))
+        print(f"wrote {args.out}")
