@@ -83,21 +83,38 @@ class TrainStep(nn.Module):
 class WeightAverage:
     """An exponential moving average of a model's weights (Polyak & Juditsky 1992), the model a run
     evaluates and saves. Decay min(d, (1 + t) / (10 + t)) at step t (TensorFlow's warm-up), so the
-    first steps do not average in the random initialization; BatchNorm's running statistics are
-    copied, since they already are running averages."""
+    first steps do not average in the random initialization. The trained weights' BatchNorm running
+    statistics do not fit the averaged weights, so `recompute_batchnorm` measures the average's own
+    (as stochastic weight averaging does, Izmailov et al. 2018) before it is evaluated or saved."""
 
     def __init__(self, model: DFCVAE, decay: float):
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay = decay
         self._params = list(self.model.parameters())
-        self._bn = _batchnorm_buffers(self.model)
 
     @torch.no_grad()
     def update(self, model: DFCVAE, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
         torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], 1 - decay)
-        for mine, theirs in zip(self._bn, _batchnorm_buffers(model)):
-            mine.copy_(theirs)
+
+    @torch.no_grad()
+    def recompute_batchnorm(self, images: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 256) -> None:
+        """BatchNorm statistics of the averaged weights: the mean over training-mode forward passes of
+        images[rows] (uint8 cache rows), with the training view's sampled z; the global RNG is left as
+        it was, so training goes on drawing what it would have drawn."""
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the pass
+        self.model.train()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for i in range(0, len(rows), batch_size):
+                x = to_tensor(images[rows[i:i + batch_size]]).to(device, memory_format=torch.channels_last)
+                self.model(x)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.model.eval()
 
 
 def _batchnorm_buffers(model: nn.Module) -> list[torch.Tensor]:
@@ -341,6 +358,8 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
             epoch += 1
             batch_in_epoch = 0
             if is_main:
+                if average:
+                    average.recompute_batchnorm(cache.images, calibration_idx, device)
                 calibration = fit_latent_calibration(shown, cache.images, calibration_idx, device, cfg.calibrate_latent)
                 summary = evaluate_fixed_set(shown, loss_fn, eval_x, device, autocast)
                 epochs_log.append({"epoch": epoch, "step": step, **summary, **calibration})
@@ -357,6 +376,8 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
     bar.close()
     if batch_in_epoch:  # stopped inside an epoch (max_steps): keep where we are
         if is_main:
+            if average:
+                average.recompute_batchnorm(cache.images, calibration_idx, device)
             fit_latent_calibration(shown, cache.images, calibration_idx, device, cfg.calibrate_latent)
         save()
     if is_main and (batch_in_epoch or not (run / "curves.png").is_file()):  # an epoch's end drew the rest
