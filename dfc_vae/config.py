@@ -53,6 +53,10 @@ class TrainConfig:
     lr_halving: int = _opt(0, "halve the learning rate at the start of epochs N, 2N, 3N, ... (N = 2: the official code's "
                               "intended schedule; a misplaced line there halves it at every step of even epochs); "
                               "0: constant, as the paper", min=0)
+    ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights, this decay per step (e.g. 0.999: "
+                              "about the last 1,000 steps; Polyak averaging): the averaged weights are the ones evaluated, "
+                              "calibrated, drawn and saved as the run's model; 0: the last weights, as the paper",
+                            min=0, below=1)
     flip: bool = _opt(False, "random horizontal flips of training batches")
     calibrate_latent: bool = _opt(True, "at every epoch's end, shift and scale each latent dimension so that the training "
                                   "faces' posteriors have mean 0 and E[z^2] = 1, as N(0, I): reconstructions unchanged, "

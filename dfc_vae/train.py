@@ -16,6 +16,7 @@ Everything a run makes goes into its run directory:
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -77,6 +78,48 @@ class TrainStep(nn.Module):
         mu, logvar = self.model.encode_raw(x)  # training sees the raw latent (model.py: calibration)
         z = mu + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps (Kingma & Welling 2014, Sec. 2.4)
         return self.model.decode_raw(z), mu, logvar
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (Polyak & Juditsky 1992), the model a run
+    evaluates and saves. Decay min(d, (1 + t) / (10 + t)) at step t (TensorFlow's warm-up), so the
+    first steps do not average in the random initialization. The trained weights' BatchNorm running
+    statistics do not fit the averaged weights, so `recompute_batchnorm` measures the average's own
+    (as stochastic weight averaging does, Izmailov et al. 2018) before it is evaluated or saved."""
+
+    def __init__(self, model: DFCVAE, decay: float):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self._params = list(self.model.parameters())
+
+    @torch.no_grad()
+    def update(self, model: DFCVAE, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], 1 - decay)
+
+    @torch.no_grad()
+    def recompute_batchnorm(self, images: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 256) -> None:
+        """BatchNorm statistics of the averaged weights: the mean over training-mode forward passes of
+        images[rows] (uint8 cache rows), with the training view's sampled z; the global RNG is left as
+        it was, so training goes on drawing what it would have drawn."""
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the pass
+        self.model.train()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for i in range(0, len(rows), batch_size):
+                x = to_tensor(images[rows[i:i + batch_size]]).to(device, memory_format=torch.channels_last)
+                self.model(x)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.model.eval()
+
+
+def _batchnorm_buffers(model: nn.Module) -> list[torch.Tensor]:
+    return [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
 
 
 def run_directory(cfg: TrainConfig) -> Path:
@@ -215,9 +258,11 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
     model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
     loss_fn = DFCLoss(cfg.loss, cfg.alpha, cfg.beta, cfg.vgg_weights, cfg.reduction).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, device)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    shown = average.model if average else model  # the model evaluated, calibrated, drawn and saved
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
-        step, epoch, batch_in_epoch = resume_from(latest_checkpoint(run), model, optimizer, device)
+        step, epoch, batch_in_epoch = resume_from(latest_checkpoint(run), model, optimizer, device, average)
     step_module = data_parallel(TrainStep(model), procs, device)
     precision = resolve_precision(cfg.precision, device)
     step_fn = make_step_fn(step_module, loss_fn, device, cfg.compile, precision)
@@ -239,12 +284,14 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
             print(f"note: {line}")
 
     def payload() -> dict:
-        return {"config": cfg.to_dict(), "meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "rng": rng_state(device)}
+        trained = {"trained_model": model.state_dict()} if average else {}  # what a resume goes on training
+        return {"config": cfg.to_dict(), "meta": meta, "model": shown.state_dict(), **trained,
+                "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                "rng": rng_state(device)}
 
     def save(epoch_name: str | None = None) -> None:
         """Checkpoint, never over good weights with non-finite ones (all processes check, and agree)."""
-        if any_process(not finite_weights(model), procs, device):
+        if any_process(not (finite_weights(model) and finite_weights(shown)), procs, device):
             _diverged(run, step, "the weights")
         if is_main:
             save_checkpoint(run, payload(), epoch_name=epoch_name)
@@ -258,8 +305,7 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
     window = _Window(cfg.latent_dim, device)
     skipped = 0
     # a skipped batch's forward pass has already moved the BatchNorm running statistics: keep a copy
-    bn_buffers = [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                  for b in (m.running_mean, m.running_var, m.num_batches_tracked)] if cfg.skip_bad_batches else []
+    bn_buffers = _batchnorm_buffers(model) if cfg.skip_bad_batches else []
     t_last = time.perf_counter()
     t_start = t_last
     model.train()
@@ -286,6 +332,8 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average:
+                average.update(model, step)
             step += 1
             batch_in_epoch += 1
             window.add(out, mu)
@@ -310,11 +358,13 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
             epoch += 1
             batch_in_epoch = 0
             if is_main:
-                calibration = fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
-                summary = evaluate_fixed_set(model, loss_fn, eval_x, device, autocast)
+                if average:
+                    average.recompute_batchnorm(cache.images, calibration_idx, device)
+                calibration = fit_latent_calibration(shown, cache.images, calibration_idx, device, cfg.calibrate_latent)
+                summary = evaluate_fixed_set(shown, loss_fn, eval_x, device, autocast)
                 epochs_log.append({"epoch": epoch, "step": step, **summary, **calibration})
                 _add_scalars(writer, "held_out", summary, step)
-                save_epoch_grids(model, eval_x, run / "grids", epoch, cfg.seed, device, caption)
+                save_epoch_grids(shown, eval_x, run / "grids", epoch, cfg.seed, device, caption)
             save(epoch_name=f"epoch_{epoch:03d}.pt")
             if is_main:
                 plot_curves([run], run / "curves.png")
@@ -326,7 +376,9 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
     bar.close()
     if batch_in_epoch:  # stopped inside an epoch (max_steps): keep where we are
         if is_main:
-            fit_latent_calibration(model, cache.images, calibration_idx, device, cfg.calibrate_latent)
+            if average:
+                average.recompute_batchnorm(cache.images, calibration_idx, device)
+            fit_latent_calibration(shown, cache.images, calibration_idx, device, cfg.calibrate_latent)
         save()
     if is_main and (batch_in_epoch or not (run / "curves.png").is_file()):  # an epoch's end drew the rest
         plot_curves([run], run / "curves.png")
@@ -336,13 +388,17 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
     return run
 
 
-def resume_from(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, int, int]:
-    """Load a checkpoint into `model` and `optimizer` and restore the RNG states; (step, epoch, batch).
+def resume_from(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                average: WeightAverage | None = None) -> tuple[int, int, int]:
+    """Load a checkpoint into `model` and `optimizer` (and the weight average, if the run keeps one)
+    and restore the RNG states; (step, epoch, batch).
 
     Loaded to the CPU: load_state_dict then places the model's and the optimizer's tensors where
     the parameters are, and the RNG states stay the CPU ByteTensors their setters want."""
     ckpt = load_checkpoint(path, map_location="cpu")
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt.get("trained_model", ckpt["model"]))
+    if average:
+        average.model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"], device)
     return ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
