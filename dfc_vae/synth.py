@@ -581,7 +581,8 @@ def _draw_brows_and_eyes(c: _Canvas, p: FaceParams) -> None:
         c.ellipse(ex + p.gaze, eye_y, eye_ry + 0.6, eye_ry + 0.6, fill=p.iris)
         c.ellipse(ex + p.gaze, eye_y, 1.3, 1.3, fill=(12, 10, 10))
         c.line([ex - eye_rx, ex - eye_rx * 0.3, ex + eye_rx * 0.3, ex + eye_rx],
-               [eye_y + 0.5, eye_y - eye_ry - 0.3, eye_y - eye_ry - 0.3, eye_y + 0.5], fill=_shade(p.skin, 0.45), width=1.4)
+               [eye_y + 0.5, eye_y - eye_ry - 0.3, eye_y - eye_ry - 0.3, eye_y + 0.5],
+               fill=_shade(p.skin, 0.45), width=1.4)
 
 
 def _draw_eyeglasses(img: Image.Image, c: _Canvas, p: FaceParams) -> None:
