@@ -11,7 +11,12 @@ it before any file is made. The attributes are the data's own (CelebA's 40, or a
   reconstruction.csv           per test image: mse, psnr, ssim, vgg_distance
   posterior.csv                per latent dimension: mean KL over the test split, variance of mu, active
   attribute_correlation.csv    A x A correlation of the attribute vectors
-  attribute_correlation.png, latent_pca.png, kl_per_dim.png, samples.png, reconstructions.png
+  latent_tsne.csv              per embedded test image: its t-SNE coordinates x, y
+  attribute_correlation.png, latent_pca.png, latent_tsne.png, kl_per_dim.png, samples.png, reconstructions.png
+
+latent_tsne.png is the paper's Figure 7 kind of picture: the latent means of the first `tsne_faces`
+test faces embedded in 2-D by t-SNE (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut), each
+face's thumbnail drawn at its point.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .argtypes import require
 from .attributes import attribute_vectors, encode_split
 from .celeba import ATTRIBUTE_NAMES
 from .choices import ACTIVE_UNIT_THRESHOLD
@@ -48,6 +54,11 @@ LNETS_ANET: dict[str, float] = dict(zip(ATTRIBUTE_NAMES, (
 # label-only ones must not be (a probe beating chance there would be leaking labels).
 VISIBLE_MIN_ACCURACY = 0.95
 LABEL_ONLY_MAX_GAP = 0.02
+
+TSNE_FACES = 500  # default number of test faces in the t-SNE picture: enough to see clusters, seconds on a CPU
+TSNE_CANVAS = 1024  # pixels per side of the t-SNE picture (before its caption)
+TSNE_THUMB = 32  # pixels per side of each face drawn on it
+TSNE_PERPLEXITY = 30.0  # scikit-learn's default; lowered below (n - 1) / 3 for fewer faces
 
 
 @dataclass
@@ -158,6 +169,37 @@ def kl_figure(kl_per_dim: np.ndarray, title: str, threshold: float = ACTIVE_UNIT
     return _figure_to_array(fig)
 
 
+def tsne_embedding(mu: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """(N, D) latent means -> (N, 2) t-SNE coordinates (scikit-learn's Barnes-Hut t-SNE, initialised by
+    PCA, random_state `seed`): the same for the same means and seed. N >= 2."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    perplexity = min(TSNE_PERPLEXITY, (len(mu) - 1) / 3)  # scikit-learn needs perplexity < N
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+    # One thread: at a few hundred points each of t-SNE's 1,000 gradient steps is tiny, so OpenMP threads
+    # mostly wait for each other, and on a machine shared with other jobs that wait dominates.
+    with threadpool_limits(limits=1):
+        return tsne.fit_transform(mu.double().numpy())
+
+
+def tsne_figure(xy: np.ndarray, faces: np.ndarray, canvas: int = TSNE_CANVAS, thumb: int = TSNE_THUMB) -> np.ndarray:
+    """(N, 2) coordinates and (N, S, S, 3) uint8 faces -> (canvas, canvas, 3) uint8: each face shrunk
+    to thumb x thumb pixels and drawn at its point on white (later faces over earlier ones), y up."""
+    from PIL import Image
+
+    lo, span = xy.min(0), np.ptp(xy, 0)
+    unit = (xy - lo) / np.where(span > 0, span, 1.0)  # [0, 1]^2
+    left = np.round(unit[:, 0] * (canvas - thumb)).astype(int)
+    top = np.round((1 - unit[:, 1]) * (canvas - thumb)).astype(int)
+    out = np.full((canvas, canvas, 3), 255, np.uint8)
+    for x, y, face in zip(left, top, faces):
+        if face.shape[0] != thumb:
+            face = np.asarray(Image.fromarray(face).resize((thumb, thumb), Image.LANCZOS))
+        out[y:y + thumb, x:x + thumb] = face
+    return out
+
+
 def _pct(x: float) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
@@ -177,23 +219,33 @@ def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
 def evaluate(run_dir: str | Path, data=None, out: str | Path | None = None,
              color_by: str = "Smiling", vgg_weights: str | None = None, device: str = "auto",
              cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True, labels=None,
-             allow_missing: bool | None = None) -> Path:
+             allow_missing: bool | None = None, tsne_faces: int = TSNE_FACES) -> Path:
     """Evaluate the run in `run_dir` on `data` (a FaceSet or a folder; default: the data it was
     trained on, with its labels); returns `out`.
 
     vgg_weights: for the VGG feature distance; default the run's own setting. color_by: the
     attribute that colours the latent PCA (default Smiling; with data that lacks it, its first).
+    tsne_faces: how many test faces the t-SNE picture embeds (the first ones; 0: no picture).
+    seed: of the prior samples grid and of the t-SNE.
     """
+    require(tsne_faces, "--tsne-faces", "int", min=0)
     inputs = _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, labels, allow_missing)
     run = inputs.run
     probe = _attribute_prediction(inputs, progress)
     cache = inputs.faces.cache(run.config.image_size, run.config.crop, inputs.cache_dir, None, progress)
-    rec = measure_reconstruction(run, cache.images[inputs.faces.indices("test")], inputs.vgg, progress=progress)
+    test_images = cache.images[inputs.faces.indices("test")]
+    rec = measure_reconstruction(run, test_images, inputs.vgg, progress=progress)
     n_active = active_units(rec.mu)
     posterior = posterior_table(rec)
     corr = attribute_correlation(probe.z["train"], probe.y["train"])
     pictures = _latent_pictures(inputs, probe, rec, corr, n_active)
+    n_tsne = min(tsne_faces, len(rec.mu)) if len(rec.mu) >= 2 else 0
+    if n_tsne:
+        xy = tsne_embedding(rec.mu[:n_tsne], seed)
+        pictures["latent_tsne.png"] = (tsne_figure(xy, test_images[:n_tsne]), inputs.caption + [
+            f"{_who(run)}: t-SNE of the latent means of the first {n_tsne} test faces (seed {seed})"])
     summary = _summary(inputs, probe, rec, n_active)
+    summary["tsne_faces"] = n_tsne
     tables = {
         "attributes.csv": probe.table.to_csv(index=False, float_format="%.6g"),
         "reconstruction.csv": rec.per_image.to_csv(index_label="test_image", float_format="%.6g"),
@@ -201,6 +253,9 @@ def evaluate(run_dir: str | Path, data=None, out: str | Path | None = None,
         "attribute_correlation.csv": pd.DataFrame(corr, index=inputs.names, columns=inputs.names)
                                      .to_csv(float_format="%.4f"),
     }
+    if n_tsne:
+        tables["latent_tsne.csv"] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}).to_csv(
+            index_label="test_image", float_format="%.6g")
     report = _report(summary, probe.table, posterior, inputs.color_by)
     _write(inputs, tables, pictures, summary, report, seed, progress)
     return inputs.out
@@ -306,7 +361,7 @@ def _latent_pictures(inputs: _Inputs, probe: _Probe, rec: Reconstruction, corr: 
                      n_active: int) -> dict[str, tuple[np.ndarray, list[str]]]:
     """File name -> (image, caption) of the pictures of the latent space."""
     run, names, caption = inputs.run, inputs.names, inputs.caption
-    who = f"{run.path.name} ({run.config.loss}, step {run.step})"
+    who = _who(run)
     corr_png = correlation_figure(corr, names, f"{who}: correlation of attribute vectors over "
                                                f"{probe.z['train'].shape[1]} latent dims")
     color_labels = probe.y["test"][:, names.index(inputs.color_by)]
@@ -315,6 +370,10 @@ def _latent_pictures(inputs: _Inputs, probe: _Probe, rec: Reconstruction, corr: 
     return {"attribute_correlation.png": (corr_png, caption),
             "latent_pca.png": (pca_png, caption + [f"coloured by {inputs.color_by} (test split labels)"]),
             "kl_per_dim.png": (kl_png, caption)}
+
+
+def _who(run: LoadedRun) -> str:
+    return f"{run.path.name} ({run.config.loss}, step {run.step})"
 
 
 def _summary(inputs: _Inputs, probe: _Probe, rec: Reconstruction, n_active: int) -> dict:
@@ -363,7 +422,7 @@ def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str
     lines = _report_header(s) + _attribute_section(s, attrs)
     if "honesty" in s:
         lines += _honesty_section(s)
-    lines += _reconstruction_section(s) + _posterior_section(s, posterior) + _pictures_section(color_by)
+    lines += _reconstruction_section(s) + _posterior_section(s, posterior) + _pictures_section(s, color_by)
     return "\n".join(lines)
 
 
@@ -450,18 +509,25 @@ def _posterior_section(s: dict, posterior: pd.DataFrame) -> list[str]:
     ]
 
 
-def _pictures_section(color_by: str) -> list[str]:
+def _pictures_section(s: dict, color_by: str) -> list[str]:
+    n_tsne = s["tsne_faces"]
+    tsne = (f"- `latent_tsne.png`: the latent means of the first {n_tsne} test faces embedded in 2-D by t-SNE "
+            "(van der Maaten & Hinton 2008, initialised by PCA, the evaluation's seed), each face drawn at its point, "
+            "as the paper's Figure 7 (coordinates: latent_tsne.csv)" if n_tsne else
+            "- no t-SNE picture (`--tsne-faces 0`, or fewer than 2 test faces)")
     return [
         "## Pictures",
         "",
         "- `attribute_correlation.png`: correlation of the attribute vectors (mean latent of faces with the "
         "attribute minus mean of faces without, train split): which attributes the latent space ties together",
         f"- `latent_pca.png`: the test split's latent means on their first two principal components, coloured by {color_by}",
+        tsne,
         "- `kl_per_dim.png`: mean KL per latent dimension",
         "- `samples.png`: decoded z ~ N(0, I); `reconstructions.png`: test faces (odd rows) and reconstructions (even rows)",
         "",
         "![attribute correlation](attribute_correlation.png)",
         "![latent PCA](latent_pca.png)",
+        *(["![latent t-SNE](latent_tsne.png)"] if n_tsne else []),
         "![KL per dimension](kl_per_dim.png)",
         "![samples](samples.png)",
         "![reconstructions](reconstructions.png)",
