@@ -288,6 +288,28 @@ def create_app(studio: Studio):
     import contextlib
 
     from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+
+    async def user_error(request, exc):
+        return JSONResponse({"error": str(exc)}, 400)
+
+    async def server_error(request, exc):
+        return JSONResponse({"error": f"the studio could not do this ({type(exc).__name__}: {exc}); "
+                                      "try another photo or setting"}, 500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        try:
+            yield
+        finally:
+            studio.close()
+
+    return Starlette(routes=_routes(studio), lifespan=lifespan,
+                     exception_handlers={UserError: user_error, Exception: server_error})
+
+
+def _routes(studio: Studio) -> list:
+    """The page and the JSON/PNG API (the module's docstring lists them), each request answered by `studio`."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -316,15 +338,18 @@ def create_app(studio: Studio):
     async def info(request):
         return JSONResponse(studio.info())
 
+    def too_large():
+        return JSONResponse({"error": f"the photo is larger than {MAX_UPLOAD_BYTES // 2**20} MB; shrink it first"}, 413)
+
     async def upload(request: Request):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-            return JSONResponse({"error": f"the photo is larger than {MAX_UPLOAD_BYTES // 2**20} MB; shrink it first"}, 413)
+            return too_large()
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > MAX_UPLOAD_BYTES:
-                return JSONResponse({"error": f"the photo is larger than {MAX_UPLOAD_BYTES // 2**20} MB; shrink it first"}, 413)
+                return too_large()
         aligned = request.query_params.get("aligned", "0") in ("1", "true", "yes")
         face_id, note = await run_in_threadpool(studio.add_photo, bytes(data), aligned)
         return JSONResponse(await run_in_threadpool(face_json, face_id, note))
@@ -351,25 +376,9 @@ def create_app(studio: Studio):
         name = "dfc_vae_photo.png" if photo else "dfc_vae_edit.png"
         return Response(data, media_type="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    async def user_error(request, exc):
-        return JSONResponse({"error": str(exc)}, 400)
-
-    async def server_error(request, exc):
-        return JSONResponse({"error": f"the studio could not do this ({type(exc).__name__}: {exc}); "
-                                      "try another photo or setting"}, 500)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        try:
-            yield
-        finally:
-            studio.close()
-
-    routes = [Route("/", index), Route("/api/info", info), Route("/api/faces", upload, methods=["POST"]),
-              Route("/api/random", random_face, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
-              Route("/api/download", download, methods=["POST"])]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={UserError: user_error, Exception: server_error})
+    return [Route("/", index), Route("/api/info", info), Route("/api/faces", upload, methods=["POST"]),
+            Route("/api/random", random_face, methods=["POST"]), Route("/api/render", render, methods=["POST"]),
+            Route("/api/download", download, methods=["POST"])]
 
 
 def require_web_libraries() -> None:

@@ -346,7 +346,7 @@ def machine(device: torch.device) -> str:
     return f"CPU {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=202599, help="synthetic faces to render (default: as many as CelebA has)")
     p.add_argument("--baseline-images", type=int, default=4096, help="images the torchvision DataLoader reads")
@@ -369,25 +369,87 @@ def main(argv=None) -> int:
         p.error(f"--baseline-images must be at least {2 * BATCH} (two batches: the first one starts the clock)")
     if args.batch < 1:
         p.error("--batch must be at least 1")
-    from dfc_vae.device import resolve_device, resolve_precision
+    return args
 
-    device = resolve_device(args.device)
-    if args._train_worker:
-        print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile,
-                                      args.precision, args.batch)))
-        return 0
-    if args.studio:
-        what, measured, rate, ratio = studio_row(device)
-        print(f"machine: {machine(device)}; torch {torch.__version__}\n\n| what | measured | updates/s | time |\n"
-              f"|---|---|---:|---:|\n| {what} | {measured} | {rate:,.1f} | {ratio} |")
-        return 0
-    default_precision = resolve_precision("auto", device)  # what training and inference use here by default
-    precisions = [args.precision]
-    if args.precision == "all":  # fp32 on a CPU, and bf16 wherever training uses it by default
-        precisions = (["fp32"] if device.type == "cpu" else []) + (["bf16"] if default_precision == "bf16" else [])
 
+def studio_table(device: torch.device) -> str:
+    what, measured, rate, ratio = studio_row(device)
+    return (f"machine: {machine(device)}; torch {torch.__version__}\n\n| what | measured | updates/s | time |\n"
+            f"|---|---|---:|---:|\n| {what} | {measured} | {rate:,.1f} | {ratio} |")
+
+
+def training_precisions(requested: str, device: torch.device) -> list[str]:
+    """The training rows' precisions: `requested`, or for 'all' fp32 on a CPU and bf16 wherever
+    training uses it by default."""
+    from dfc_vae.device import resolve_precision
+
+    if requested != "all":
+        return [requested]
+    return (["fp32"] if device.type == "cpu" else []) + (["bf16"] if resolve_precision("auto", device) == "bf16" else [])
+
+
+def data_rows(faces: Path, root: Path, cache_dir: Path, device: torch.device, baseline_images: int) -> tuple[list, object]:
+    """The torchvision DataLoader, dfc_vae's first pass and its cached epochs; and the cache made."""
+    tv = torchvision_loader_rate(faces, baseline_images)
+    rows = [("data", "torchvision CelebA + CenterCrop/Resize/ToTensor, DataLoader 2 workers", tv, "1.0x")]
+    first, cache = first_pass_rate(root, cache_dir)
+    rows.append(("data", f"dfc_vae first pass: decode once into the uint8 cache ({os.cpu_count()} workers)",
+                 first, f"{first / tv:.1f}x"))
+    for flip in (False, True):
+        first, later = cached_epoch_rates(cache, device, flip)
+        what = "with --flip (random horizontal flips)" if flip else "default (no flips)"
+        rows.append(("data", f"dfc_vae cached epochs 2-4, {what}: batches of {BATCH} on {device.type} "
+                     f"(epoch 1, mapping the cache's pages: {first:,.0f} images/s)", later, f"{later / tv:.0f}x"))
+    return rows, cache
+
+
+def train_rows(cache, device: torch.device, args: argparse.Namespace, peaks: dict, conv_peaks: dict) -> list:
+    """One row per precision and loss, each timed in its own process."""
+    rows = []
+    for prec, (peak, _) in peaks.items():
+        for loss in filter(None, args.losses.split(",")):
+            r = run_train_worker(loss, cache, device, args.train_seconds, args.compile, prec, args.batch)
+            util = r["images_per_s"] / args.batch * r["flops_per_step"] / peak
+            rows.append(("train", f"{loss}, {arithmetic(prec, device)}, batch {args.batch}, {SIZE}x{SIZE}: "
+                         f"{r['flops_per_step'] / 1e9:.0f} GFLOP/step, {memory_text(r)}", r["images_per_s"],
+                         f"{util:.0%} of the {prec} matmul peak ({util * peak / conv_peaks[prec]:.0%} of the 3x3 conv's)"))
+    return rows
+
+
+def memory_text(r: dict) -> str:
+    """A training worker's peak memory, with the cache's and (on a GPU) the held split's shares apart."""
+    mem = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
+    if r["cache_rss"] is not None:
+        mem += f" = {(r['peak_rss'] - r['cache_rss']) / 2**30:.2f} GiB + the cache's {r['cache_rss'] / 2**30:.2f} GiB"
+    if r["gpu_peak"]:
+        mem += f", GPU peak {r['gpu_peak'] / 2**30:.2f} GiB"
+        if r["gpu_cache"]:
+            mem += (f" = {(r['gpu_peak'] - r['gpu_cache']) / 2**30:.2f} GiB + the training split held on "
+                    f"the GPU {r['gpu_cache'] / 2**30:.2f} GiB")
+    return mem
+
+
+def header_lines(device: torch.device, args: argparse.Namespace, peaks: dict, conv_peaks: dict,
+                 cache_gib: float) -> list[str]:
+    """What the table was measured on: machine, peaks, data."""
+    return [f"machine: {machine(device)}; torch {torch.__version__}",
+            *(f"{prec} matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({what}"
+              + ("; true fp32, TF32 off for matmuls" if prec == "fp32" and device.type == "cuda"
+                 and not torch.backends.cuda.matmul.allow_tf32 else "") + ")"
+              for prec, (peak, what) in peaks.items()),
+            *(f"{prec} 3x3 convolution (oneDNN/cuDNN, channels_last), fastest of 3 shapes: {conv / 1e9:.1f} GFLOP/s"
+              for prec, conv in conv_peaks.items()),
+            f"data: {args.n} synthetic faces (dfc_vae.synth, not CelebA), cache {cache_gib:.3f} GiB; "
+            f"VGG19 with RANDOM weights (speed does not depend on them)"
+            + ("; training through torch.compile" if args.compile else "")]
+
+
+def full_table(args: argparse.Namespace, device: torch.device) -> str:
+    """Render the faces, measure every row, and return the markdown (header lines and the table)."""
+    from dfc_vae.device import resolve_precision
     from dfc_vae.synth import render_celeba
 
+    precisions = training_precisions(args.precision, device)
     if args.work:
         Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as work:
@@ -400,50 +462,30 @@ def main(argv=None) -> int:
         dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
         peaks = {prec: matmul_peak(device, dtypes[prec]) for prec in precisions}
         conv_peaks = {prec: conv_peak(device, dtypes[prec]) for prec in precisions}
-        rows = []
-        tv = torchvision_loader_rate(faces, args.baseline_images)
-        rows.append(("data", "torchvision CelebA + CenterCrop/Resize/ToTensor, DataLoader 2 workers", tv, "1.0x"))
-        first, cache = first_pass_rate(root, work / "cache")
-        rows.append(("data", f"dfc_vae first pass: decode once into the uint8 cache ({os.cpu_count()} workers)",
-                     first, f"{first / tv:.1f}x"))
-        for flip in (False, True):
-            first, later = cached_epoch_rates(cache, device, flip)
-            what = "with --flip (random horizontal flips)" if flip else "default (no flips)"
-            rows.append(("data", f"dfc_vae cached epochs 2-4, {what}: batches of {BATCH} on {device.type} "
-                         f"(epoch 1, mapping the cache's pages: {first:,.0f} images/s)", later, f"{later / tv:.0f}x"))
-        for prec in precisions:
-            peak = peaks[prec][0]
-            for loss in filter(None, args.losses.split(",")):
-                r = run_train_worker(loss, cache, device, args.train_seconds, args.compile, prec, args.batch)
-                util = r["images_per_s"] / args.batch * r["flops_per_step"] / peak
-                mem = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
-                if r["cache_rss"] is not None:
-                    mem += f" = {(r['peak_rss'] - r['cache_rss']) / 2**30:.2f} GiB + the cache's {r['cache_rss'] / 2**30:.2f} GiB"
-                if r["gpu_peak"]:
-                    mem += f", GPU peak {r['gpu_peak'] / 2**30:.2f} GiB"
-                    if r["gpu_cache"]:
-                        mem += (f" = {(r['gpu_peak'] - r['gpu_cache']) / 2**30:.2f} GiB + the training split held on "
-                                f"the GPU {r['gpu_cache'] / 2**30:.2f} GiB")
-                rows.append(("train", f"{loss}, {arithmetic(prec, device)}, batch {args.batch}, {SIZE}x{SIZE}: {r['flops_per_step'] / 1e9:.0f} GFLOP/step, "
-                             f"{mem}", r["images_per_s"],
-                             f"{util:.0%} of the {prec} matmul peak ({util * peak / conv_peaks[prec]:.0%} of the 3x3 conv's)"))
+        rows, cache = data_rows(faces, root, work / "cache", device, args.baseline_images)
+        rows += train_rows(cache, device, args, peaks, conv_peaks)
+        default_precision = resolve_precision("auto", device)  # what inference uses here by default
         enc = encode_rate(cache, device, default_precision)
         rows.append(("encode", f"encoder inference (posterior means), batch 256, {default_precision}", enc, ""))
         cache_gib = cache.images.nbytes / 2**30
-
-    header = [f"machine: {machine(device)}; torch {torch.__version__}",
-              *(f"{prec} matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({what}"
-                + ("; true fp32, TF32 off for matmuls" if prec == "fp32" and device.type == "cuda"
-                   and not torch.backends.cuda.matmul.allow_tf32 else "") + ")"
-                for prec, (peak, what) in peaks.items()),
-              *(f"{prec} 3x3 convolution (oneDNN/cuDNN, channels_last), fastest of 3 shapes: {conv / 1e9:.1f} GFLOP/s"
-                for prec, conv in conv_peaks.items()),
-              f"data: {args.n} synthetic faces (dfc_vae.synth, not CelebA), cache {cache_gib:.3f} GiB; "
-              f"VGG19 with RANDOM weights (speed does not depend on them)"
-              + ("; training through torch.compile" if args.compile else "")]
     table = ["| what | measured | images/s | ratio |", "|---|---|---:|---:|"]
     table += [f"| {a} | {b} | {c:,.1f} | {d} |" for a, b, c, d in rows]
-    text = "\n".join(header) + "\n\n" + "\n".join(table) + "\n"
+    return "\n".join(header_lines(device, args, peaks, conv_peaks, cache_gib)) + "\n\n" + "\n".join(table) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from dfc_vae.device import resolve_device
+
+    device = resolve_device(args.device)
+    if args._train_worker:
+        print(json.dumps(train_worker(args._train_worker, args._cache, str(device), args.train_seconds, args.compile,
+                                      args.precision, args.batch)))
+        return 0
+    if args.studio:
+        print(studio_table(device))
+        return 0
+    text = full_table(args, device)
     print(text)
     if args.out:
         from dfc_vae.fileio import write_text

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from dfc_vae.celeba import ATTRIBUTE_NAMES
 from dfc_vae.cli import main
 from dfc_vae.config import TrainConfig
 from dfc_vae.errors import UserError
-from dfc_vae.evaluate import LNETS_ANET, evaluate
+from dfc_vae.evaluate import LNETS_ANET, TSNE_CANVAS, TSNE_FACES, evaluate, tsne_embedding
 from dfc_vae.synth import render_celeba
 from dfc_vae.train import train
 
@@ -81,11 +83,16 @@ def test_real_celeba_gets_the_published_lnets_anet_column(world, tmp_path):
     # the same faces without the synthetic marker are treated as CelebA
     real = _copy_data(world, tmp_path)
     (real / "dfc_vae_synthetic.json").unlink()
-    out = evaluate(world["run"], real, tmp_path / "eval", cache_dir=world["cache"], device="cpu", progress=False)
+    out = evaluate(world["run"], real, tmp_path / "eval", cache_dir=world["cache"], device="cpu", progress=False,
+                   tsne_faces=0)
     attrs = pd.read_csv(out / "attributes.csv")
     assert (attrs.lnets_anet * 100).round().tolist() == [LNETS_ANET[a] for a in ATTRIBUTE_NAMES]
     assert "visible" not in attrs.columns
     assert "LNets+ANet" in (out / "report.md").read_text()
+    # --tsne-faces 0: no t-SNE picture, and the report says so
+    assert not (out / "latent_tsne.png").exists() and not (out / "latent_tsne.csv").exists()
+    assert json.loads((out / "summary.json").read_text())["tsne_faces"] == 0
+    assert "no t-SNE picture" in (out / "report.md").read_text()
 
 
 def test_cli_prints_one_line_and_writes_to_out(world, tmp_path, capsys):
@@ -96,6 +103,46 @@ def test_cli_prints_one_line_and_writes_to_out(world, tmp_path, capsys):
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1 and "mean attribute accuracy" in printed[0]
     assert (out / "report.md").is_file()
+    assert (out / "latent_tsne.csv").read_bytes() == (world["out"] / "latent_tsne.csv").read_bytes()  # same seed
+
+
+def test_tsne_picture_draws_the_first_test_faces_at_their_points(world):
+    from PIL import Image
+
+    out = world["out"]
+    summary = json.loads((out / "summary.json").read_text())
+    n = min(TSNE_FACES, summary["n_test"])
+    assert summary["tsne_faces"] == n > 100
+    xy = pd.read_csv(out / "latent_tsne.csv")
+    assert list(xy.columns) == ["test_image", "x", "y"] and xy.test_image.tolist() == list(range(n))
+    assert np.isfinite(xy[["x", "y"]].to_numpy()).all() and xy.x.std() > 0 and xy.y.std() > 0
+    picture = Image.open(out / "latent_tsne.png")
+    caption = picture.text["caption"].split(" | ")
+    assert caption[0] == "synthetic faces (dfc_vae.synth), not CelebA"
+    assert f"t-SNE of the latent means of the first {n} test faces (seed 0)" in caption[-1]
+    assert picture.size == (TSNE_CANVAS, TSNE_CANVAS + 12 * len(caption) + 6)  # the picture over its caption strip
+    assert "![latent t-SNE](latent_tsne.png)" in (out / "report.md").read_text()
+
+
+def test_tsne_embedding_is_one_point_per_face_and_the_same_for_a_seed():
+    mu = torch.randn(60, 16, generator=torch.Generator().manual_seed(0))
+    xy = tsne_embedding(mu, seed=3)
+    assert xy.shape == (60, 2) and np.isfinite(xy).all()
+    assert np.array_equal(xy, tsne_embedding(mu, seed=3))
+
+
+def test_a_negative_tsne_faces_is_refused(world, tmp_path, capsys):
+    with pytest.raises(UserError, match="--tsne-faces -1 is out of range"):
+        evaluate(world["run"], world["data"], tmp_path / "out", device="cpu", progress=False, tsne_faces=-1)
+    assert main(["evaluate", "--run", str(world["run"]), "--out", str(tmp_path / "out"), "--tsne-faces", "-1"]) == 2
+    assert "--tsne-faces" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_default_of_tsne_faces_is_evaluates():
+    from dfc_vae.commands import evaluate as command
+
+    assert command.TSNE_FACES == TSNE_FACES
 
 
 def _copy_data(world, tmp_path):
@@ -139,7 +186,7 @@ def test_unknown_color_by_attribute_is_refused(world, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-# --- honesty checks on synthetic faces (issue 5) ---------------------------------------------
+# --- honesty checks on synthetic faces --------------------------------------------------------
 
 def test_honesty_checks_flag_a_weak_drawn_attribute_and_a_leaking_label():
     from dfc_vae.evaluate import honesty_checks

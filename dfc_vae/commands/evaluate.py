@@ -1,10 +1,12 @@
 import argparse
 
-from ..argtypes import seed
+from ..argtypes import nonnegative_int, seed
 
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
-        "KL per latent dimension, and pictures of the latent space")
+        "KL per latent dimension, and pictures of the latent space (PCA, t-SNE of faces)")
 ORDER = 70
+# dfc_vae.evaluate.TSNE_FACES, repeated so that building the command line imports no pandas (a test checks they agree)
+TSNE_FACES = 500
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vgg-weights", help="VGG19 weights for the feature distance: imagenet, random or PATH (default: the run's)")
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: the run's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--seed", type=seed, default=0, help="seed of the prior samples grid")
+    parser.add_argument("--tsne-faces", type=nonnegative_int, default=TSNE_FACES,
+                        help=f"test faces drawn at their t-SNE positions in latent_tsne.png (default {TSNE_FACES}; 0: none)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the prior samples grid and of the t-SNE")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -30,7 +34,7 @@ def run(args: argparse.Namespace) -> None:
 
     out = evaluate(args.run, args.data, args.out, args.color_by, args.vgg_weights, args.device, args.cache_dir,
                    args.seed, progress=not args.no_progress, labels=args.labels,
-                   allow_missing=args.allow_missing or None)
+                   allow_missing=args.allow_missing or None, tsne_faces=args.tsne_faces)
     s = json.loads((out / "summary.json").read_text())
     print(f"wrote {out / 'report.md'}: mean attribute accuracy {100 * s['mean_accuracy']:.1f}% "
           f"(majority {100 * s['mean_majority_baseline']:.1f}%), PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}, "
