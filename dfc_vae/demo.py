@@ -58,7 +58,12 @@ class DemoSettings:
     show: int = 2  # rows drawn per row kind
     seed: int = 0
     reduction: str = "sum"  # the loss scale (losses.py): sum or paper
-    vector_method: str = "mean-difference"  # attribute vectors (attributes.py): mean-difference or regression
+    # the weights evaluated and used: their moving average over ~1,000 steps (train.WeightAverage); at the
+    # demo's constant rate the last weights swing from epoch to epoch (docs/demo.md)
+    ema_decay: float = 0.999
+    # attribute vectors (attributes.py): regression keeps an edit off the attributes it co-occurs with; the
+    # report measures the other method on the same run too
+    vector_method: str = "regression"
     vgg_weights: str = "auto"  # auto: ImageNet if it can be had, random otherwise
 
 
@@ -134,6 +139,7 @@ class _Results:
     fig6: Figure6Summary
     gap: PriorGap
     numbers: Headline
+    methods: dict[str, Headline]  # attribute-vector method -> the headline numbers with its vectors
     times: dict[str, float]
     wall: float
 
@@ -141,7 +147,7 @@ class _Results:
 def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSettings(), cache_dir=None,
              progress: bool = True, say=print) -> Path:
     """Run every step into `out` and return the path of report.md."""
-    from .attributes import compute_attribute_vectors
+    from .attributes import METHODS, compute_attribute_vectors
     from .classifier import classifier_for_run
     from .figures import headline
     from .run import load_run
@@ -160,8 +166,10 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
                     "train"):
         run_dir = _train(s, data, out / "run", vgg, cache_dir, progress)
     run = load_run(run_dir, "auto")
-    with steps.step(4, f"attribute vectors ({s.vector_method}) over the training split", "attribute_vectors"):
-        vectors = compute_attribute_vectors(run, data, "train", cache_dir, progress, method=s.vector_method)
+    with steps.step(4, f"attribute vectors (both methods; {s.vector_method} drawn) over the training split",
+                    "attribute_vectors"):
+        by_method = {m: compute_attribute_vectors(run, data, "train", cache_dir, progress, method=m) for m in METHODS}
+        vectors = by_method[s.vector_method]
         vectors.save(run_dir / "attributes_train.safetensors")
     with steps.step(5, f"training the attribute classifier ({s.classifier_epochs} epochs)", "classifier"):
         clf = classifier_for_run(run, data, cache_dir, retrain=True, progress=progress, epochs=s.classifier_epochs,
@@ -169,7 +177,10 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     say(f"      classifier scores {len(clf.scored())} attributes: "
         + ", ".join(f"{n} {clf.accuracy[n]:.3f}" for n in clf.scored()))
     f5, f6, gap = _figures(steps, s, run, data, vectors, clf, out / "figures", cache_dir, progress)
-    results = _Results(s, vgg, run, clf, f5, f6, gap, headline(f5, f6), steps.times, steps.wall())
+    numbers = headline(f5, f6)
+    methods = {m: numbers if m == s.vector_method else _edits_with(run, data, v, clf, f5, s, cache_dir)
+               for m, v in by_method.items()}
+    results = _Results(s, vgg, run, clf, f5, f6, gap, numbers, methods, steps.times, steps.wall())
     return _write_report(out, results, say)
 
 
@@ -179,9 +190,18 @@ def _train(s: DemoSettings, data: Path, run_out: Path, vgg: str, cache_dir: Path
     from .train import train
 
     cfg = TrainConfig(data=str(data), out=str(run_out), loss="vae123", vgg_weights=vgg, image_size=s.image_size,
-                      reduction=s.reduction, epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, cache_dir=str(cache_dir),
+                      reduction=s.reduction, ema_decay=s.ema_decay, epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, cache_dir=str(cache_dir),
                       checkpoint_every=0, device="auto").validate()
     return train(cfg, progress=progress)
+
+
+def _edits_with(run, data, vectors, clf, f5, s: DemoSettings, cache_dir: Path) -> Headline:
+    """Figure 6's measures (not drawn) with other attribute vectors, on the same faces, with the same classifier."""
+    from .figures import figure6, headline
+
+    f6 = figure6(run, data, vectors, clf, None, n_faces=s.faces_per_edit, n_show=0, seed=s.seed, cache_dir=cache_dir,
+                 progress=False)
+    return headline(f5, f6.summary)
 
 
 def _figures(steps: _Steps, s: DemoSettings, run, data, vectors, clf, figs: Path, cache_dir: Path, progress: bool):
@@ -209,7 +229,8 @@ def _write_report(out: Path, r: _Results, say) -> Path:
     write_text(report, _report(r))
     met = targets_met(r.numbers)
     write_json(out / MARKER, {"status": "done", "settings": r.settings.__dict__, "vgg_weights": r.vgg,
-                              "numbers": as_dict(r.numbers), "targets_met": met, "times_s": r.times,
+                              "numbers": as_dict(r.numbers), "targets_met": met,
+                              "vector_methods": {m: as_dict(h) for m, h in r.methods.items()}, "times_s": r.times,
                               "wall_s": round(r.wall, 1)})
     say(f"done in {r.wall:.0f}s: {sum(met.values())}/{len(TARGETS)} targets met; report: {report}")
     return report
@@ -240,6 +261,7 @@ def _pct(v: float) -> str:
 def _report(r: _Results) -> str:
     """report.md: its sections, one empty line apart."""
     sections = [_header(r), _targets_section(r.numbers), _classifier_section(r.classifier), _figure6_section(r.fig6),
+                _methods_section(r),
                 _figure5_section(r.fig5), _prior_gap_section(r.gap), _files_section()]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
@@ -253,7 +275,8 @@ def _header(r: _Results) -> list[str]:
             "",
             f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5, "
             f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "
-            f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps.",
+            f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps; "
+            + (f"the weights' moving average (decay {s.ema_decay})." if s.ema_decay else "the last weights."),
             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), device {run.device}, training arithmetic "
             f"{run.meta.get('precision', 'fp32')}. Wall time: **{r.wall:.0f} s** "
@@ -294,6 +317,17 @@ def _figure6_section(f6: Figure6Summary) -> list[str]:
     header = ["edit", "faces", "label reached at alpha = 1", "at alpha = 0", "others changed (any)", "worst single other"]
     return (["## Figure 6: attribute arithmetic z + alpha v (alpha = 0 ... 1)", "",
              "![Figure 6](figures/fig6_arithmetic.png)", ""] + markdown_table(header, rows))
+
+
+def _methods_section(r: _Results) -> list[str]:
+    rows = [[m + (" (drawn above)" if m == r.settings.vector_method else ""),
+             _pct(h.flip_Smiling) if h.flip_Smiling is not None else "-",
+             _pct(h.flip_Eyeglasses) if h.flip_Eyeglasses is not None else "-", _pct(h.others_changed_max_edit)]
+            for m, h in r.methods.items()]
+    return (["### The attribute-vector methods (attributes.py) on this run", "",
+             "The same faces, edits and classifier; only the vectors differ.", ""]
+            + markdown_table(["method", "+Smiling at alpha = 1", "+Eyeglasses at alpha = 1",
+                              "worst edit: others changed"], rows))
 
 
 def _figure5_section(f5: Figure5Summary) -> list[str]:
