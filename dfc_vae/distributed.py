@@ -30,6 +30,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun numbered it (0 without torchrun), read before any process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def backend_for(device: torch.device) -> str:
     """NCCL for CUDA tensors, gloo for CPU ones: chosen from the device training resolved, not from
     whether a GPU exists (`--device cpu` on a GPU host trains with gloo)."""

@@ -1,7 +1,10 @@
 """The DFC-VAE objective: alpha * KL + beta * reconstruction (Hou et al. 2017, Eq. 7).
 
 Reconstruction is the feature perceptual loss (Sec. 3.2, Eq. 5-6) on a frozen VGG19, or the pixel
-loss of the PVAE baseline.
+loss of the PVAE baseline. Each loss is declared once, as one ReconstructionLoss in LOSSES: its name,
+the VGG layers it compares (none: the pixels), its plain per-image definition, and optionally a faster
+batch sum of the same numbers for training (tests/test_losses.py holds every such fast path to its
+definition, for both reductions). A new loss is one entry there, and a test of what it computes.
 
 Reductions (`reduction`; the run's config records which). Every term is per image, averaged over the batch.
 
@@ -30,7 +33,10 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -42,12 +48,6 @@ from .errors import UserError
 VGG_LAYERS = {
     "relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29,
 }
-LOSS_LAYERS: dict[str, tuple[str, ...]] = {
-    "vae123": ("relu1_1", "relu2_1", "relu3_1"),
-    "vae345": ("relu3_1", "relu4_1", "relu5_1"),
-    "pvae": (),  # pixel loss, no VGG
-}
-LOSS_NAMES = tuple(LOSS_LAYERS)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 REDUCTIONS = ("sum", "paper")
@@ -71,11 +71,6 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
     if mu.shape[0] < 2:
         return 0
     return int((mu.float().var(dim=0) > threshold).sum())
-
-
-def check_loss_name(loss: str) -> None:
-    if loss not in LOSS_LAYERS:
-        raise UserError(f"unknown loss '{loss}'; choose one of {', '.join(LOSS_LAYERS)}")
 
 
 # VGG19 (Simonyan & Zisserman 2015, Table 1, configuration E): 3x3 convs (padding 1) with their
@@ -266,9 +261,94 @@ class _ChunkedFeatureLoss(torch.autograd.Function):
         return grad * grad_total.to(grad.dtype), None, None, None
 
 
+def _reduced(squared_sum: torch.Tensor, elements_per_image: int, reduction: str, scale: float) -> torch.Tensor:
+    """One layer's (or the pixels') squared differences, summed per image (or over the batch), as
+    `reduction` weighs them (module doc): 'sum' as they are; 'paper' as Eq. 5's per-element mean of
+    the squared differences of `scale` times larger features (Caffe's, or 0-255 pixels)."""
+    return squared_sum if reduction == "sum" else squared_sum * (scale ** 2 / elements_per_image)
+
+
+# --- the plain definitions: per image, (B,), as the paper writes them ---
+
+def feature_perceptual_loss(vgg: VGGFeatures, x: torch.Tensor, recon: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The feature perceptual loss (Sec. 3.2, Eq. 5-6): sum over the tapped VGG layers l of
+    ||phi_l(x_hat) - phi_l(x)||^2 over layer l's (C, H, W) elements (the 1/2 of Eq. 5 is beta)."""
+    return sum(_reduced((f_hat.float() - f.float()).pow(2).flatten(1).sum(1), f_hat[0].numel(), reduction,
+                        CAFFE_FEATURE_SCALE) for f_hat, f in zip(vgg(recon), vgg(x)))
+
+
+def pixel_loss(vgg: None, x: torch.Tensor, recon: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The pixel-by-pixel loss of the plain VAE baseline (PVAE): Eq. 5 with the pixels for features,
+    ||x_hat - x||^2 over the (3, H, W) pixels (`vgg` is None: no network)."""
+    return _reduced((recon.float() - x.float()).pow(2).flatten(1).sum(1), recon[0].numel(), reduction, PIXEL_SCALE)
+
+
+# --- fast paths for training: the sum over the batch of the same numbers, up to the order of float sums ---
+
+def feature_perceptual_loss_batch_sum(vgg: VGGFeatures, x: torch.Tensor, recon: torch.Tensor,
+                                      reduction: str) -> torch.Tensor:
+    """feature_perceptual_loss summed over the batch: in place, and chunk by chunk on a CPU."""
+    chunk = _images_per_chunk(x)
+    if chunk < len(x) and recon.requires_grad and torch.is_grad_enabled():
+        return _ChunkedFeatureLoss.apply(recon, x, partial(_feature_squared_error_sum, vgg, reduction=reduction), chunk)
+    return _feature_squared_error_sum(vgg, x, recon, reduction)
+
+
+def _feature_squared_error_sum(vgg: VGGFeatures, x: torch.Tensor, recon: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Three passes over memory per layer: the differences are computed in place in our own target features."""
+    with torch.no_grad():
+        targets = vgg(x)  # our own temporaries: overwritten by the differences
+    total = 0
+    for f_hat, f in zip(vgg(recon), targets):
+        f_hat = f_hat.float()
+        with torch.no_grad():
+            d = f.float().sub_(f_hat)
+        total = total + _reduced(_SquaredNormOfDifference.apply(f_hat, d), f_hat[0].numel(), reduction,
+                                 CAFFE_FEATURE_SCALE)
+    return total
+
+
+def pixel_loss_batch_sum(vgg: None, x: torch.Tensor, recon: torch.Tensor, reduction: str) -> torch.Tensor:
+    """pixel_loss summed over the batch, in three passes over memory."""
+    recon = recon.float()
+    return _reduced(_SquaredNormOfDifference.apply(recon, x.float() - recon), recon[0].numel(), reduction, PIXEL_SCALE)
+
+
+@dataclass(frozen=True)
+class ReconstructionLoss:
+    """A reconstruction loss, declared once.
+
+    per_image(vgg, x, recon, reduction) -> (B,) is its definition, the one evaluation uses;
+    batch_sum, with the same arguments, optionally the sum over the batch of the same numbers that
+    training uses (faster, and checked against per_image in tests/test_losses.py); without one,
+    training sums per_image. `vgg` is the frozen VGG19 cut after `layers` (None when there are none).
+    """
+    name: str
+    layers: tuple[str, ...]  # the VGG19 layers compared (VGG_LAYERS); () compares the pixels
+    per_image: Callable[..., torch.Tensor]
+    batch_sum: Callable[..., torch.Tensor] | None = None
+
+
+LOSSES: dict[str, ReconstructionLoss] = {loss.name: loss for loss in (
+    ReconstructionLoss("vae123", ("relu1_1", "relu2_1", "relu3_1"), feature_perceptual_loss,
+                       feature_perceptual_loss_batch_sum),
+    ReconstructionLoss("vae345", ("relu3_1", "relu4_1", "relu5_1"), feature_perceptual_loss,
+                       feature_perceptual_loss_batch_sum),
+    ReconstructionLoss("pvae", (), pixel_loss, pixel_loss_batch_sum),  # the pixel loss, no VGG
+)}
+LOSS_NAMES = tuple(LOSSES)
+LOSS_LAYERS: dict[str, tuple[str, ...]] = {name: loss.layers for name, loss in LOSSES.items()}
+
+
+def check_loss_name(loss: str) -> None:
+    if loss not in LOSSES:
+        raise UserError(f"unknown loss '{loss}'; choose one of {', '.join(LOSS_NAMES)}")
+
+
 class DFCLoss(nn.Module):
-    """alpha * KL + beta * reconstruction, per image and averaged over the batch; `reduction` 'sum'
-    (per-image sums) or 'paper' (Eq. 5's per-element means on Caffe-scale features): see the module doc."""
+    """alpha * KL + beta * reconstruction, per image and averaged over the batch; `loss` one of LOSSES,
+    `reduction` 'sum' (per-image sums) or 'paper' (Eq. 5's per-element means on Caffe-scale features):
+    see the module doc."""
 
     def __init__(self, loss: str = "vae123", alpha: float = 1.0, beta: float = 0.5, vgg_weights: str = "imagenet",
                  reduction: str = "sum"):
@@ -277,15 +357,8 @@ class DFCLoss(nn.Module):
         if reduction not in REDUCTIONS:
             raise UserError(f"unknown reduction '{reduction}'; choose one of {', '.join(REDUCTIONS)}")
         self.loss, self.alpha, self.beta, self.reduction = loss, alpha, beta, reduction
-        self.vgg = VGGFeatures(LOSS_LAYERS[loss], vgg_weights) if LOSS_LAYERS[loss] else None
-
-    def _weight(self, per_image: torch.Tensor) -> float | None:
-        """The factor on one layer's (or the pixels') per-image squared-difference sum; None for 1.
-        per_image: one image's feature map (C, H, W) or pixels (3, H, W)."""
-        if self.reduction == "sum":
-            return None
-        scale = CAFFE_FEATURE_SCALE if self.vgg is not None else PIXEL_SCALE
-        return scale ** 2 / per_image.numel()
+        self.definition = LOSSES[loss]
+        self.vgg = VGGFeatures(self.definition.layers, vgg_weights) if self.definition.layers else None
 
     @property
     def vgg_weights_description(self) -> str:
@@ -294,33 +367,10 @@ class DFCLoss(nn.Module):
     def reconstruction(self, x: torch.Tensor, recon: torch.Tensor, per_image: bool = True) -> torch.Tensor:
         """The reconstruction term per image, (B,); or, with per_image=False, its batch mean, computed
         as one sum over the whole batch / B (the same number, in fewer passes over memory)."""
-        if per_image:
-            pairs = [(recon, x)] if self.vgg is None else zip(self.vgg(recon), self.vgg(x))
-            return sum(self._weighted((a.float() - t.float()).pow(2).flatten(1).sum(1), a[0]) for a, t in pairs)
-        chunk = _images_per_chunk(x)
-        if self.vgg is not None and chunk < len(x) and recon.requires_grad and torch.is_grad_enabled():
-            return _ChunkedFeatureLoss.apply(recon, x, self._squared_error_sum, chunk) / len(x)
-        return self._squared_error_sum(x, recon) / len(x)
-
-    def _squared_error_sum(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """sum over images (and VGG layers) of the squared differences, in three passes over memory
-        per layer: the differences are computed in place in our own target features."""
-        if self.vgg is None:
-            recon = recon.float()
-            return self._weighted(_SquaredNormOfDifference.apply(recon, x.float() - recon), recon[0])
-        with torch.no_grad():
-            targets = self.vgg(x)  # our own temporaries: overwritten by the differences
-        total = 0
-        for f_hat, f in zip(self.vgg(recon), targets):
-            f_hat = f_hat.float()
-            with torch.no_grad():
-                d = f.float().sub_(f_hat)
-            total = total + self._weighted(_SquaredNormOfDifference.apply(f_hat, d), f_hat[0])
-        return total
-
-    def _weighted(self, squared_sum: torch.Tensor, per_image: torch.Tensor) -> torch.Tensor:
-        weight = self._weight(per_image)
-        return squared_sum if weight is None else squared_sum * weight
+        if per_image or self.definition.batch_sum is None:
+            values = self.definition.per_image(self.vgg, x, recon, self.reduction)
+            return values if per_image else values.sum() / len(x)
+        return self.definition.batch_sum(self.vgg, x, recon, self.reduction) / len(x)
 
     def forward(self, x, recon, mu, logvar) -> dict[str, torch.Tensor]:
         """Returns batch means: 'loss' (to minimize), 'recon' and 'kl'."""

@@ -1,6 +1,7 @@
 """The training loop: data, model, loss, optimizer, logging, checkpoints, grids, resume.
 
-Reads top to bottom: set-up (devices, processes, run directory), data, model, then the loop.
+`_train` reads top to bottom: `_set_up` (settings, devices, processes, data, model, resume, logs), then
+per epoch `_train_epoch` (one `_optimizer_step` per batch) and `_end_epoch`, and `_finish`.
 Everything a run makes goes into its run directory:
   config.json     resolved settings + provenance (data, VGG weights, versions)
   metrics.csv     a row every `log_every` steps: loss, recon, kl, active units, images/s
@@ -23,12 +24,12 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from . import __version__
@@ -38,7 +39,7 @@ from .config import TrainConfig
 from .curves import plot_curves
 from .data import BatchSource, to_tensor
 from .device import autocast_for, resolve_device, resolve_precision  # noqa: F401 (also this module's API)
-from .distributed import any_process, data_parallel, world_size
+from .distributed import Processes, any_process, barrier, data_parallel, launched_rank, world_size
 from .distributed import setup as setup_processes, teardown as teardown_processes
 from .faces import open_faces, report_notes
 from .errors import UserError
@@ -76,8 +77,7 @@ class TrainStep(nn.Module):
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor):
         mu, logvar = self.model.encode_raw(x)  # training sees the raw latent (model.py: calibration)
-        z = mu + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps (Kingma & Welling 2014, Sec. 2.4)
-        return self.model.decode_raw(z), mu, logvar
+        return self.model.decode_raw(self.model.reparameterize(mu, logvar, eps)), mu, logvar
 
 
 class WeightAverage:
@@ -206,7 +206,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, tensorb
                         "or compile a one-process run")
     writer_class = tensorboard_writer() if tensorboard else None
     run = run_directory(cfg)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 alone writes, and holds the lock
+    if launched_rank() != 0:  # under torchrun rank 0 alone writes, and holds the lock
         return _train(cfg, faces, resume, progress, writer_class)
     with run_lock(run, "train"):
         return _train(cfg, faces, resume, progress, writer_class)
@@ -222,9 +222,94 @@ def tensorboard_writer():
     return SummaryWriter
 
 
-def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> Path:
-    from tqdm.auto import tqdm
+@dataclass
+class _Data:
+    """The decoded faces and what training draws from them."""
+    cache: Any  # the uint8 cache of the faces (data.py): .images (N, S, S, 3), .path
+    train_images: int
+    source: BatchSource  # the training batches
+    eval_x: torch.Tensor  # the fixed held-out set, (n, 3, S, S) in [0, 1]
+    calibration_idx: np.ndarray  # the training faces the latent's calibration is fitted on (cache rows)
 
+
+@dataclass
+class _Logs:
+    """Where rows go (rank 0 alone writes: elsewhere they are None) and the progress bar."""
+    metrics: _CSVLog | None
+    epochs: _CSVLog | None
+    writer: Any  # TensorBoard's SummaryWriter, with --tensorboard
+    bar: Any
+
+
+@dataclass
+class _Training:
+    """What the loop works with, and where it stands: step, epoch and batch_in_epoch, which a
+    checkpoint keeps and a resumed run starts from."""
+    cfg: TrainConfig
+    run: Path
+    procs: Processes
+    device: torch.device
+    data: _Data
+    model: DFCVAE
+    loss_fn: DFCLoss
+    optimizer: torch.optim.Optimizer
+    step_fn: Callable  # make_step_fn's f(x, eps) -> (loss dict, mu)
+    autocast: Any
+    meta: dict
+    caption: list[str]
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    total_steps: int
+    logs: _Logs | None = None
+    window: _Window | None = None
+    check_each_step: bool = False  # read each step's loss back (a CPU step syncs anyway)
+    bn_buffers: list[torch.Tensor] = field(default_factory=list)  # restored after a skipped batch
+    skipped: int = 0
+    t_start: float = 0.0
+    t_last: float = 0.0  # when the last metrics row was written
+    average: WeightAverage | None = None  # --ema-decay
+
+    @property
+    def shown(self) -> DFCVAE:
+        """The model evaluated, calibrated, drawn and saved: the weights' average, or the trained weights."""
+        return self.average.model if self.average else self.model
+
+    def payload(self) -> dict:
+        trained = {"trained_model": self.model.state_dict()} if self.average else {}  # what a resume trains on
+        return {"config": self.cfg.to_dict(), "meta": self.meta, "model": self.shown.state_dict(), **trained,
+                "optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch, "rng": rng_state(self.device)}
+
+    def save(self, epoch_name: str | None = None) -> None:
+        """Checkpoint, never over good weights with non-finite ones (all processes check, and agree)."""
+        if any_process(not (finite_weights(self.model) and finite_weights(self.shown)), self.procs, self.device):
+            _diverged(self.run, self.step, "the weights")
+        if self.procs.is_main:
+            save_checkpoint(self.run, self.payload(), epoch_name=epoch_name)
+
+    def calibrate(self) -> dict:
+        """Fit the latent's calibration (rank 0: the one whose weights are saved); its KL before and after.
+        The weights' average first gets the BatchNorm statistics of its own weights."""
+        if self.average:
+            self.average.recompute_batchnorm(self.data.cache.images, self.data.calibration_idx, self.device)
+        return fit_latent_calibration(self.shown, self.data.cache.images, self.data.calibration_idx, self.device,
+                                      self.cfg.calibrate_latent)
+
+
+def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> Path:
+    t = _set_up(cfg, faces, resume, progress, writer_class)
+    while t.epoch < t.cfg.epochs and t.step < t.total_steps:
+        if not _train_epoch(t):  # stopped inside the epoch (max_steps)
+            break
+        _end_epoch(t)
+    _finish(t)
+    return t.run
+
+
+def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> _Training:
+    """Settings (a resumed run's own), processes, seeds, data, model, loss, optimizer, the checkpoint
+    resumed from, and the logs; in this order, which the numbers of a seeded run depend on."""
     run, saved = check_run_dir(cfg, resume)
     resume = resume and latest_checkpoint(run) is not None
     if saved is not None:
@@ -234,158 +319,179 @@ def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) 
         torch.use_deterministic_algorithms(True)
     # the device first: the process group's backend follows it (gloo for --device cpu on a GPU host)
     procs, device = setup_processes(resolve_device(cfg.device))
-    rank, world, is_main = procs.rank, procs.world, procs.is_main
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    data = _load_data(cfg, faces, procs, device, progress)
 
-    # --- data: decode once into the cache (rank 0 first, so the others find it made)
-    if is_main:
-        report_notes(faces)
-        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, progress)
-    if world > 1:
-        dist.barrier()
-    if not is_main:
-        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, False)
-    train_idx = faces.indices("train")
-    eval_idx = faces.indices("valid")[:EVAL_IMAGES]
-    if len(eval_idx) < 16:
-        eval_idx = train_idx[:EVAL_IMAGES]
-    source = BatchSource(cache.images, train_idx, cfg.batch_size, device, cfg.seed, cfg.flip, rank, world)
-    eval_x = to_tensor(cache.images[np.sort(eval_idx)])
-    calibration_idx = np.sort(train_idx[:CALIBRATION_IMAGES])
-
-    # --- model, loss, optimizer (channels_last: batches arrive NHWC-strided from the cache)
+    # model, loss, optimizer (channels_last: batches arrive NHWC-strided from the cache)
     model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
     loss_fn = DFCLoss(cfg.loss, cfg.alpha, cfg.beta, cfg.vgg_weights, cfg.reduction).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, device)
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    shown = average.model if average else model  # the model evaluated, calibrated, drawn and saved
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
         step, epoch, batch_in_epoch = resume_from(latest_checkpoint(run), model, optimizer, device, average)
     step_module = data_parallel(TrainStep(model), procs, device)
     precision = resolve_precision(cfg.precision, device)
     step_fn = make_step_fn(step_module, loss_fn, device, cfg.compile, precision)
-    autocast = autocast_for(device, precision)
 
-    synthetic = faces.synthetic is not None
-    meta = {**faces.provenance(), "train_images": len(train_idx), "cache": str(cache.path),
+    meta = {**faces.provenance(), "train_images": data.train_images, "cache": str(data.cache.path),
             "vgg_weights": loss_fn.vgg_weights_description, "dfc_vae": __version__, "torch": str(torch.__version__),
-            "device": str(device), "precision": precision, "world_size": world}
-    caption = provenance(synthetic, meta["vgg_weights"])
-    writer = None
-    if is_main:
-        write_json(run / "config.json", {"config": cfg.to_dict(), "meta": meta})
-        metrics = _CSVLog(run / "metrics.csv", METRIC_COLUMNS, step if resume else None, "step")
-        epochs_log = _CSVLog(run / "epochs.csv", EPOCH_COLUMNS, epoch if resume else None, "epoch")
-        if writer_class is not None:  # events past the checkpoint's step, of a killed run, are dropped
-            writer = writer_class(str(run / "tensorboard"), purge_step=step if resume else None)
-        for line in caption:
-            print(f"note: {line}")
-
-    def payload() -> dict:
-        trained = {"trained_model": model.state_dict()} if average else {}  # what a resume goes on training
-        return {"config": cfg.to_dict(), "meta": meta, "model": shown.state_dict(), **trained,
-                "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "rng": rng_state(device)}
-
-    def save(epoch_name: str | None = None) -> None:
-        """Checkpoint, never over good weights with non-finite ones (all processes check, and agree)."""
-        if any_process(not (finite_weights(model) and finite_weights(shown)), procs, device):
-            _diverged(run, step, "the weights")
-        if is_main:
-            save_checkpoint(run, payload(), epoch_name=epoch_name)
-
-    total_steps = cfg.epochs * source.num_batches
+            "device": str(device), "precision": precision, "world_size": procs.world}
+    total_steps = cfg.epochs * data.source.num_batches
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    check_each_step = device.type == "cpu" or cfg.skip_bad_batches > 0  # a CPU step syncs anyway
-    bar = tqdm(total=total_steps, initial=min(step, total_steps), desc=f"train {cfg.loss}", unit="step",
-               disable=not (progress and is_main), dynamic_ncols=True)
-    window = _Window(cfg.latent_dim, device)
-    skipped = 0
+    t = _Training(cfg=cfg, run=run, procs=procs, device=device, data=data, model=model, loss_fn=loss_fn,
+                  optimizer=optimizer, step_fn=step_fn, autocast=autocast_for(device, precision), meta=meta,
+                  caption=provenance(faces.synthetic is not None, meta["vgg_weights"]), step=step, epoch=epoch,
+                  batch_in_epoch=batch_in_epoch, total_steps=total_steps, average=average)
+    t.logs = _open_logs(t, resume, progress, writer_class)
+    t.window = _Window(cfg.latent_dim, device)
+    t.check_each_step = device.type == "cpu" or cfg.skip_bad_batches > 0  # a CPU step syncs anyway
     # a skipped batch's forward pass has already moved the BatchNorm running statistics: keep a copy
-    bn_buffers = _batchnorm_buffers(model) if cfg.skip_bad_batches else []
-    t_last = time.perf_counter()
-    t_start = t_last
+    t.bn_buffers = _batchnorm_buffers(model) if cfg.skip_bad_batches else []
+    t.t_start = t.t_last = time.perf_counter()
     model.train()
-    while epoch < cfg.epochs and step < total_steps:
-        for group in optimizer.param_groups:  # from the epoch alone, so a resumed run gets the same rate
-            group["lr"] = learning_rate(cfg, epoch)
-        for x in source.batches(epoch, batch_in_epoch):
-            eps = torch.randn(cfg.batch_size, cfg.latent_dim, device=device)  # the global batch's noise
-            eps = eps[rank * len(x):(rank + 1) * len(x)]
-            saved_bn = [b.clone() for b in bn_buffers]
-            out, mu = step_fn(x, eps)
-            loss = out["loss"]
-            # decided on all processes together: one skipping or stopping alone would leave the others
-            # waiting in a collective
-            if check_each_step and any_process(~torch.isfinite(loss), procs, device):
-                skipped += 1
-                if skipped > cfg.skip_bad_batches:
-                    _diverged(run, step + 1, nonfinite_terms(out))
-                for b, saved in zip(bn_buffers, saved_bn):
-                    b.copy_(saved)
-                optimizer.zero_grad(set_to_none=True)
-                batch_in_epoch += 1
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if average:
-                average.update(model, step)
-            step += 1
-            batch_in_epoch += 1
-            window.add(out, mu)
-            if step % cfg.log_every == 0 or step == total_steps:
-                now = time.perf_counter()
-                row = window.read()  # the one host sync of the window
-                if any_process(not math.isfinite(row["loss"]), procs, device):
-                    _diverged(run, step, nonfinite_terms(row))
-                row.update(step=step, epoch=epoch, images_per_s=row.pop("n") * world / (now - t_last),
-                           elapsed_s=now - t_start)
-                t_last = now
-                if is_main:
-                    metrics.append(row)
-                    _add_scalars(writer, "train", row, step)
-                    bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", active=row["active_units"])
-            bar.update(1)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save()
-            if step >= total_steps and batch_in_epoch < source.num_batches:
-                break  # (at an epoch's last batch, fall through to the epoch's end instead)
-        else:  # the epoch ran to its end
-            epoch += 1
-            batch_in_epoch = 0
-            if is_main:
-                if average:
-                    average.recompute_batchnorm(cache.images, calibration_idx, device)
-                calibration = fit_latent_calibration(shown, cache.images, calibration_idx, device, cfg.calibrate_latent)
-                summary = evaluate_fixed_set(shown, loss_fn, eval_x, device, autocast)
-                epochs_log.append({"epoch": epoch, "step": step, **summary, **calibration})
-                _add_scalars(writer, "held_out", summary, step)
-                save_epoch_grids(shown, eval_x, run / "grids", epoch, cfg.seed, device, caption)
-            save(epoch_name=f"epoch_{epoch:03d}.pt")
-            if is_main:
-                plot_curves([run], run / "curves.png")
-                tqdm.write(f"epoch {epoch}: eval loss {summary['eval_loss']:.4g}, recon {summary['eval_recon']:.4g}, "
-                           f"KL {summary['eval_kl']:.3g}, active units {summary['active_units']}/{cfg.latent_dim}")
-            model.train()
-            continue
-        break
-    bar.close()
-    if batch_in_epoch:  # stopped inside an epoch (max_steps): keep where we are
-        if is_main:
-            if average:
-                average.recompute_batchnorm(cache.images, calibration_idx, device)
-            fit_latent_calibration(shown, cache.images, calibration_idx, device, cfg.calibrate_latent)
-        save()
-    if is_main and (batch_in_epoch or not (run / "curves.png").is_file()):  # an epoch's end drew the rest
-        plot_curves([run], run / "curves.png")
-    if is_main and writer is not None:
-        writer.close()
-    teardown_processes(procs)
-    return run
+    return t
+
+
+def _load_data(cfg: TrainConfig, faces, procs: Processes, device: torch.device, progress: bool) -> _Data:
+    """Decode the faces once into the cache (rank 0 first, so the others find it made); the training
+    batches, the held-out set (the validation split, or training faces without one) and the
+    calibration faces."""
+    if procs.is_main:
+        report_notes(faces)
+        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, progress)
+    barrier(procs)
+    if not procs.is_main:
+        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, False)
+    train_idx = faces.indices("train")
+    eval_idx = faces.indices("valid")[:EVAL_IMAGES]
+    if len(eval_idx) < 16:
+        eval_idx = train_idx[:EVAL_IMAGES]
+    source = BatchSource(cache.images, train_idx, cfg.batch_size, device, cfg.seed, cfg.flip, procs.rank, procs.world)
+    return _Data(cache, len(train_idx), source, to_tensor(cache.images[np.sort(eval_idx)]),
+                 np.sort(train_idx[:CALIBRATION_IMAGES]))
+
+
+def _open_logs(t: _Training, resume: bool, progress: bool, writer_class) -> _Logs:
+    """config.json, metrics.csv and epochs.csv (resuming: cut back to the checkpoint), TensorBoard's
+    events, the provenance notes (rank 0 alone), and the progress bar."""
+    from tqdm.auto import tqdm
+
+    metrics = epochs = writer = None
+    if t.procs.is_main:
+        write_json(t.run / "config.json", {"config": t.cfg.to_dict(), "meta": t.meta})
+        metrics = _CSVLog(t.run / "metrics.csv", METRIC_COLUMNS, t.step if resume else None, "step")
+        epochs = _CSVLog(t.run / "epochs.csv", EPOCH_COLUMNS, t.epoch if resume else None, "epoch")
+        if writer_class is not None:  # events past the checkpoint's step, of a killed run, are dropped
+            writer = writer_class(str(t.run / "tensorboard"), purge_step=t.step if resume else None)
+        for line in t.caption:
+            print(f"note: {line}")
+    bar = tqdm(total=t.total_steps, initial=min(t.step, t.total_steps), desc=f"train {t.cfg.loss}", unit="step",
+               disable=not (progress and t.procs.is_main), dynamic_ncols=True)
+    return _Logs(metrics, epochs, writer, bar)
+
+
+def _train_epoch(t: _Training) -> bool:
+    """The epoch's batches from batch_in_epoch on; False when training stops inside the epoch."""
+    for group in t.optimizer.param_groups:  # from the epoch alone, so a resumed run gets the same rate
+        group["lr"] = learning_rate(t.cfg, t.epoch)
+    for x in t.data.source.batches(t.epoch, t.batch_in_epoch):
+        _optimizer_step(t, x)
+        if t.step >= t.total_steps and t.batch_in_epoch < t.data.source.num_batches:
+            return False  # (at an epoch's last batch, the epoch ends instead)
+    return True
+
+
+def _optimizer_step(t: _Training, x: torch.Tensor) -> None:
+    """One batch: forward pass and loss, then backward and Adam's step unless the loss is not finite
+    (--skip-bad-batches); a metrics row every log_every steps, a checkpoint every checkpoint_every."""
+    cfg, procs = t.cfg, t.procs
+    eps = torch.randn(cfg.batch_size, cfg.latent_dim, device=t.device)  # the global batch's noise
+    eps = eps[procs.rank * len(x):(procs.rank + 1) * len(x)]
+    saved_bn = [b.clone() for b in t.bn_buffers]
+    out, mu = t.step_fn(x, eps)
+    t.batch_in_epoch += 1
+    # decided on all processes together: one skipping or stopping alone would leave the others
+    # waiting in a collective
+    if t.check_each_step and any_process(~torch.isfinite(out["loss"]), procs, t.device):
+        _skip_batch(t, out, saved_bn)
+        return
+    t.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    t.optimizer.step()
+    if t.average:
+        t.average.update(t.model, t.step)
+    t.step += 1
+    t.window.add(out, mu)
+    if t.step % cfg.log_every == 0 or t.step == t.total_steps:
+        _log_window(t)
+    t.logs.bar.update(1)
+    if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0:
+        t.save()
+
+
+def _skip_batch(t: _Training, out: dict, saved_bn: list[torch.Tensor]) -> None:
+    """Drop a batch whose loss is not finite, undoing what its forward pass did to the BatchNorm
+    running statistics; one more than --skip-bad-batches allows stops training."""
+    t.skipped += 1
+    if t.skipped > t.cfg.skip_bad_batches:
+        _diverged(t.run, t.step + 1, nonfinite_terms(out))
+    for b, saved in zip(t.bn_buffers, saved_bn):
+        b.copy_(saved)
+    t.optimizer.zero_grad(set_to_none=True)
+
+
+def _log_window(t: _Training) -> None:
+    """The metrics row of the steps since the last one (the one host sync of the window)."""
+    now = time.perf_counter()
+    row = t.window.read()
+    if any_process(not math.isfinite(row["loss"]), t.procs, t.device):
+        _diverged(t.run, t.step, nonfinite_terms(row))
+    row.update(step=t.step, epoch=t.epoch, images_per_s=row.pop("n") * t.procs.world / (now - t.t_last),
+               elapsed_s=now - t.t_start)
+    t.t_last = now
+    if t.procs.is_main:
+        t.logs.metrics.append(row)
+        _add_scalars(t.logs.writer, "train", row, t.step)
+        t.logs.bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", active=row["active_units"])
+
+
+def _end_epoch(t: _Training) -> None:
+    """An epoch's end: the latent's calibration, the held-out evaluation, the grids and the curves
+    (rank 0), and the epoch's checkpoint."""
+    from tqdm.auto import tqdm
+
+    t.epoch += 1
+    t.batch_in_epoch = 0
+    if t.procs.is_main:
+        calibration = t.calibrate()
+        summary = evaluate_fixed_set(t.shown, t.loss_fn, t.data.eval_x, t.device, t.autocast)
+        t.logs.epochs.append({"epoch": t.epoch, "step": t.step, **summary, **calibration})
+        _add_scalars(t.logs.writer, "held_out", summary, t.step)
+        save_epoch_grids(t.shown, t.data.eval_x, t.run / "grids", t.epoch, t.cfg.seed, t.device, t.caption)
+    t.save(epoch_name=f"epoch_{t.epoch:03d}.pt")
+    if t.procs.is_main:
+        plot_curves([t.run], t.run / "curves.png")
+        tqdm.write(f"epoch {t.epoch}: eval loss {summary['eval_loss']:.4g}, recon {summary['eval_recon']:.4g}, "
+                   f"KL {summary['eval_kl']:.3g}, active units {summary['active_units']}/{t.cfg.latent_dim}")
+    t.model.train()
+
+
+def _finish(t: _Training) -> None:
+    """Stopped inside an epoch (max_steps): calibrate and keep where we are. Then the curves, unless
+    an epoch's end has just drawn them, and the processes' teardown."""
+    t.logs.bar.close()
+    if t.batch_in_epoch:
+        if t.procs.is_main:
+            t.calibrate()
+        t.save()
+    if t.procs.is_main and (t.batch_in_epoch or not (t.run / "curves.png").is_file()):
+        plot_curves([t.run], t.run / "curves.png")
+    if t.procs.is_main and t.logs.writer is not None:
+        t.logs.writer.close()
+    teardown_processes(t.procs)
 
 
 def resume_from(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,

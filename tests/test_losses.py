@@ -4,7 +4,7 @@ from torch.distributions import Normal, kl_divergence as torch_kl
 from torchvision.models import vgg19
 
 from dfc_vae import DFCLoss, UserError, active_units, kl_divergence
-from dfc_vae.losses import LOSS_LAYERS, VGGFeatures, load_vgg19_features
+from dfc_vae.losses import LOSS_LAYERS, LOSS_NAMES, LOSSES, REDUCTIONS, VGGFeatures, load_vgg19_features
 
 
 def test_kl_matches_torch_distributions():
@@ -112,6 +112,41 @@ def test_chunked_feature_loss_on_cpu_equals_one_pass_over_the_batch(monkeypatch)
     torch.testing.assert_close(chunked_grad, whole_grad)
     assert chunked_grad.abs().sum() > 0
     torch.testing.assert_close(chunked, loss.reconstruction(x, x.flip(3)).mean(), rtol=2e-5, atol=0)  # per image (eval)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_every_losss_training_path_equals_its_plain_definition(name, reduction, monkeypatch):
+    """Training's batch mean (the loss's fast batch sum: in place, and chunked on a CPU, here into 2, 2
+    and 1 images, or in one pass) is the batch mean of its per-image definition, with the same
+    gradient for the reconstruction, up to the order of fp32 sums."""
+    import dfc_vae.losses as losses
+
+    torch.manual_seed(0)
+    loss = DFCLoss(name, vgg_weights="random", reduction=reduction)
+    x = torch.rand(5, 3, 32, 32)
+    recon = (0.7 * x + 0.3 * torch.rand_like(x)).requires_grad_()
+    plain = LOSSES[name].per_image(loss.vgg, x, recon, reduction).mean()
+    (plain_grad,) = torch.autograd.grad(plain, recon)
+    for chunk_images in (2, 5):
+        monkeypatch.setattr(losses, "CPU_CHUNK_BYTES", chunk_images * 64 * 4 * 32 * 32)
+        r = recon.detach().clone().requires_grad_()
+        (fast := loss.reconstruction(x, r, per_image=False)).backward()
+        torch.testing.assert_close(fast, plain.detach(), rtol=2e-5, atol=0)
+        torch.testing.assert_close(r.grad, plain_grad, rtol=2e-5, atol=2e-5 * plain_grad.abs().max().item())
+
+
+def test_a_loss_is_one_registry_entry_and_without_a_fast_path_trains_on_its_definition(monkeypatch):
+    import dfc_vae.losses as losses
+
+    assert LOSS_NAMES == tuple(LOSSES) == ("vae123", "vae345", "pvae")
+    assert LOSS_LAYERS == {name: LOSSES[name].layers for name in LOSS_NAMES}
+    monkeypatch.setitem(LOSSES, "pixels_plain", losses.ReconstructionLoss("pixels_plain", (), losses.pixel_loss))
+    x, recon = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
+    plain = DFCLoss("pixels_plain", reduction="paper")
+    assert plain.vgg is None
+    torch.testing.assert_close(plain.reconstruction(x, recon, per_image=False),
+                               DFCLoss("pvae", reduction="paper").reconstruction(x, recon).mean())
 
 
 def test_active_units_counts_dimensions_that_vary():

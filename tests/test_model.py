@@ -51,6 +51,26 @@ def test_eval_mode_output_does_not_depend_on_the_rest_of_the_batch():
     torch.testing.assert_close(alone, in_batch, rtol=1e-4, atol=1e-5)
 
 
+def test_reparameterize_uses_the_noise_passed_in_or_draws_its_own():
+    mu, logvar, eps = torch.randn(4, 6), torch.randn(4, 6), torch.randn(4, 6)
+    assert torch.equal(DFCVAE.reparameterize(mu, logvar, eps), mu + torch.exp(0.5 * logvar) * eps)
+    torch.manual_seed(7)
+    drawn = DFCVAE.reparameterize(mu, logvar)
+    torch.manual_seed(7)
+    assert torch.equal(drawn, mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))
+
+
+def test_the_training_step_is_the_models_forward_pass_with_the_noise_passed_in():
+    from dfc_vae.train import TrainStep
+
+    model = DFCVAE(ModelConfig(image_size=32, latent_dim=8))
+    x, eps = torch.rand(3, 3, 32, 32), torch.randn(3, 8)
+    recon, mu, logvar = TrainStep(model)(x, eps)
+    raw_mu, raw_logvar = model.encode_raw(x)  # training sees the raw latent
+    assert torch.equal(mu, raw_mu) and torch.equal(logvar, raw_logvar)
+    assert torch.equal(recon, model.decode_raw(mu + torch.exp(0.5 * logvar) * eps))
+
+
 def test_unsupported_size_is_a_user_error():
     with pytest.raises(UserError, match="32, 64, 128"):
         ModelConfig(image_size=48)
