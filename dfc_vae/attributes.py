@@ -150,21 +150,26 @@ def compute_attribute_vectors(run, data=None, split: str = "train", cache_dir=No
     """Encode every labelled image of `split` with `run` (a LoadedRun) and take, for each attribute
     the data has (CelebA's 40, or a labels file's columns), its vector by `method` (module doc),
     with the counts."""
-    if method not in METHODS:
-        raise UserError(f"unknown attribute-vector method '{method}'; choose one of {', '.join(METHODS)}")
+    return attribute_vectors_by_method(run, data, split, cache_dir, progress, (method,))[method]
+
+
+def attribute_vectors_by_method(run, data=None, split: str = "train", cache_dir=None, progress: bool = True,
+                                methods=METHODS) -> dict[str, AttributeVectors]:
+    """compute_attribute_vectors for several methods at once, from one encoding of the split."""
+    for method in methods:
+        if method not in METHODS:
+            raise UserError(f"unknown attribute-vector method '{method}'; choose one of {', '.join(METHODS)}")
     faces = open_faces_for_run(run, data)
     faces.require_labels()
     mu, rows = encode_split(run, faces, split, cache_dir=cache_dir, progress=progress)
     names = faces.attribute_names
     labels = rows[names].to_numpy()
-    vectors, n_pos, n_neg = attribute_vectors(mu, labels)
-    if method == "regression":
-        vectors = regression_vectors(mu, labels)
+    means, n_pos, n_neg = attribute_vectors(mu, labels)
     meta = {"run": str(Path(run.path).resolve()), "step": int(run.step), "data": faces.identity,
             "data_description": faces.description, "synthetic": faces.synthetic is not None, "split": split,
-            "images": int(len(rows)), "vgg_weights": run.meta.get("vgg_weights", ""), "latent_dim": int(mu.shape[1]),
-            "method": method}
-    return AttributeVectors(names, vectors, n_pos, n_neg, meta)
+            "images": int(len(rows)), "vgg_weights": run.meta.get("vgg_weights", ""), "latent_dim": int(mu.shape[1])}
+    return {method: AttributeVectors(names, regression_vectors(mu, labels) if method == "regression" else means,
+                                     n_pos, n_neg, {**meta, "method": method}) for method in methods}
 
 
 def folder_attribute_vector(run, positive, negative, name: str, cache_dir=None, progress: bool = True) -> AttributeVectors:

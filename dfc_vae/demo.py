@@ -147,7 +147,7 @@ class _Results:
 def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSettings(), cache_dir=None,
              progress: bool = True, say=print) -> Path:
     """Run every step into `out` and return the path of report.md."""
-    from .attributes import METHODS, compute_attribute_vectors
+    from .attributes import attribute_vectors_by_method
     from .classifier import classifier_for_run
     from .figures import headline
     from .run import load_run
@@ -168,7 +168,7 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     run = load_run(run_dir, "auto")
     with steps.step(4, f"attribute vectors (both methods; {s.vector_method} drawn) over the training split",
                     "attribute_vectors"):
-        by_method = {m: compute_attribute_vectors(run, data, "train", cache_dir, progress, method=m) for m in METHODS}
+        by_method = attribute_vectors_by_method(run, data, "train", cache_dir, progress)
         vectors = by_method[s.vector_method]
         vectors.save(run_dir / "attributes_train.safetensors")
     with steps.step(5, f"training the attribute classifier ({s.classifier_epochs} epochs)", "classifier"):

@@ -91,11 +91,13 @@ class WeightAverage:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay = decay
         self._params = list(self.model.parameters())
+        self._trained = [p.detach() for p in model.parameters()]  # views: they follow the optimizer's updates
 
     @torch.no_grad()
-    def update(self, model: DFCVAE, step: int) -> None:
+    def update(self, step: int) -> None:
+        """Move the average towards the trained weights after optimizer step `step` (0-based)."""
         decay = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], 1 - decay)
+        torch._foreach_lerp_(self._params, self._trained, 1 - decay)
 
     @torch.no_grad()
     def recompute_batchnorm(self, images: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 256) -> None:
@@ -283,7 +285,8 @@ class _Training:
 
     def save(self, epoch_name: str | None = None) -> None:
         """Checkpoint, never over good weights with non-finite ones (all processes check, and agree)."""
-        if any_process(not (finite_weights(self.model) and finite_weights(self.shown)), self.procs, self.device):
+        finite = finite_weights(self.model) and (self.average is None or finite_weights(self.average.model))
+        if any_process(not finite, self.procs, self.device):
             _diverged(self.run, self.step, "the weights")
         if self.procs.is_main:
             save_checkpoint(self.run, self.payload(), epoch_name=epoch_name)
@@ -422,7 +425,7 @@ def _optimizer_step(t: _Training, x: torch.Tensor) -> None:
     out["loss"].backward()
     t.optimizer.step()
     if t.average:
-        t.average.update(t.model, t.step)
+        t.average.update(t.step)
     t.step += 1
     t.window.add(out, mu)
     if t.step % cfg.log_every == 0 or t.step == t.total_steps:
