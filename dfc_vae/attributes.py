@@ -23,12 +23,13 @@ import pandas as pd
 import torch
 
 from .celeba import ATTRIBUTE_NAMES
+from .choices import VECTOR_METHODS
 from .errors import UserError
 from .faces import encode_rows, open_faces_for_run
 from .fileio import write_bytes
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
-METHODS = ("mean-difference", "regression")
+METHODS = VECTOR_METHODS
 
 
 def encode_split(run, data=None, split: str = "train", cache_dir=None, batch_size: int = 512,

@@ -10,4 +10,5 @@ CROPS = ("official", "center148", "center")  # data.py: crop_box says what each 
 CELEBA_LAYOUTS = ("official", "torchvision", "kaggle", "png")  # png: the official PNG release, img_align_celeba_png/
 SYNTH_LAYOUTS = ("official", "torchvision", "kaggle", "folder")  # folder: the JPEGs and a labels.csv, nothing else
 SYNTHETIC_MARKER = "dfc_vae_synthetic.json"  # written last by the renderer: its presence means "complete dataset"
+VECTOR_METHODS = ("mean-difference", "regression")  # attributes.py: how an attribute's latent vector is computed
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a latent unit is active if Var(posterior mean) exceeds this

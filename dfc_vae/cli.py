@@ -1,7 +1,8 @@
 """`dfc-vae`: one command with subcommands.
 
 Each subcommand lives in dfc_vae/commands/NAME.py and defines HELP, ORDER, add_arguments(parser)
-and run(args); this file finds them, parses, and runs it through errors.exit_status (a UserError: one line and exit 2).
+and run(args) (commands/_common.py holds what several share); this file finds them, parses, and runs
+the one asked for through errors.exit_status (a UserError: one line and exit 2).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "train, sample, edit faces and reproduce the paper's figures.")
     parser.add_argument("--version", action="version", version=f"dfc_vae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    modules = [importlib.import_module(f"{commands.__name__}.{m.name}") for m in pkgutil.iter_modules(commands.__path__)]
+    modules = [importlib.import_module(f"{commands.__name__}.{m.name}") for m in pkgutil.iter_modules(commands.__path__)
+               if not m.name.startswith("_")]
     for mod in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
         name = mod.__name__.rsplit(".", 1)[-1]
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)

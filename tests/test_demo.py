@@ -33,3 +33,13 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--vgg-weights", "random", "--no-progress"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_demo_refuses_bad_settings_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "demo"
+    for flags, named in ((["--vector-method", "median"], "--vector-method"), (["--epochs", "0"], "epochs"),
+                         (["--show", "5", "--faces-per-edit", "4"], "--show"), (["--n", "10"], "--n")):
+        assert main(["demo", "--out", str(out), "--vgg-weights", "random", "--no-progress", *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert named in err and len(err.splitlines()) == 1
+        assert not out.exists()

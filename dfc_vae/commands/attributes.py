@@ -1,20 +1,21 @@
 import argparse
 
+from ..choices import VECTOR_METHODS
+from ._common import add_run_arguments
+
 HELP = ("attribute vectors: mean posterior mean with minus without each attribute the data is labelled with, "
         "or from two folders (--positive DIR_A --negative DIR_B --name NAME)")
 ORDER = 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    parser.add_argument("--data", help="the faces whose labels to use: CelebA, a labelled folder or synthetic faces "
-                                       "(default: the run's data)")
-    parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv)")
+    add_run_arguments(parser, data_help="the faces whose labels to use: CelebA, a labelled folder or synthetic faces "
+                                        "(default: the run's data)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="use the images present when the labels list some that are not there")
     parser.add_argument("--split", default="train", choices=("train", "valid", "test", "all"),
                         help="images to average over (default: train)")
-    parser.add_argument("--method", default="mean-difference", choices=("mean-difference", "regression"),
+    parser.add_argument("--method", default="mean-difference", choices=VECTOR_METHODS,
                         help="mean-difference (the paper's: mean with minus mean without) or regression (each "
                              "attribute's effect with the other labels held fixed; attributes.py)")
     parser.add_argument("--positive", metavar="DIR_A", help="a folder of faces WITH the attribute (with --negative, --name)")

@@ -1,6 +1,7 @@
 import argparse
 
 from ..argtypes import nonnegative_int, seed
+from ._common import add_run_arguments
 
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
         "KL per latent dimension, and pictures of the latent space (PCA, t-SNE of faces)")
@@ -10,9 +11,7 @@ TSNE_FACES = 500
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    parser.add_argument("--data", help="the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)")
-    parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv, or the run's)")
+    add_run_arguments(parser)
     parser.add_argument("--allow-missing", action="store_true",
                         help="use the images present when the labels list some that are not there")
     parser.add_argument("--out", help="folder for report.md, CSVs and PNGs (default: RUN/eval)")

@@ -1,17 +1,12 @@
-"""`dfc-vae fig5`. The flags and the opening of a run that Figure 6 and the prior gap share live here too."""
+"""`dfc-vae fig5`. The flags that Figure 6 shares live here too."""
 
 import argparse
+
+from ._common import add_run_arguments, open_run_and_faces
 
 HELP = ("the paper's Figure 5, measured: interpolation between latent vectors of faces (and of prior samples); "
         "PNG, every cell's attribute scores (CSV), summary (JSON)")
 ORDER = 80
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """--run, --data, --labels: the run and the faces it is measured on."""
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    parser.add_argument("--data", help="the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)")
-    parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv, or the run's)")
 
 
 def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,17 +42,6 @@ def check_figure_numbers(args: argparse.Namespace, few_steps: str | None = None)
         raise UserError(few_steps)
     require(args.steps, "--steps", "int", min=2, max=101)
     require(args.seed, "--seed", "int", min=0, max=2**32 - 1)
-
-
-def open_run_and_faces(args: argparse.Namespace):
-    """The run (--run on --device) and the faces it is measured on (--data, --labels); their notes are printed."""
-    from ..faces import open_faces_for_run, report_notes
-    from ..run import load_run
-
-    loaded = load_run(args.run, args.device)
-    faces = open_faces_for_run(loaded, args.data, args.labels)
-    report_notes(faces)
-    return loaded, faces
 
 
 def _endpoints(pairs: list[str]) -> dict[str, tuple[str, str]]:

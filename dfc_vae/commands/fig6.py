@@ -2,7 +2,8 @@
 
 import argparse
 
-from .fig5 import add_figure_arguments, check_figure_numbers, open_run_and_faces
+from ._common import open_run_and_faces
+from .fig5 import add_figure_arguments, check_figure_numbers
 
 HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
         "PNG, every cell's attribute scores (CSV), flip rates and side effects (JSON)")

@@ -2,7 +2,7 @@
 
 import argparse
 
-from .fig5 import add_run_arguments, open_run_and_faces
+from ._common import add_run_arguments, open_run_and_faces
 
 HELP = ("the prior gap: Figure 5's fake -> fake rows, scored the same way, with their ends drawn from N(0, I) "
         "and from where the encoder puts training faces")

@@ -1,15 +1,15 @@
 import argparse
 
 from ..argtypes import positive_int
+from ._common import add_run_arguments
 
 HELP = "reconstruct faces of a data split with a trained run (inputs beside reconstructions)"
 ORDER = 41
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
-    parser.add_argument("--data", help="the faces: CelebA, a folder of images or synthetic faces (default: the run's data)")
-    parser.add_argument("--labels", help="labels file of a folder of images (its split column, if any, is used)")
+    add_run_arguments(parser, data_help="the faces: CelebA, a folder of images or synthetic faces (default: the run's data)",
+                      labels_help="labels file of a folder of images (its split column, if any, is used)")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
     parser.add_argument("--n", type=positive_int, default=32, help="number of faces")
     parser.add_argument("--out", help="PNG to write (default: RUN/reconstructions.png)")
