@@ -176,8 +176,8 @@ class VGGFeatures(nn.Module):
 
     def _layers(self, x: torch.Tensor) -> nn.Sequential:
         """`net`, or under autocast a copy of it in autocast's dtype, made once: autocast caches the
-        casts of trainable weights only, so it would cast these frozen ones again at every call (~7%
-        of a bf16 training step on a CPU at 32x32). The numbers are the same either way."""
+        casts of trainable weights only, so it would cast these frozen ones again at every call (its
+        cost: docs/benchmarks.md). The numbers are the same either way."""
         device = x.device.type
         if not torch.is_autocast_enabled(device) or torch.compiler.is_compiling():
             return self.net
@@ -203,7 +203,7 @@ class _SquaredNormOfDifference(torch.autograd.Function):
     The same as mse_loss(a, t, reduction="sum") in three passes over memory instead of ~7, and
     without a new feature-sized tensor when the caller computes d in place in a target it no longer
     needs (forward: that subtraction and a norm; backward: d scaled). On a CPU the feature loss of
-    VAE-123 at 64x64 is memory-bound: this saved ~12% of a training step and ~60 MB of peak memory.
+    VAE-123 at 64x64 is memory-bound, so fewer passes are faster (docs/benchmarks.md).
     """
 
     @staticmethod
@@ -218,9 +218,9 @@ class _SquaredNormOfDifference(torch.autograd.Function):
 
 
 # A CPU computes the feature loss of a batch chunk by chunk, forward and backward, so that each
-# chunk's largest VGG maps (relu1_x: 64 channels at full resolution) stay in the processor's caches:
-# VAE-123's step at 64x64, batch 64 on a 2-core CPU: 23% less time in the feature loss, and its
-# saved activations shrink from the whole batch's to one chunk's (docs/benchmarks.md).
+# chunk's largest VGG maps (relu1_x: 64 channels at full resolution) stay in the processor's caches,
+# and the activations saved for backward shrink from the whole batch's to one chunk's (the measured
+# gain: docs/benchmarks.md).
 CPU_CHUNK_BYTES = 8 * 2**20  # of one fp32 relu1 map per chunk: 8 images at 64x64, 32 at 32x32
 
 
