@@ -18,6 +18,13 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def enlarge(images: np.ndarray, min_size: int = 64) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> each pixel repeated k x k times, the smallest integer k that makes H at least
+    `min_size`: 32-px faces become visible in a picture without inventing detail (nearest neighbour)."""
+    k = max(1, -(-min_size // images.shape[1]))
+    return images.repeat(k, axis=1).repeat(k, axis=2) if k > 1 else images
+
+
 def grid(images: np.ndarray, ncol: int, pad: int = 2, fill: int = 255) -> np.ndarray:
     """(N, H, W, 3) uint8 -> one (rows*H + pads, ncol*W + pads, 3) image, row-major."""
     n, h, w, _ = images.shape

@@ -13,7 +13,7 @@ from .config import TrainConfig
 from .data import to_tensor
 from .device import resolve_device
 from .errors import UserError
-from .images import grid, provenance, save_png, to_uint8
+from .images import enlarge, grid, provenance, save_png, to_uint8
 from .model import DFCVAE
 
 
@@ -112,9 +112,9 @@ def compare_reconstructions(runs: dict[str, LoadedRun], data, out: str | Path, s
     x, synthetic = _split_images(first, data, split, n, cache_dir, progress)
     rows = [to_uint8(x)] + [to_uint8(run.model.decode(run.model.encode(x.to(run.device))[0])) for run in runs.values()]
     caption = provenance(synthetic, first.meta.get("vgg_weights", ""))
-    caption += [f"top row: {len(x)} {split} faces; below, their reconstructions by " + ", ".join(
-        f"{name} (step {run.step})" for name, run in runs.items()) + ", one row each, in that order"]
-    save_png(out, grid(np.concatenate(rows), len(x)), caption)
+    caption += [f"row 1: {len(x)} {split} faces; rows 2-{len(runs) + 1}: their reconstructions by " + ", ".join(
+        f"{name} (step {run.step})" for name, run in runs.items()) + ", in that order"]
+    save_png(out, grid(enlarge(np.concatenate(rows)), len(x)), caption)
     return Path(out)
 
 
