@@ -29,7 +29,6 @@ from .faces import encode_rows, open_faces_for_run
 from .fileio import write_bytes
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
-METHODS = VECTOR_METHODS
 
 
 def encode_split(run, data=None, split: str = "train", cache_dir=None, batch_size: int = 512,
@@ -155,11 +154,11 @@ def compute_attribute_vectors(run, data=None, split: str = "train", cache_dir=No
 
 
 def attribute_vectors_by_method(run, data=None, split: str = "train", cache_dir=None, progress: bool = True,
-                                methods=METHODS) -> dict[str, AttributeVectors]:
+                                methods=VECTOR_METHODS) -> dict[str, AttributeVectors]:
     """compute_attribute_vectors for several methods at once, from one encoding of the split."""
     for method in methods:
-        if method not in METHODS:
-            raise UserError(f"unknown attribute-vector method '{method}'; choose one of {', '.join(METHODS)}")
+        if method not in VECTOR_METHODS:
+            raise UserError(f"unknown attribute-vector method '{method}'; choose one of {', '.join(VECTOR_METHODS)}")
     faces = open_faces_for_run(run, data)
     faces.require_labels()
     mu, rows = encode_split(run, faces, split, cache_dir=cache_dir, progress=progress)
