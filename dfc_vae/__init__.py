@@ -7,21 +7,21 @@ imported on first use, so `import dfc_vae` loads no more than the model needs.
 
 __version__ = "0.1.0"
 
-from .errors import UserError  # noqa: E402
-from .model import DFCVAE, ModelConfig  # noqa: E402
-from .losses import DFCLoss, kl_divergence, active_units  # noqa: E402
-from .config import TrainConfig  # noqa: E402
+from dfc_vae.util.errors import UserError  # noqa: E402
+from dfc_vae.model.network import DFCVAE, ModelConfig  # noqa: E402
+from dfc_vae.model.losses import DFCLoss, kl_divergence, active_units  # noqa: E402
+from dfc_vae.runs.config import TrainConfig  # noqa: E402
 
-# name -> the module (in this package) that defines it
+# name -> the module (under dfc_vae) that defines it
 _LAZY = {
-    "load_run": "run", "LoadedRun": "run", "sample_grid": "run", "reconstruct_grid": "run", "export_run": "run",
-    "open_faces": "faces", "FaceSet": "faces",
-    "read_photo": "edit", "edit_faces": "edit",
-    "AttributeVectors": "attributes", "compute_attribute_vectors": "attributes",
-    "load_attribute_vectors": "attributes",
-    "add_attributes": "latent", "interpolate": "latent", "lerp": "latent", "slerp": "latent", "walk": "latent",
-    "to_tensor": "data",
-    "to_uint8": "images", "grid": "images", "save_png": "images",
+    "load_run": "runs.run", "LoadedRun": "runs.run", "sample_grid": "runs.run", "reconstruct_grid": "runs.run", "export_run": "runs.run",
+    "open_faces": "data.faces", "FaceSet": "data.faces",
+    "read_photo": "editing.edit", "edit_faces": "editing.edit",
+    "AttributeVectors": "editing.attributes", "compute_attribute_vectors": "editing.attributes",
+    "load_attribute_vectors": "editing.attributes",
+    "add_attributes": "editing.latent", "interpolate": "editing.latent", "lerp": "editing.latent", "slerp": "editing.latent", "walk": "editing.latent",
+    "to_tensor": "util.images",
+    "to_uint8": "util.images", "grid": "util.images", "save_png": "util.images",
 }
 
 __all__ = ["DFCVAE", "ModelConfig", "DFCLoss", "TrainConfig", "UserError", "kl_divergence", "active_units",

@@ -12,8 +12,9 @@ import importlib
 import pkgutil
 import sys
 
-from . import __version__, commands
-from .errors import exit_status
+from dfc_vae import __version__
+from dfc_vae import commands
+from dfc_vae.util.errors import exit_status
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfc_vae.losses import LOSS_NAMES
+from dfc_vae.model.losses import LOSS_NAMES
 
 BATCH = 64
 SIZE = 64
@@ -125,7 +125,7 @@ def torchvision_loader_rate(root: Path, images: int) -> float:
 
 
 def first_pass_rate(root: Path, cache_dir: Path) -> tuple[float, object]:
-    from dfc_vae.data import prepare_cache
+    from dfc_vae.data.cache import prepare_cache
 
     t0 = time.perf_counter()
     cache = prepare_cache(root, SIZE, "official", cache_dir, progress=False)
@@ -138,7 +138,7 @@ def cached_epoch_rates(cache, device: torch.device, flip: bool) -> tuple[float, 
     The first epoch of a process also maps the cache's pages into it (one page fault per 4 KiB);
     training runs many epochs, so the later ones are the rate that matters.
     """
-    from dfc_vae.data import BatchSource
+    from dfc_vae.data.batches import BatchSource
 
     source = BatchSource(cache.images, np.arange(len(cache.ids)), BATCH, device, seed=0, flip=flip)
 
@@ -154,8 +154,8 @@ def cached_epoch_rates(cache, device: torch.device, flip: bool) -> tuple[float, 
 
 
 def encode_rate(cache, device: torch.device, precision: str, images: int = 8192) -> float:
-    from dfc_vae.model import DFCVAE
-    from dfc_vae.device import autocast_for
+    from dfc_vae.model.network import DFCVAE
+    from dfc_vae.util.device import autocast_for
 
     model = DFCVAE().to(device, memory_format=torch.channels_last).eval()
     x = cache.images[: min(images, len(cache.ids))]
@@ -181,12 +181,12 @@ def studio_latency(device: torch.device, repeats: int = 50) -> tuple[float, floa
     depend on the weights."""
     import io
 
-    from dfc_vae.attributes import AttributeVectors
-    from dfc_vae.config import TrainConfig
-    from dfc_vae.model import DFCVAE
-    from dfc_vae.run import LoadedRun
-    from dfc_vae.studio import Studio, png_bytes
-    from dfc_vae.synth import render_face
+    from dfc_vae.editing.attributes import AttributeVectors
+    from dfc_vae.runs.config import TrainConfig
+    from dfc_vae.model.network import DFCVAE
+    from dfc_vae.runs.run import LoadedRun
+    from dfc_vae.app.studio import Studio, png_bytes
+    from dfc_vae.data.synth import render_face
 
     config = TrainConfig(image_size=SIZE)
     run = LoadedRun(Path("benchmark"), DFCVAE(config.model_config()).to(device).eval(), config, {}, 0, device)
@@ -235,11 +235,12 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     share of it that is the training split held on the GPU (BatchSource) is reported apart."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dfc_vae.config import TrainConfig
-    from dfc_vae.data import BatchSource, open_cache
-    from dfc_vae.losses import DFCLoss
-    from dfc_vae.model import DFCVAE
-    from dfc_vae.train import TrainStep, make_optimizer, make_step_fn
+    from dfc_vae.runs.config import TrainConfig
+    from dfc_vae.data.batches import BatchSource
+    from dfc_vae.data.cache import open_cache
+    from dfc_vae.model.losses import DFCLoss
+    from dfc_vae.model.network import DFCVAE
+    from dfc_vae.training.loop import TrainStep, make_optimizer, make_step_fn
 
     device = torch.device(device_name)
     cfg = TrainConfig(loss=loss, vgg_weights="random", batch_size=batch, image_size=SIZE)
@@ -381,7 +382,7 @@ def studio_table(device: torch.device) -> str:
 def training_precisions(requested: str, device: torch.device) -> list[str]:
     """The training rows' precisions: `requested`, or for 'all' fp32 on a CPU and bf16 wherever
     training uses it by default."""
-    from dfc_vae.device import resolve_precision
+    from dfc_vae.util.device import resolve_precision
 
     if requested != "all":
         return [requested]
@@ -446,8 +447,8 @@ def header_lines(device: torch.device, args: argparse.Namespace, peaks: dict, co
 
 def full_table(args: argparse.Namespace, device: torch.device) -> str:
     """Render the faces, measure every row, and return the markdown (header lines and the table)."""
-    from dfc_vae.device import resolve_precision
-    from dfc_vae.synth import render_celeba
+    from dfc_vae.util.device import resolve_precision
+    from dfc_vae.data.synth import render_celeba
 
     precisions = training_precisions(args.precision, device)
     if args.work:
@@ -475,7 +476,7 @@ def full_table(args: argparse.Namespace, device: torch.device) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from dfc_vae.device import resolve_device
+    from dfc_vae.util.device import resolve_device
 
     device = resolve_device(args.device)
     if args._train_worker:
@@ -488,7 +489,7 @@ def main(argv=None) -> int:
     text = full_table(args, device)
     print(text)
     if args.out:
-        from dfc_vae.fileio import write_text
+        from dfc_vae.util.fileio import write_text
 
         write_text(args.out, text)
     return 0

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dfc_vae.checkpoint import load_checkpoint  # noqa: E402
-from dfc_vae.errors import exit_status  # noqa: E402
-from dfc_vae.losses import LOSS_NAMES  # noqa: E402
+from dfc_vae.runs.checkpoint import load_checkpoint  # noqa: E402
+from dfc_vae.util.errors import exit_status  # noqa: E402
+from dfc_vae.model.losses import LOSS_NAMES  # noqa: E402
 
 
 def train_command(data: Path, run: Path, cache: Path, loss: str, epochs: int) -> list[str]:
@@ -97,7 +97,7 @@ def run_trials(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
-            from dfc_vae.synth import render_celeba
+            from dfc_vae.data.synth import render_celeba
 
             data = render_celeba(Path(tmp) / "synth", n=200, seed=args.seed, progress=False)
         for trial in range(args.trials):

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfc_vae.choices import ACTIVE_UNIT_THRESHOLD, IMAGE_SIZES
+from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD, IMAGE_SIZES
 from dfc_vae.cli import ArgumentParser
-from dfc_vae.config import TrainConfig
-from dfc_vae.errors import exit_status
-from dfc_vae.losses import LOSS_NAMES, REDUCTIONS
-from dfc_vae.evaluate import evaluate
-from dfc_vae.fileio import write_text
-from dfc_vae.run import compare_reconstructions, load_run, sample_grid
-from dfc_vae.train import resolve_device, train
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.util.errors import exit_status
+from dfc_vae.model.losses import LOSS_NAMES, REDUCTIONS
+from dfc_vae.evaluation.evaluate import evaluate
+from dfc_vae.util.fileio import write_text
+from dfc_vae.runs.run import compare_reconstructions, load_run, sample_grid
+from dfc_vae.training.loop import resolve_device, train
 
 COLUMNS = {  # summary.json key -> table heading
     "mean_accuracy": "mean attr. acc. %", "mean_majority_baseline": "majority %", "mse": "MSE", "psnr": "PSNR dB",
@@ -43,8 +43,8 @@ def edit_scores(run_dir: Path, data: str, classifier, args) -> dict:
     """The figure scripts' attribute-edit scores (dfc_vae.figures.measure_edits): how often a +Smiling /
     +Eyeglasses edit flips the classifier's verdict, how often it changes other attributes, and how
     many interpolation rows move monotonically. Only the flat float headline numbers are kept."""
-    from dfc_vae.attributes import compute_attribute_vectors
-    from dfc_vae.figures import measure_edits
+    from dfc_vae.editing.attributes import compute_attribute_vectors
+    from dfc_vae.evaluation.figures import measure_edits
 
     run = load_run(run_dir, args.device)
     vectors = compute_attribute_vectors(run, data, "train", cache_dir=args.cache_dir, progress=not args.no_progress)
@@ -58,7 +58,7 @@ def compare(args) -> pd.DataFrame:
     classifier = None
     if not args.no_edit_scores:
         # one attribute classifier (dfc_vae.classifier) for all runs: it depends on the data and size only
-        from dfc_vae.classifier import load_classifier, train_classifier
+        from dfc_vae.evaluation.classifier import load_classifier, train_classifier
 
         folder = out / "classifier"
         if args.reuse and (folder / "classifier.json").is_file():

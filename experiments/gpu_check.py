@@ -128,16 +128,16 @@ class Checks:
 
     def _dataset(self):
         if self.cache is None:
-            from dfc_vae.data import prepare_cache
-            from dfc_vae.synth import render_celeba
+            from dfc_vae.data.cache import prepare_cache
+            from dfc_vae.data.synth import render_celeba
 
             self.data = render_celeba(self.work / "faces", n=self.faces, seed=0, progress=False)
             self.cache = prepare_cache(self.data, self.size, "official", self.work / "cache", progress=False)
         return self.cache
 
     def _parts(self, loss: str = "vae123", seed: int = 0):
-        from dfc_vae.losses import DFCLoss
-        from dfc_vae.model import DFCVAE, ModelConfig
+        from dfc_vae.model.losses import DFCLoss
+        from dfc_vae.model.network import DFCVAE, ModelConfig
 
         torch.manual_seed(seed)
         model = DFCVAE(ModelConfig(image_size=self.size)).to(self.device, memory_format=torch.channels_last)
@@ -147,7 +147,7 @@ class Checks:
     def _batch(self, n: int = 32, seed: int = 0):
         import numpy as np
 
-        from dfc_vae.data import BatchSource
+        from dfc_vae.data.batches import BatchSource
 
         cache = self._dataset()
         source = BatchSource(cache.images, np.arange(len(cache.ids)), n, self.device, seed=seed)
@@ -156,7 +156,7 @@ class Checks:
         return x, eps
 
     def _step_loss(self, precision: str, compile: bool = False):
-        from dfc_vae.train import TrainStep, make_step_fn
+        from dfc_vae.training.loop import TrainStep, make_step_fn
 
         model, loss_fn = self._parts()
         out, _ = make_step_fn(TrainStep(model), loss_fn, self.device, compile, precision)(*self._batch())
@@ -198,7 +198,7 @@ class Checks:
     # -- the checks
 
     def check_device(self) -> str:
-        from dfc_vae.device import native_bf16, resolve_device, resolve_precision
+        from dfc_vae.util.device import native_bf16, resolve_device, resolve_precision
 
         assert resolve_device("auto").type == "cuda"
         p = torch.cuda.get_device_properties(0)
@@ -206,7 +206,7 @@ class Checks:
                 f"--precision auto -> {resolve_precision('auto', self.device)}")
 
     def check_bf16(self) -> str:
-        from dfc_vae.device import native_bf16
+        from dfc_vae.util.device import native_bf16
 
         if not native_bf16(self.device):
             raise Skip("this GPU only emulates bf16; training runs fp32 here (--precision auto)")
@@ -230,8 +230,8 @@ class Checks:
         return f"batch {tuple(x.shape)} strides {x.stride()}, conv output NHWC"
 
     def check_fused_adam(self) -> str:
-        from dfc_vae.config import TrainConfig
-        from dfc_vae.train import make_optimizer
+        from dfc_vae.runs.config import TrainConfig
+        from dfc_vae.training.loop import make_optimizer
 
         model, _ = self._parts()
         opt = make_optimizer(model, TrainConfig(), self.device)
@@ -247,7 +247,7 @@ class Checks:
     def check_batches(self) -> str:
         import numpy as np
 
-        from dfc_vae.data import BatchSource
+        from dfc_vae.data.batches import BatchSource
 
         cache = self._dataset()
         idx = np.arange(len(cache.ids))
@@ -273,9 +273,9 @@ class Checks:
         return f"compiled loss {float(compiled_loss):.5g} vs eager {float(eager_loss):.5g}, gradient cosine {cos:.5f}"
 
     def check_resume(self) -> str:
-        from dfc_vae.checkpoint import latest_checkpoint, load_checkpoint
+        from dfc_vae.runs.checkpoint import latest_checkpoint, load_checkpoint
 
-        from dfc_vae.device import resolve_precision
+        from dfc_vae.util.device import resolve_precision
 
         precision = resolve_precision("auto", self.device)
         # 4 epochs of about 9 steps, a checkpoint every 2: the kill lands mid-epoch or at an epoch's end
@@ -316,10 +316,10 @@ class Checks:
         return f"{note}; at step {a['step']} parameters and optimizer state bitwise equal to the uninterrupted run"
 
     def check_figures(self) -> str:
-        from dfc_vae.attributes import compute_attribute_vectors
-        from dfc_vae.classifier import classifier_for_run
-        from dfc_vae.figures import figure5, figure6
-        from dfc_vae.run import load_run
+        from dfc_vae.editing.attributes import compute_attribute_vectors
+        from dfc_vae.evaluation.classifier import classifier_for_run
+        from dfc_vae.evaluation.figures import figure5, figure6
+        from dfc_vae.runs.run import load_run
 
         if self.run_dir is None or not (self.run_dir / "checkpoints" / "latest.pt").is_file():
             self.run_dir = self.work / "run_figures"
@@ -354,7 +354,7 @@ class Checks:
         return "2 processes on 2 GPUs (NCCL, SyncBatchNorm) trained 8 steps and resumed to 12"
 
     def check_benchmark(self) -> str:
-        from dfc_vae.device import resolve_precision
+        from dfc_vae.util.device import resolve_precision
 
         spec = importlib.util.spec_from_file_location("benchmark", REPO / "experiments" / "benchmark.py")
         bench = importlib.util.module_from_spec(spec)
@@ -376,8 +376,8 @@ class Checks:
 
 def check_this_machine(args) -> bool:
     """Run every check within the budget and write the report; returns whether any check failed."""
-    from dfc_vae.errors import UserError
-    from dfc_vae.fileio import write_text
+    from dfc_vae.util.errors import UserError
+    from dfc_vae.util.fileio import write_text
 
     if not torch.cuda.is_available():
         raise UserError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); nothing to check")
@@ -395,7 +395,7 @@ def check_this_machine(args) -> bool:
 
 
 def main(argv=None) -> int:
-    from dfc_vae.errors import exit_status
+    from dfc_vae.util.errors import exit_status
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="gpu_check.md", help="markdown report to write (default: gpu_check.md)")

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfc_vae import align
-from dfc_vae.align import (CELEBA_LANDMARKS, align_to_template, apply, face_mask, invert, paste_back,
-                           similarity_transform, warp)
-from dfc_vae.celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX
+from dfc_vae.editing import align
+from dfc_vae.editing.align import (CELEBA_LANDMARKS, align_to_template, apply, face_mask, invert, paste_back, similarity_transform, warp)
+from dfc_vae.data.celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX
 from dfc_vae.cli import main
-from dfc_vae.synth import render_face_annotated
+from dfc_vae.data.synth import render_face_annotated
 
 IN_CI = os.environ.get("CI") == "true"  # CI installs the extras: there a missing one fails instead of skipping
 needs_detector = pytest.mark.skipif(not align.available() and not IN_CI, reason='needs pip install "dfc_vae[align]"')
@@ -179,8 +178,8 @@ def test_a_photo_without_a_face_is_one_line_and_writes_nothing(astronaut, tmp_pa
 
 @needs_detector
 def test_edit_align_pastes_the_edit_back_into_the_photo(astronaut, tiny_trained_run, synth_root, cache_dir, tmp_path):
-    from dfc_vae.attributes import compute_attribute_vectors
-    from dfc_vae.run import load_run
+    from dfc_vae.editing.attributes import compute_attribute_vectors
+    from dfc_vae.runs.run import load_run
 
     vec = compute_attribute_vectors(load_run(tiny_trained_run), synth_root, "train", cache_dir,
                                     progress=False).save(tmp_path / "attrs.safetensors")

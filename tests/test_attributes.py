@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from dfc_vae.attributes import (AttributeVectors, attribute_vectors, compute_attribute_vectors,
-                                load_attribute_vectors)
-from dfc_vae.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, split_mask
-from dfc_vae.config import TrainConfig
-from dfc_vae.data import prepare_cache, to_tensor
-from dfc_vae.errors import UserError
-from dfc_vae.model import DFCVAE
-from dfc_vae.run import LoadedRun
+from dfc_vae.editing.attributes import (AttributeVectors, attribute_vectors, compute_attribute_vectors, load_attribute_vectors)
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, split_mask
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.data.cache import prepare_cache
+from dfc_vae.util.images import to_tensor
+from dfc_vae.util.errors import UserError
+from dfc_vae.model.network import DFCVAE
+from dfc_vae.runs.run import LoadedRun
 
 
 def test_toy_latents_with_known_answer():
@@ -70,7 +70,7 @@ def test_regression_vectors_hold_the_co_occurring_attributes_fixed():
     """Glasses (attribute 0) move z along axis 0, age (attribute 1) along axis 1, and most faces with
     glasses are old: the paper's mean difference for glasses also ages the face, the joint regression
     gives glasses' own effect."""
-    from dfc_vae.attributes import regression_vectors
+    from dfc_vae.editing.attributes import regression_vectors
 
     rng = np.random.default_rng(0)
     glasses = rng.random(4000) < 0.3

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dfc_vae import UserError
-from dfc_vae.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, read_attributes, split_mask
-from dfc_vae.synth import render_celeba
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, read_attributes, split_mask
+from dfc_vae.data.synth import render_celeba
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ spec.loader.exec_module(chaos)
 
 
 def test_killed_and_resumed_training_ends_identical_to_an_uninterrupted_run(tmp_path):
-    from dfc_vae.synth import render_celeba
+    from dfc_vae.data.synth import render_celeba
 
     data = render_celeba(tmp_path / "synth", n=160, seed=11, progress=False)
     result = chaos.chaos_trial(data, tmp_path / "work", kills=5, seed=7, loss="pvae", epochs=3)

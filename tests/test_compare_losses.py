@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dfc_vae.run import load_run
+from dfc_vae.runs.run import load_run
 
 
 def _compare_losses():

@@ -4,11 +4,11 @@ one figure; --tensorboard writes event files (or says how to install TensorBoard
 import pytest
 from PIL import Image
 
-from dfc_vae.checkpoint import load_checkpoint
+from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.cli import main
-from dfc_vae.config import TrainConfig
-from dfc_vae.curves import run_curves
-from dfc_vae.train import train
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.training.curves import run_curves
+from dfc_vae.training.loop import train
 
 TINY = dict(loss="pvae", vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1,
             checkpoint_every=0, device="cpu")

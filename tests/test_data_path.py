@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dfc_vae.data import BatchSource, crop_box, load_face, prepare_cache
+from dfc_vae.data.batches import BatchSource
+from dfc_vae.data.decode import crop_box, load_face
+from dfc_vae.data.cache import prepare_cache
 
 
 def _full_decode(path, size, crop="official"):
@@ -39,7 +41,7 @@ def test_fast_jpeg_path_makes_exactly_the_pixels_of_pils_path(synth_root, tmp_pa
     cache and `load_face` agree whichever path made them."""
     from PIL import Image
 
-    import dfc_vae.data as data
+    import dfc_vae.data.decode as data
 
     paths = sorted((synth_root / "img_align_celeba").iterdir())[:6]
     gray = tmp_path / "gray.jpg"

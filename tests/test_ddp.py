@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from dfc_vae.checkpoint import load_checkpoint
-from dfc_vae.model import DFCVAE, ModelConfig
+from dfc_vae.runs.checkpoint import load_checkpoint
+from dfc_vae.model.network import DFCVAE, ModelConfig
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="needs torch.distributed with the gloo backend")

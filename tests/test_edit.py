@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfc_vae.attributes import compute_attribute_vectors
+from dfc_vae.editing.attributes import compute_attribute_vectors
 from dfc_vae.cli import main
-from dfc_vae.edit import SHOW_SIZE, read_photo
-from dfc_vae.errors import UserError
-from dfc_vae.run import load_run
+from dfc_vae.editing.edit import SHOW_SIZE, read_photo
+from dfc_vae.util.errors import UserError
+from dfc_vae.runs.run import load_run
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_other_sizes_are_rescaled_but_other_shapes_refused(setup, tmp_path):
 def test_runs_of_square_folder_faces_take_photos_of_any_shape(setup, tmp_path):
     """A run trained with the 'center' crop (a folder of square faces) reads a photo as its training
     faces were read: the largest centred square, resized; no CelebA shape is asked for."""
-    from dfc_vae.data import load_face
+    from dfc_vae.data.decode import load_face
 
     wide = tmp_path / "wide.png"
     Image.open(setup[2]).convert("RGB").resize((300, 200)).save(wide)

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from dfc_vae.celeba import ATTRIBUTE_NAMES
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.cli import main
-from dfc_vae.config import TrainConfig
-from dfc_vae.errors import UserError
-from dfc_vae.evaluate import LNETS_ANET, TSNE_CANVAS, TSNE_FACES, evaluate, tsne_embedding
-from dfc_vae.synth import render_celeba
-from dfc_vae.train import train
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.util.errors import UserError
+from dfc_vae.evaluation.evaluate import LNETS_ANET, TSNE_CANVAS, TSNE_FACES, evaluate, tsne_embedding
+from dfc_vae.data.synth import render_celeba
+from dfc_vae.training.loop import train
 
 PNGS = ("attribute_correlation.png", "latent_pca.png", "kl_per_dim.png", "samples.png", "reconstructions.png")
 
@@ -189,7 +189,7 @@ def test_unknown_color_by_attribute_is_refused(world, tmp_path):
 # --- honesty checks on synthetic faces --------------------------------------------------------
 
 def test_honesty_checks_flag_a_weak_drawn_attribute_and_a_leaking_label():
-    from dfc_vae.evaluate import honesty_checks
+    from dfc_vae.evaluation.evaluate import honesty_checks
 
     probe = pd.DataFrame({"attribute": ["Smiling", "Male", "Attractive", "Young"],
                           "test_accuracy": [0.97, 0.90, 0.60, 0.78], "majority_baseline": [0.52, 0.58, 0.51, 0.77]})

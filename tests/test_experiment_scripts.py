@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfc_vae.train import resolve_precision
+from dfc_vae.training.loop import resolve_precision
 
 
 def _script(name):
@@ -60,7 +60,7 @@ def test_the_figure_subcommands_refuse_a_missing_run_in_one_line(command, tmp_pa
 
 def test_prior_gap_prints_and_writes_its_measures_and_refuses_bad_counts(tiny_trained_run, synth_root, cache_dir,
                                                                         tmp_path, capsys):
-    from dfc_vae.classifier import FOLDER, train_classifier
+    from dfc_vae.evaluation.classifier import FOLDER, train_classifier
 
     run = shutil.copytree(tiny_trained_run, tmp_path / "run")
     # the script uses the run's classifier; the default one needs more faces than the tiny root has

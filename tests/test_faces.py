@@ -16,14 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from dfc_vae.attributes import (AttributeVectors, compute_attribute_vectors, folder_attribute_vector,
-                                load_attribute_vectors, merge_attribute_vectors)
-from dfc_vae.celeba import ATTRIBUTE_NAMES
+from dfc_vae.editing.attributes import (AttributeVectors, compute_attribute_vectors, folder_attribute_vector, load_attribute_vectors, merge_attribute_vectors)
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.cli import main
-from dfc_vae.errors import UserError
-from dfc_vae.faces import encode_rows, open_faces
-from dfc_vae.sources.folder import hashed_split
-from dfc_vae.synth import render_celeba
+from dfc_vae.util.errors import UserError
+from dfc_vae.data.faces import encode_rows, open_faces
+from dfc_vae.data.sources.folder import hashed_split
+from dfc_vae.data.synth import render_celeba
 
 N = 40
 
@@ -167,7 +166,7 @@ def test_labels_csv_formats_split_column_and_unlabelled_images(sources, tmp_path
 
 
 def test_two_folders_give_the_vector_of_the_labelled_data(tiny_trained_run, synth_root, cache_dir, tmp_path):
-    from dfc_vae.run import load_run
+    from dfc_vae.runs.run import load_run
 
     run = load_run(tiny_trained_run, "cpu")
     faces = open_faces(synth_root)
@@ -261,8 +260,8 @@ def test_any_image_format_and_mode_is_read_as_rgb_and_unreadable_files_are_all_n
 
 @pytest.mark.parametrize("size", [32, 64, 128, 256])
 def test_model_classifier_and_cache_at_every_size(size, sources, tmp_path):
-    from dfc_vae.classifier import AttributeCNN
-    from dfc_vae.model import DFCVAE, ModelConfig
+    from dfc_vae.evaluation.classifier import AttributeCNN
+    from dfc_vae.model.network import DFCVAE, ModelConfig
 
     model = DFCVAE(ModelConfig(image_size=size, latent_dim=8, base_channels=4)).eval()
     x = torch.rand(2, 3, size, size)
@@ -283,7 +282,7 @@ def test_model_classifier_and_cache_at_every_size(size, sources, tmp_path):
 def test_train_attributes_fig6_and_evaluate_on_a_plain_folder(tmp_path, capsys):
     import importlib.util
 
-    from dfc_vae.classifier import FOLDER, train_classifier
+    from dfc_vae.evaluation.classifier import FOLDER, train_classifier
 
     data, run, cache = tmp_path / "faces", tmp_path / "run", tmp_path / "cache"
     assert main(["synth", "--out", str(data), "--n", "160", "--layout", "folder", "--workers", "1"]) == 0

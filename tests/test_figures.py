@@ -6,14 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dfc_vae.attributes import compute_attribute_vectors
-from dfc_vae.classifier import train_classifier
-from dfc_vae.data import load_face, to_tensor
-from dfc_vae.diagnostics import aggregate_posterior, prior_gap
-from dfc_vae.figures import (FIG5_ROWS, _monotone, as_dict, compose, edit_measures, figure5, figure6,
-                             interpolation_measures, measure_edits, parse_edit)
-from dfc_vae.images import to_uint8
-from dfc_vae.run import load_run
+from dfc_vae.editing.attributes import compute_attribute_vectors
+from dfc_vae.evaluation.classifier import train_classifier
+from dfc_vae.data.decode import load_face
+from dfc_vae.util.images import to_tensor
+from dfc_vae.evaluation.diagnostics import aggregate_posterior, prior_gap
+from dfc_vae.evaluation.figures import (FIG5_ROWS, _monotone, as_dict, compose, edit_measures, figure5, figure6, interpolation_measures, measure_edits, parse_edit)
+from dfc_vae.util.images import to_uint8
+from dfc_vae.runs.run import load_run
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_prior_gap_uses_the_figures_fake_rows_and_judge(tiny, synth_root, cache_
 
 
 def test_bad_edit_spec_is_a_user_error():
-    from dfc_vae.errors import UserError
+    from dfc_vae.util.errors import UserError
 
     with pytest.raises(UserError, match="unknown attribute 'Smilling'"):
         parse_edit("+Smilling")
@@ -124,7 +124,7 @@ def test_bad_edit_spec_is_a_user_error():
 
 
 def test_as_dict_leaves_out_the_measures_a_run_could_not_take():
-    from dfc_vae.figures import Figure5Summary, Headline, RowCount
+    from dfc_vae.evaluation.figures import Figure5Summary, Headline, RowCount
 
     assert as_dict(Headline(others_changed_max_edit=0.0, monotone_rows=1.0)) == {
         "others_changed_max_edit": 0.0, "monotone_rows": 1.0}

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from dfc_vae import checkpoint, distributed
-from dfc_vae.config import TrainConfig
-from dfc_vae.data import BatchSource
-from dfc_vae.device import resolve_precision
-from dfc_vae.errors import UserError
-from dfc_vae.train import train
+from dfc_vae.runs import checkpoint
+from dfc_vae.training import distributed
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.data.batches import BatchSource
+from dfc_vae.util.device import resolve_precision
+from dfc_vae.util.errors import UserError
+from dfc_vae.training.loop import train
 
 TINY = dict(loss="pvae", vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1,
             checkpoint_every=0, device="cpu")
@@ -25,7 +26,7 @@ def test_resume_loads_the_checkpoint_to_the_cpu_and_restores_rng_states_from_any
                                                                                        monkeypatch):
     cfg = dict(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, cache_dir=str(tmp_path / "c"), **TINY)
     train(TrainConfig(max_steps=2, **cfg), progress=False)
-    import dfc_vae.train as training
+    import dfc_vae.training.loop as training
 
     seen = []
     original = training.load_checkpoint
@@ -134,8 +135,8 @@ def test_two_processes_agree_on_a_flag_that_holds_on_one_of_them():
 
 def test_nan_weights_never_overwrite_the_last_good_checkpoint(synth_root, tmp_path, monkeypatch):
     """On CUDA the loss is read only at log steps; a save must still refuse non-finite weights."""
-    import dfc_vae.train as training
-    from dfc_vae.checkpoint import load_checkpoint
+    import dfc_vae.training.loop as training
+    from dfc_vae.runs.checkpoint import load_checkpoint
 
     cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, cache_dir=str(tmp_path / "c"),
                       **{**TINY, "checkpoint_every": 1, "log_every": 100})

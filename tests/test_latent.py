@@ -2,7 +2,7 @@
 
 import torch
 
-from dfc_vae.latent import add_attributes, default_alphas, interpolate, lerp, slerp, walk
+from dfc_vae.editing.latent import add_attributes, default_alphas, interpolate, lerp, slerp, walk
 
 
 def test_default_alphas_are_the_papers():

@@ -4,7 +4,7 @@ from torch.distributions import Normal, kl_divergence as torch_kl
 from torchvision.models import vgg19
 
 from dfc_vae import DFCLoss, UserError, active_units, kl_divergence
-from dfc_vae.losses import LOSS_LAYERS, LOSS_NAMES, LOSSES, REDUCTIONS, VGGFeatures, load_vgg19_features
+from dfc_vae.model.losses import LOSS_LAYERS, LOSS_NAMES, LOSSES, REDUCTIONS, VGGFeatures, load_vgg19_features
 
 
 def test_kl_matches_torch_distributions():
@@ -95,7 +95,7 @@ def test_feature_loss_gradients_reach_the_reconstruction_only():
 def test_chunked_feature_loss_on_cpu_equals_one_pass_over_the_batch(monkeypatch):
     """On a CPU the training loss runs VGG forward and backward in chunks of images; the loss and the
     gradient that reaches the reconstruction are those of one pass over the whole batch."""
-    import dfc_vae.losses as losses
+    import dfc_vae.model.losses as losses
 
     torch.manual_seed(0)
     loss = DFCLoss("vae123", vgg_weights="random")
@@ -120,7 +120,7 @@ def test_every_losss_training_path_equals_its_plain_definition(name, reduction, 
     """Training's batch mean (the loss's fast batch sum: in place, and chunked on a CPU, here into 2, 2
     and 1 images, or in one pass) is the batch mean of its per-image definition, with the same
     gradient for the reconstruction, up to the order of fp32 sums."""
-    import dfc_vae.losses as losses
+    import dfc_vae.model.losses as losses
 
     torch.manual_seed(0)
     loss = DFCLoss(name, vgg_weights="random", reduction=reduction)
@@ -137,7 +137,7 @@ def test_every_losss_training_path_equals_its_plain_definition(name, reduction, 
 
 
 def test_a_loss_is_one_registry_entry_and_without_a_fast_path_trains_on_its_definition(monkeypatch):
-    import dfc_vae.losses as losses
+    import dfc_vae.model.losses as losses
 
     assert LOSS_NAMES == tuple(LOSSES) == ("vae123", "vae345", "pvae")
     assert LOSS_LAYERS == {name: LOSSES[name].layers for name in LOSS_NAMES}
@@ -196,7 +196,7 @@ def test_local_weights_file_is_loaded(tmp_path):
 
 
 def test_our_vgg19_layers_are_torchvisions_and_a_truncated_one_loads_a_full_file(tmp_path):
-    from dfc_vae.losses import _vgg19_feature_layers
+    from dfc_vae.model.losses import _vgg19_feature_layers
 
     ours, theirs = _vgg19_feature_layers(), vgg19(weights=None).features
     assert [repr(m) for m in ours] == [repr(m) for m in theirs]  # same modules at the same indices
@@ -215,7 +215,7 @@ def test_our_vgg19_layers_are_torchvisions_and_a_truncated_one_loads_a_full_file
 def test_paper_reduction_is_a_per_element_mean_on_caffe_scale_features():
     """--reduction paper: each layer's squared difference averaged over its C x H x W elements and
     multiplied by the squared Caffe/torchvision feature ratio; the pixel loss a mean on 0-255 pixels."""
-    from dfc_vae.losses import CAFFE_FEATURE_SCALE
+    from dfc_vae.model.losses import CAFFE_FEATURE_SCALE
 
     torch.manual_seed(0)
     x, recon = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
@@ -238,7 +238,7 @@ def test_caffe_feature_scale_is_the_ratio_of_caffe_to_torchvision_features():
     """Caffe's VGG saw 255 * (x - mean) (0-255 pixels minus the channel means); torchvision's sees
     (x - mean) / std. With bias-free weights the relu1_1 features differ by 255 * std per channel,
     which the single CAFFE_FEATURE_SCALE matches to within the channels' 2% spread."""
-    from dfc_vae.losses import CAFFE_FEATURE_SCALE, IMAGENET_MEAN, IMAGENET_STD, load_vgg19_features
+    from dfc_vae.model.losses import CAFFE_FEATURE_SCALE, IMAGENET_MEAN, IMAGENET_STD, load_vgg19_features
 
     net, _ = load_vgg19_features("random", upto=1)  # conv1_1 (bias 0) and relu1_1
     x = torch.rand(4, 3, 32, 32)
@@ -256,8 +256,8 @@ def test_unknown_reduction_is_a_user_error():
 
 
 def test_resume_refuses_a_change_of_reduction_and_old_runs_had_sums():
-    from dfc_vae.config import TrainConfig
-    from dfc_vae.train import merge_resume_config
+    from dfc_vae.runs.config import TrainConfig
+    from dfc_vae.training.loop import merge_resume_config
 
     saved = TrainConfig(data="d", out="o").to_dict()
     with pytest.raises(UserError, match="reduction"):

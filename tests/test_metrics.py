@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dfc_vae.metrics import L2_GRID, linear_probe, mse, psnr, ssim
+from dfc_vae.evaluation.metrics import L2_GRID, linear_probe, mse, psnr, ssim
 
 
 def test_psnr_of_a_known_noise_level():

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from dfc_vae import DFCVAE, ModelConfig, UserError
-from dfc_vae.losses import kl_divergence
+from dfc_vae.model.losses import kl_divergence
 
 
 @pytest.mark.parametrize("size,stages", [(32, 3), (64, 4), (128, 5), (256, 6)])
@@ -61,7 +61,7 @@ def test_reparameterize_uses_the_noise_passed_in_or_draws_its_own():
 
 
 def test_the_training_step_is_the_models_forward_pass_with_the_noise_passed_in():
-    from dfc_vae.train import TrainStep
+    from dfc_vae.training.loop import TrainStep
 
     model = DFCVAE(ModelConfig(image_size=32, latent_dim=8))
     x, eps = torch.rand(3, 3, 32, 32), torch.randn(3, 8)
@@ -121,7 +121,7 @@ def test_a_model_saved_before_the_calibration_loads_with_the_identity():
 @pytest.mark.parametrize("compiling", [False, True])
 def test_edge_pad_is_replication_padding_forward_and_backward(compiling, monkeypatch):
     """Eagerly and in the torch.cat form that a torch.compile graph gets."""
-    from dfc_vae.model import EdgePad
+    from dfc_vae.model.network import EdgePad
 
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
     x = torch.randn(2, 3, 5, 4).to(memory_format=torch.channels_last).requires_grad_()

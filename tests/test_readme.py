@@ -49,7 +49,7 @@ def test_the_example_imports_only_names_dfc_vae_exports():
 
 
 def test_importing_the_package_leaves_the_api_modules_unloaded():
-    code = "import sys, dfc_vae; print(sorted(m for m in ('pandas', 'dfc_vae.run', 'dfc_vae.faces') if m in sys.modules))"
+    code = "import sys, dfc_vae; print(sorted(m for m in ('pandas', 'dfc_vae.runs.run', 'dfc_vae.data.faces') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"

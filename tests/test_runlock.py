@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from dfc_vae.checkpoint import load_checkpoint
+from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.cli import main
-from dfc_vae.errors import UserError
-from dfc_vae.runlock import LOCK_NAME, run_lock
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.runlock import LOCK_NAME, run_lock
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD = ("import sys, time\nfrom dfc_vae.runlock import run_lock\n"
@@ -125,7 +125,7 @@ def test_a_refused_start_leaves_nothing_behind(tmp_path):
 PREPARE = """
 import sys, time
 from pathlib import Path
-from dfc_vae.data import prepare_cache
+from dfc_vae.data.cache import prepare_cache
 data, cache, ready, go = sys.argv[1:]
 Path(ready).touch()
 while not Path(go).exists():  # both decode at the same moment
@@ -135,7 +135,7 @@ print(prepare_cache(data, 128, "official", cache, workers=1, progress=False).pat
 
 
 def test_two_concurrent_prepares_of_one_cache_both_end_with_the_same_complete_cache(synth_root, tmp_path):
-    from dfc_vae.data import open_cache, prepare_cache
+    from dfc_vae.data.cache import open_cache, prepare_cache
 
     cache, go = tmp_path / "cache", tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", PREPARE, str(synth_root), str(cache), str(tmp_path / f"ready{i}"),

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from dfc_vae import DFCVAE, UserError
-from dfc_vae.checkpoint import load_checkpoint
+from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.cli import main
-from dfc_vae.config import TrainConfig
-from dfc_vae.data import prepare_cache
-from dfc_vae.fileio import write_bytes
-from dfc_vae.train import train
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.data.cache import prepare_cache
+from dfc_vae.util.fileio import write_bytes
+from dfc_vae.training.loop import train
 
 TINY = dict(vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1, loss="pvae", device="cpu")
 
@@ -113,7 +113,7 @@ def test_resuming_with_another_configuration_is_refused(tiny_run, synth_root, ca
 def test_a_checkpoint_that_does_not_fit_its_config_is_refused(tiny_run, tmp_path):
     import shutil
 
-    from dfc_vae.run import load_run
+    from dfc_vae.runs.run import load_run
 
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy)
@@ -131,7 +131,7 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_refused(tiny_run, tmp_path
 
 def _poison_batches(monkeypatch, bad_calls):
     """Make the reconstruction term NaN on the given (1-based) training-loss calls."""
-    from dfc_vae.losses import DFCLoss
+    from dfc_vae.model.losses import DFCLoss
 
     original = DFCLoss.forward
     calls = {"n": 0}
@@ -170,7 +170,7 @@ def test_skip_bad_batches_skips_them_and_finishes(synth_root, tmp_path, monkeypa
 
 
 def test_a_skipped_nan_batch_leaves_batchnorm_statistics_finite(synth_root, tmp_path, monkeypatch):
-    from dfc_vae.data import BatchSource
+    from dfc_vae.data.batches import BatchSource
 
     original = BatchSource.batches
 

@@ -27,15 +27,15 @@ need("httpx2")  # Starlette's TestClient
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from dfc_vae import studio as studio_module  # noqa: E402
-from dfc_vae.attributes import compute_attribute_vectors, load_attribute_vectors  # noqa: E402
+from dfc_vae.app import studio as studio_module  # noqa: E402
+from dfc_vae.editing.attributes import compute_attribute_vectors, load_attribute_vectors  # noqa: E402
 from dfc_vae.cli import main  # noqa: E402
-from dfc_vae.data import to_tensor  # noqa: E402
-from dfc_vae.edit import read_photo  # noqa: E402
-from dfc_vae.images import to_uint8  # noqa: E402
-from dfc_vae.latent import add_attributes  # noqa: E402
-from dfc_vae.run import load_run  # noqa: E402
-from dfc_vae.studio import Studio, create_app  # noqa: E402
+from dfc_vae.util.images import to_tensor  # noqa: E402
+from dfc_vae.editing.edit import read_photo  # noqa: E402
+from dfc_vae.util.images import to_uint8  # noqa: E402
+from dfc_vae.editing.latent import add_attributes  # noqa: E402
+from dfc_vae.runs.run import load_run  # noqa: E402
+from dfc_vae.app.studio import Studio, create_app  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = os.environ.get("DFC_VAE_CHROMIUM", "/usr/bin/chromium")
@@ -116,7 +116,7 @@ def test_upload_encode_once_then_edit_as_the_python_api_does(client, setup):
 
 
 def test_a_photo_is_aligned_on_upload_and_the_edit_pasted_back_on_download(client):
-    from dfc_vae import align
+    from dfc_vae.editing import align
 
     if not align.available() and not IN_CI:
         pytest.skip('needs pip install "dfc_vae[align]"')

@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dfc_vae import synth
-from dfc_vae.celeba import ALIGNED_SIZE, ATTRIBUTE_NAMES, CELEBA_RATES, OFFICIAL_CROP_BOX
-from dfc_vae.errors import UserError
-from dfc_vae.synth import (LABEL_ONLY, VISIBLE_ATTRIBUTES, partition, render_celeba, render_face,
-                           render_face_annotated, sample_attributes)
+from dfc_vae.data import synth
+from dfc_vae.data.celeba import ALIGNED_SIZE, ATTRIBUTE_NAMES, CELEBA_RATES, OFFICIAL_CROP_BOX
+from dfc_vae.util.errors import UserError
+from dfc_vae.data.synth import (LABEL_ONLY, VISIBLE_ATTRIBUTES, partition, render_celeba, render_face, render_face_annotated, sample_attributes)
 
 N = 24  # small datasets: every split gets images, rendering takes a fraction of a second
 HAIR = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")

@@ -7,12 +7,12 @@ import shutil
 import pytest
 import torch
 
-from dfc_vae.checkpoint import load_checkpoint
+from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.cli import main
-from dfc_vae.config import TrainConfig
-from dfc_vae.data import prepare_cache
-from dfc_vae.errors import UserError
-from dfc_vae.train import learning_rate, resolve_precision, train
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.data.cache import prepare_cache
+from dfc_vae.util.errors import UserError
+from dfc_vae.training.loop import learning_rate, resolve_precision, train
 
 TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0,
             device="cpu")  # the exact-resume and precision assertions hold on a CPU
@@ -24,7 +24,7 @@ def _rows(path):
 
 
 def test_cache_holds_the_official_crop_and_is_reused(synth_root, cache_dir):
-    from dfc_vae.data import load_face
+    from dfc_vae.data.decode import load_face
     import numpy as np
 
     cache = prepare_cache(synth_root, 32, "official", cache_dir, workers=2, progress=False)
@@ -171,9 +171,9 @@ def test_not_a_run_directory_and_taken_run_directory(synth_root, tmp_path, capsy
                     reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_step_matches_the_eager_step():
     """--compile runs forward and loss as one torch.compile graph (~30 s to compile on a 2-core CPU)."""
-    from dfc_vae.losses import DFCLoss
-    from dfc_vae.model import DFCVAE, ModelConfig
-    from dfc_vae.train import TrainStep, make_step_fn
+    from dfc_vae.model.losses import DFCLoss
+    from dfc_vae.model.network import DFCVAE, ModelConfig
+    from dfc_vae.training.loop import TrainStep, make_step_fn
 
     x = torch.rand(4, 32, 32, 3).permute(0, 3, 1, 2)  # channels_last, as batches come
     eps = torch.randn(4, 100)
@@ -193,9 +193,9 @@ def test_compiled_step_matches_the_eager_step():
 
 
 def test_precision_auto_is_bf16_where_the_cpu_computes_it_natively_and_a_bf16_step_tracks_fp32():
-    from dfc_vae.losses import DFCLoss
-    from dfc_vae.model import DFCVAE, ModelConfig
-    from dfc_vae.train import TrainStep, make_step_fn
+    from dfc_vae.model.losses import DFCLoss
+    from dfc_vae.model.network import DFCVAE, ModelConfig
+    from dfc_vae.training.loop import TrainStep, make_step_fn
 
     cpu = torch.device("cpu")
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -283,7 +283,7 @@ def test_an_error_line_starts_on_a_line_of_its_own_under_a_progress_bar(monkeypa
 
 
 def test_a_nonfinite_loss_term_is_named(synth_root, tmp_path, monkeypatch):
-    from dfc_vae import losses
+    from dfc_vae.model import losses
 
     original = losses.DFCLoss.forward
 

@@ -3,10 +3,10 @@ both the trained weights and their average exactly."""
 
 import torch
 
-from dfc_vae.checkpoint import load_checkpoint
-from dfc_vae.config import TrainConfig
-from dfc_vae.run import load_run
-from dfc_vae.train import train
+from dfc_vae.runs.checkpoint import load_checkpoint
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.runs.run import load_run
+from dfc_vae.training.loop import train
 
 TINY = dict(image_size=32, latent_dim=16, base_channels=8, batch_size=16, workers=1, device="cpu", vgg_weights="random")
 

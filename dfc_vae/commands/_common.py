@@ -15,8 +15,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, data_help: str = DATA_HEL
 
 def open_run_and_faces(args: argparse.Namespace):
     """The run (--run on --device) and the faces it is measured on (--data, --labels); their notes are printed."""
-    from ..faces import open_faces_for_run, report_notes
-    from ..run import load_run
+    from dfc_vae.data.faces import open_faces_for_run, report_notes
+    from dfc_vae.runs.run import load_run
 
     loaded = load_run(args.run, args.device)
     faces = open_faces_for_run(loaded, args.data, args.labels)

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..align import align_photos
+    from dfc_vae.editing.align import align_photos
 
     for path in align_photos(args.photos, args.out, args.largest):
         print(f"aligned face written to {path} (transform in {path.with_suffix('.json').name})")

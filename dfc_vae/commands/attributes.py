@@ -1,7 +1,7 @@
 import argparse
 
-from ..choices import VECTOR_METHODS
-from ._common import add_run_arguments
+from dfc_vae.util.choices import VECTOR_METHODS
+from dfc_vae.commands._common import add_run_arguments
 
 HELP = ("attribute vectors: mean posterior mean with minus without each attribute the data is labelled with, "
         "or from two folders (--positive DIR_A --negative DIR_B --name NAME)")
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..runlock import run_lock
+    from dfc_vae.util.runlock import run_lock
 
     with run_lock(args.run, "attributes", create=False):  # writes the run's attribute vectors and classifier
         _run(args)
@@ -43,11 +43,10 @@ def run(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from ..attributes import (compute_attribute_vectors, folder_attribute_vector, load_attribute_vectors,
-                              merge_attribute_vectors)
-    from ..errors import UserError
-    from ..faces import open_faces_for_run, report_notes
-    from ..run import load_run
+    from dfc_vae.editing.attributes import (compute_attribute_vectors, folder_attribute_vector, load_attribute_vectors, merge_attribute_vectors)
+    from dfc_vae.util.errors import UserError
+    from dfc_vae.data.faces import open_faces_for_run, report_notes
+    from dfc_vae.runs.run import load_run
 
     two_folders = args.positive or args.negative or args.name
     if two_folders and not (args.positive and args.negative and args.name):
@@ -74,7 +73,7 @@ def _run(args: argparse.Namespace) -> None:
     vectors.save(out)
     print(f"{what} written to {out}")
     if args.classifier:
-        from ..classifier import classifier_for_run
+        from dfc_vae.evaluation.classifier import classifier_for_run
 
         clf = classifier_for_run(loaded, faces, args.cache_dir, retrain=True, progress=progress)
         scored = clf.scored()

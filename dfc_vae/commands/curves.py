@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from ..curves import plot_curves
+    from dfc_vae.training.curves import plot_curves
 
     out = args.out or (Path(args.run[0]) / "curves.png" if len(args.run) == 1 else "curves.png")
     print(f"wrote {plot_curves(args.run, out)}")

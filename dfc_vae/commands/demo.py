@@ -7,7 +7,7 @@ ORDER = 5
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
-    from ..demo import DemoSettings
+    from dfc_vae.app.demo import DemoSettings
 
     parser.add_argument("--out", default="dfc_vae_demo", help="folder for everything the demo makes (default: dfc_vae_demo)")
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: OUT/cache)")
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from ..demo import DemoSettings, run_demo
+    from dfc_vae.app.demo import DemoSettings, run_demo
 
     settings = DemoSettings(**{f.name: getattr(args, f.name) for f in fields(DemoSettings)})
     report = run_demo(args.out, settings, args.cache_dir, progress=not args.no_progress)

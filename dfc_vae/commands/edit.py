@@ -20,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..attributes import load_attribute_vectors
-    from ..edit import edit_photo, parse_settings
-    from ..errors import UserError
-    from ..run import load_run
+    from dfc_vae.editing.attributes import load_attribute_vectors
+    from dfc_vae.editing.edit import edit_photo, parse_settings
+    from dfc_vae.util.errors import UserError
+    from dfc_vae.runs.run import load_run
 
     if args.largest and not args.align:
         raise UserError("--largest chooses among the faces --align finds; add --align")

@@ -1,7 +1,7 @@
 import argparse
 
-from ..argtypes import nonnegative_int, seed
-from ._common import add_run_arguments
+from dfc_vae.util.argtypes import nonnegative_int, seed
+from dfc_vae.commands._common import add_run_arguments
 
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
         "KL per latent dimension, and pictures of the latent space (PCA, t-SNE of faces)")
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import json
 
-    from ..evaluate import evaluate
+    from dfc_vae.evaluation.evaluate import evaluate
 
     out = evaluate(args.run, args.data, args.out, args.color_by, args.vgg_weights, args.device, args.cache_dir,
                    args.seed, progress=not args.no_progress, labels=args.labels,

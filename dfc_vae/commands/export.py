@@ -11,8 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..run import export_run
-    from ..runlock import run_lock
+    from dfc_vae.runs.run import export_run
+    from dfc_vae.util.runlock import run_lock
 
     with run_lock(args.run, "export", create=False):  # not while a training replaces the checkpoint
         out = export_run(args.run, args.out, args.checkpoint)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from ._common import add_run_arguments, open_run_and_faces
+from dfc_vae.commands._common import add_run_arguments, open_run_and_faces
 
 HELP = ("the paper's Figure 5, measured: interpolation between latent vectors of faces (and of prior samples); "
         "PNG, every cell's attribute scores (CSV), summary (JSON)")
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_figure_numbers(args: argparse.Namespace, few_steps: str | None = None) -> None:
     """--faces, --show, --steps and --seed in range, else a UserError; `few_steps`: the message for
     --steps below 2, where a command words that one itself."""
-    from ..argtypes import require
-    from ..errors import UserError
+    from dfc_vae.util.argtypes import require
+    from dfc_vae.util.errors import UserError
 
     require(args.faces, "--faces", "int", min=1)
     require(args.show, "--show", "int", min=1, max=args.faces)
@@ -46,7 +46,7 @@ def check_figure_numbers(args: argparse.Namespace, few_steps: str | None = None)
 
 def _endpoints(pairs: list[str]) -> dict[str, tuple[str, str]]:
     """--pairs ROW=LEFT_ID,RIGHT_ID items -> {ROW: (LEFT_ID, RIGHT_ID)}."""
-    from ..errors import UserError
+    from dfc_vae.util.errors import UserError
 
     endpoints = {}
     for item in pairs:
@@ -61,9 +61,9 @@ def _endpoints(pairs: list[str]) -> dict[str, tuple[str, str]]:
 def run(args: argparse.Namespace) -> None:
     import json
 
-    from ..classifier import classifier_for_run
-    from ..figures import FIG5_ROWS, as_dict, figure5
-    from ..runlock import run_lock
+    from dfc_vae.evaluation.classifier import classifier_for_run
+    from dfc_vae.evaluation.figures import FIG5_ROWS, as_dict, figure5
+    from dfc_vae.util.runlock import run_lock
 
     check_figure_numbers(args)
     endpoints = _endpoints(args.pairs)
@@ -82,8 +82,8 @@ def script_main(command, prog: str, doc: str, argv=None) -> None:
     line of `doc`): its flags, its output, and its errors as one line and exit status 2."""
     import sys
 
-    from ..cli import ArgumentParser
-    from ..errors import exit_status
+    from dfc_vae.cli import ArgumentParser
+    from dfc_vae.util.errors import exit_status
 
     parser = ArgumentParser(description=doc.splitlines()[0])
     command.add_arguments(parser)

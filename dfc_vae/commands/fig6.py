@@ -2,8 +2,8 @@
 
 import argparse
 
-from ._common import open_run_and_faces
-from .fig5 import add_figure_arguments, check_figure_numbers
+from dfc_vae.commands._common import open_run_and_faces
+from dfc_vae.commands.fig5 import add_figure_arguments, check_figure_numbers
 
 HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
         "PNG, every cell's attribute scores (CSV), flip rates and side effects (JSON)")
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_alpha_range(low: float, high: float) -> None:
     import math
 
-    from ..errors import UserError
+    from dfc_vae.util.errors import UserError
 
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise UserError(f"alpha range {low}..{high} is malformed; give finite values with "
@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> None:
 
     import torch
 
-    from ..attributes import load_attribute_vectors
-    from ..classifier import classifier_for_run
-    from ..figures import FIG6_ROWS, as_dict, figure6, parse_edit
-    from ..runlock import run_lock
+    from dfc_vae.editing.attributes import load_attribute_vectors
+    from dfc_vae.evaluation.classifier import classifier_for_run
+    from dfc_vae.evaluation.figures import FIG6_ROWS, as_dict, figure6, parse_edit
+    from dfc_vae.util.runlock import run_lock
 
     check_figure_numbers(args, few_steps="--steps must be at least 2")
     _check_alpha_range(args.alpha_min, args.alpha_max)

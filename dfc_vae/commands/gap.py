@@ -2,7 +2,7 @@
 
 import argparse
 
-from ._common import add_run_arguments, open_run_and_faces
+from dfc_vae.commands._common import add_run_arguments, open_run_and_faces
 
 HELP = ("the prior gap: Figure 5's fake -> fake rows, scored the same way, with their ends drawn from N(0, I) "
         "and from where the encoder puts training faces")
@@ -32,10 +32,10 @@ def _print_measures(gap) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..classifier import classifier_for_run
-    from ..diagnostics import prior_gap
-    from ..figures import as_dict
-    from ..fileio import write_json
+    from dfc_vae.evaluation.classifier import classifier_for_run
+    from dfc_vae.evaluation.diagnostics import prior_gap
+    from dfc_vae.evaluation.figures import as_dict
+    from dfc_vae.util.fileio import write_json
 
     loaded, faces = open_run_and_faces(args)
     clf = classifier_for_run(loaded, faces, args.cache_dir)

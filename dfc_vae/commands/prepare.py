@@ -1,14 +1,14 @@
 import argparse
 
-from ..argtypes import nonnegative_int
+from dfc_vae.util.argtypes import nonnegative_int
 
 HELP = "decode every face once into the uint8 cache that training reads"
 ORDER = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import TrainConfig
-    from ..choices import CROPS, IMAGE_SIZES
+    from dfc_vae.runs.config import TrainConfig
+    from dfc_vae.util.choices import CROPS, IMAGE_SIZES
 
     d = TrainConfig()
     parser.add_argument("--data", required=True,
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import time
 
-    from ..faces import open_faces, report_notes
+    from dfc_vae.data.faces import open_faces, report_notes
 
     t = time.perf_counter()
     faces = open_faces(args.data, args.labels, args.allow_missing)

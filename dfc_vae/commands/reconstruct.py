@@ -1,7 +1,7 @@
 import argparse
 
-from ..argtypes import positive_int
-from ._common import add_run_arguments
+from dfc_vae.util.argtypes import positive_int
+from dfc_vae.commands._common import add_run_arguments
 
 HELP = "reconstruct faces of a data split with a trained run (inputs beside reconstructions)"
 ORDER = 41
@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from ..faces import open_faces_for_run
-    from ..run import load_run, reconstruct_grid
+    from dfc_vae.data.faces import open_faces_for_run
+    from dfc_vae.runs.run import load_run, reconstruct_grid
 
     loaded = load_run(args.run, args.device)
     faces = open_faces_for_run(loaded, args.data, args.labels)

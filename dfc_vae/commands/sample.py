@@ -1,6 +1,6 @@
 import argparse
 
-from ..argtypes import nonnegative_float, positive_int, seed
+from dfc_vae.util.argtypes import nonnegative_float, positive_int, seed
 
 HELP = "decode random latent vectors z ~ N(0, I) of a trained run into a grid of faces"
 ORDER = 40
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from ..run import load_run, sample_grid
+    from dfc_vae.runs.run import load_run, sample_grid
 
     loaded = load_run(args.run, args.device)
     out = sample_grid(loaded, args.out or Path(args.run) / "samples.png", args.n, args.seed, args.temperature)

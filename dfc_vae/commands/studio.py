@@ -14,14 +14,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..errors import UserError
-    from ..studio import require_web_libraries, serve
+    from dfc_vae.util.errors import UserError
+    from dfc_vae.app.studio import require_web_libraries, serve
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port} is not a port number; give one between 1 and 65535, e.g. 7860")
     require_web_libraries()
-    from ..attributes import load_attribute_vectors
-    from ..run import load_run
+    from dfc_vae.editing.attributes import load_attribute_vectors
+    from dfc_vae.runs.run import load_run
 
     loaded = load_run(args.run, args.device)
     vectors = load_attribute_vectors(args.attributes, loaded.config.latent_dim) if args.attributes else None

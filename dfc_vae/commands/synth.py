@@ -1,6 +1,6 @@
 import argparse
 
-from ..argtypes import nonnegative_int, seed
+from dfc_vae.util.argtypes import nonnegative_int, seed
 
 HELP = "render synthetic faces in CelebA's formats or as a plain folder (offline stand-in for CelebA)"
 ORDER = 10
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import sys
 
-    from ..synth import render_celeba
+    from dfc_vae.data.synth import render_celeba
 
     workers = None if args.workers == 0 else args.workers  # a negative count is refused by render_celeba
     root = render_celeba(args.out, n=args.n, seed=args.seed, layout=args.layout, workers=workers,

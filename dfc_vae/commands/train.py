@@ -5,7 +5,7 @@ ORDER = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_config_arguments
+    from dfc_vae.runs.config import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..config import config_from_args
-    from ..train import train
+    from dfc_vae.runs.config import config_from_args
+    from dfc_vae.training.loop import train
 
     import os
 

@@ -1,0 +1,1 @@
+"""Programs built on the library: the offline demo and the browser studio."""

@@ -1,0 +1,69 @@
+"""Random training batches gathered from the uint8 cache, on the GPU when the split fits there."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.images import to_unit_float
+
+
+class BatchSource:
+    """Random batches of faces from a cache, as (B, 3, S, S) float tensors in [0, 1], channels_last.
+
+    The order of epoch e is a permutation drawn from (seed, e), so a resumed run can rebuild it and
+    continue from any batch. Under data parallelism every rank draws the same permutation and
+    takes its own slice of each global batch. Incomplete last batches are dropped.
+    """
+
+    def __init__(self, images: np.ndarray, indices: np.ndarray, batch_size: int, device: torch.device,
+                 seed: int = 0, flip: bool = False, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise UserError(f"batch size {batch_size} must be divisible by the number of processes ({world_size})")
+        if len(indices) < batch_size:
+            raise UserError(f"the training split has {len(indices)} images, fewer than one batch of {batch_size}; "
+                            "lower --batch-size or use more data")
+        self.batch_size, self.device, self.seed, self.flip = batch_size, device, seed, flip
+        self.rank, self.world_size = rank, world_size
+        self.num_batches = len(indices) // batch_size
+        self.indices = np.sort(indices)
+        self.source = images  # memory-mapped cache: pages come from the OS page cache, not our heap
+        self.on_device = None
+        if device.type == "cuda":  # the whole split on the GPU when it fits: batches gathered there
+            need = len(indices) * int(np.prod(images.shape[1:]))
+            if need < 0.5 * torch.cuda.mem_get_info(device)[0]:
+                self.on_device = torch.from_numpy(np.ascontiguousarray(images[self.indices])).to(device)
+
+    def batches(self, epoch: int, start: int = 0):
+        """Yield the batches of `epoch` from batch number `start` on.
+
+        On a GPU nothing is copied from the host per batch but the pixels of a split that does not
+        fit there (pinned, asynchronous): the epoch's order and flips go to the device once and
+        batches are gathered and flipped there, so the step never waits for a blocking copy."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.indices), generator=g).numpy()
+        flips = (torch.rand(len(self.indices), generator=g) < 0.5).numpy()
+        local = self.batch_size // self.world_size
+        index_on_device = self.on_device is not None or self.device.type != "cpu"
+        if index_on_device:
+            order_dev = torch.from_numpy(order).to(self.device)
+            flips_dev = torch.from_numpy(flips).to(self.device)
+        for b in range(start, self.num_batches):
+            lo = b * self.batch_size + self.rank * local
+            idx = order[lo:lo + local]
+            if self.on_device is not None:
+                x = self.on_device[order_dev[lo:lo + local]]
+            else:
+                rows = self.indices[idx]
+                sort = np.argsort(rows)  # read the memory map in file order, then restore batch order
+                x = torch.from_numpy(self.source[rows[sort]][np.argsort(sort)])
+                if self.device.type == "cuda":
+                    x = x.pin_memory().to(self.device, non_blocking=True)
+            if self.flip and index_on_device:
+                chosen = flips_dev[order_dev[lo:lo + local]].view(-1, 1, 1, 1)  # dim 2 of NHWC is the width
+                x = torch.where(chosen, x.flip(2), x)
+            elif self.flip:  # only the chosen images, on the uint8 batch
+                chosen = torch.from_numpy(np.flatnonzero(flips[idx])).to(self.device)
+                x[chosen] = x[chosen].flip(2)
+            yield to_unit_float(x)

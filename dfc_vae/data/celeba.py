@@ -1,0 +1,236 @@
+"""CelebA's annotations: the 40 attribute names, the train/valid/test partition, and the layouts
+in which people keep the dataset (official, torchvision's, Kaggle's).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfc_vae.util.choices import CELEBA_LAYOUTS as LAYOUTS, SYNTHETIC_MARKER
+from dfc_vae.util.errors import UserError
+
+# The 40 attributes in the official order of list_attr_celeba.txt.
+ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
+    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup",
+    "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard",
+    "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns",
+    "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)
+
+# Share of CelebA's 202,599 images with each attribute (rounded; from list_attr_celeba.txt).
+CELEBA_RATES: dict[str, float] = {
+    "5_o_Clock_Shadow": 0.111, "Arched_Eyebrows": 0.267, "Attractive": 0.513,
+    "Bags_Under_Eyes": 0.205, "Bald": 0.022, "Bangs": 0.152, "Big_Lips": 0.241,
+    "Big_Nose": 0.234, "Black_Hair": 0.239, "Blond_Hair": 0.148, "Blurry": 0.051,
+    "Brown_Hair": 0.205, "Bushy_Eyebrows": 0.142, "Chubby": 0.058, "Double_Chin": 0.047,
+    "Eyeglasses": 0.065, "Goatee": 0.063, "Gray_Hair": 0.042, "Heavy_Makeup": 0.387,
+    "High_Cheekbones": 0.455, "Male": 0.417, "Mouth_Slightly_Open": 0.483, "Mustache": 0.042,
+    "Narrow_Eyes": 0.115, "No_Beard": 0.835, "Oval_Face": 0.284, "Pale_Skin": 0.043,
+    "Pointy_Nose": 0.277, "Receding_Hairline": 0.080, "Rosy_Cheeks": 0.066, "Sideburns": 0.057,
+    "Smiling": 0.482, "Straight_Hair": 0.208, "Wavy_Hair": 0.320, "Wearing_Earrings": 0.189,
+    "Wearing_Hat": 0.048, "Wearing_Lipstick": 0.472, "Wearing_Necklace": 0.123,
+    "Wearing_Necktie": 0.073, "Young": 0.774,
+}
+
+# Official partition (list_eval_partition.txt): 0 = train, 1 = valid, 2 = test.
+SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
+
+# Aligned CelebA images are 178 wide, 218 high.
+ALIGNED_SIZE = (178, 218)
+# The official crop box (x0, y0, x1, y1) of DFC-VAE's data/crop_celebA.lua: a 138x138 face.
+OFFICIAL_CROP_BOX = (30, 40, 168, 178)
+
+
+
+# The official partition by image number (what list_eval_partition.txt holds): the last number of
+# the train and of the valid split.
+LAST_TRAIN, LAST_VALID, LAST_IMAGE = 162770, 182637, 202599
+
+
+@dataclass(frozen=True)
+class CelebARoot:
+    """Where one copy of CelebA keeps its files."""
+
+    annotations: Path  # the folder holding list_attr_celeba.* and list_eval_partition.*
+    images: Path  # the folder holding the aligned images (JPEG, or PNG in the PNG release)
+    layout: str  # 'official', 'torchvision', 'kaggle' or 'png'
+    synthetic: dict | None  # the marker of dfc_vae's rendered faces, None for real CelebA
+
+    @property
+    def description(self) -> str:
+        if self.synthetic:
+            return f"synthetic faces rendered by dfc_vae.synth (seed {self.synthetic.get('seed')}), not CelebA"
+        return "CelebA"
+
+
+def find_celeba(path: str | Path) -> CelebARoot:
+    """Recognise the official, torchvision (ROOT/celeba/...) and Kaggle layouts under `path`."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UserError(f"data folder {root} does not exist; pass --data the folder that holds CelebA "
+                        "(or make synthetic faces with `dfc-vae synth --out DIR`)")
+    if not root.is_dir():
+        raise UserError(f"--data {root} is a file; pass the folder that holds img_align_celeba/ and list_attr_celeba.txt")
+    candidates = [(root, None), (root / "celeba", "torchvision")]
+    for folder, layout in candidates:
+        txt, csv = folder / "list_attr_celeba.txt", folder / "list_attr_celeba.csv"
+        if not (txt.is_file() or csv.is_file()):
+            continue
+        nested = folder / "img_align_celeba" / "img_align_celeba"
+        images = nested if nested.is_dir() else folder / "img_align_celeba"
+        png = folder / "img_align_celeba_png"
+        if not images.is_dir() and png.is_dir():
+            images, layout = png, layout or "png"
+        if not images.is_dir():
+            raise UserError(f"{folder} has the annotation files but no img_align_celeba/ (or img_align_celeba_png/) "
+                            "folder of images; unzip img_align_celeba.zip there")
+        if layout is None:
+            layout = "kaggle" if (csv.is_file() and not txt.is_file()) or nested.is_dir() else "official"
+        marker = folder / SYNTHETIC_MARKER
+        synthetic = json.loads(marker.read_text()) if marker.is_file() else None
+        return CelebARoot(folder, images, layout, synthetic)
+    raise UserError(f"{root} does not look like CelebA: expected list_attr_celeba.txt (official), celeba/list_attr_celeba.txt "
+                    "(torchvision) or list_attr_celeba.csv (Kaggle) with img_align_celeba/ beside it")
+
+
+def _lines(path: Path) -> list[str]:
+    """Non-empty lines with Windows line ends, BOMs and trailing blanks removed."""
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _annotation_file(root: CelebARoot, stem: str) -> Path:
+    for ext in (".txt", ".csv"):
+        p = root.annotations / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    raise UserError(f"{root.annotations} has no {stem}.txt or {stem}.csv; copy it from your CelebA download")
+
+
+def _read_table(path: Path, lines: list[str], sep: str | None, n_fields: int) -> pd.DataFrame:
+    """Parse rows of `n_fields` fields (a file name, then integers) with pandas; damaged rows are errors."""
+    try:
+        table = pd.read_csv(io.StringIO("\n".join(lines)), sep=sep or r"\s+", header=None, names=range(n_fields),
+                            dtype={0: str}, engine="c")
+    except (pd.errors.ParserError, ValueError) as e:
+        raise UserError(f"{path}: a row has more than {n_fields} fields ({str(e).strip().splitlines()[-1]}); "
+                        "the file is damaged, re-download it") from e
+    bad = table.isna().any(axis=1).to_numpy().nonzero()[0]
+    if len(bad):
+        raise UserError(f"{path}: row '{lines[bad[0]][:30]}' has fewer than {n_fields} fields; the file is damaged, re-download it")
+    numeric = table.iloc[:, 1:]
+    if not all(pd.api.types.is_integer_dtype(t) for t in numeric.dtypes):
+        raise UserError(f"{path}: non-integer values where integers belong; the file is damaged, re-download it")
+    return table
+
+
+def read_attributes(root: CelebARoot) -> pd.DataFrame:
+    """The 40 attributes as a bool DataFrame indexed by image file name, columns in official order.
+
+    Tolerates: the count line present or absent, a trailing space after the header, CRLF line
+    ends, several spaces between fields, -1/1 or 0/1 values, Kaggle's CSV with an image_id column.
+    """
+    path = _annotation_file(root, "list_attr_celeba")
+    lines = _lines(path)
+    if lines and lines[0].isdigit():
+        declared, lines = int(lines[0]), lines[1:]
+    else:
+        declared = None
+    if not lines:
+        raise UserError(f"{path} holds no attribute rows; re-download it")
+    sep = "," if path.suffix == ".csv" else None
+    header = lines[0].split(sep)
+    header = [h.strip() for h in header if h.strip()]
+    if header and header[0].lower() in ("image_id", "filename", "file", "image"):
+        header = header[1:]
+    unknown = [h for h in header if h not in ATTRIBUTE_NAMES]
+    if unknown or len(header) != len(ATTRIBUTE_NAMES):
+        raise UserError(f"{path}: header line should name CelebA's 40 attributes, found {len(header)} names"
+                        + (f" including unknown '{unknown[0]}'" if unknown else "") + "; re-download the file")
+    table = _read_table(path, lines[1:], sep, len(header) + 1)
+    ids = table[0].astype(str).str.strip().tolist()
+    values = table.iloc[:, 1:].to_numpy()
+    if not np.isin(values, (-1, 0, 1)).all():
+        raise UserError(f"{path}: attribute values must be -1/1 or 0/1; the file is damaged, re-download it")
+    if declared is not None and declared != len(ids):
+        raise UserError(f"{path}: first line says {declared} images but {len(ids)} rows follow; the file is truncated, re-download it")
+    df = pd.DataFrame(values > 0, index=pd.Index(ids, name="image_id"), columns=header)
+    if df.index.has_duplicates:
+        raise UserError(f"{path}: image {df.index[df.index.duplicated()][0]} is listed twice; re-download the file")
+    return df[list(ATTRIBUTE_NAMES)]
+
+
+def read_partition(root: CelebARoot) -> pd.Series:
+    """image file name -> split number (0 train, 1 valid, 2 test)."""
+    path = _annotation_file(root, "list_eval_partition")
+    sep = "," if path.suffix == ".csv" else None
+    lines = _lines(path)
+    if lines and not lines[0].split(sep)[-1].strip().isdigit():
+        lines = lines[1:]  # a header such as 'image_id,partition'
+    if not lines:
+        raise UserError(f"{path} is empty; copy list_eval_partition from your CelebA download")
+    table = _read_table(path, lines, sep, 2)
+    s = pd.Series(table[1].to_numpy(), index=pd.Index(table[0].str.strip(), name="image_id"), name="partition")
+    if not s.isin((0, 1, 2)).all():
+        raise UserError(f"{path}: split numbers must be 0 (train), 1 (valid) or 2 (test)")
+    return s
+
+
+def load_annotations(root: CelebARoot) -> pd.DataFrame:
+    """Attributes (bool columns) plus a 'partition' column, rows sorted by image file name.
+
+    The attribute and partition files must list the same images.
+    """
+    attrs = read_attributes(root)
+    part = read_partition(root)
+    only_attr = attrs.index.difference(part.index)
+    only_part = part.index.difference(attrs.index)
+    if len(only_attr) or len(only_part):
+        which = (f"{len(only_attr)} images in the attribute file are missing from the partition file (e.g. {only_attr[0]})"
+                 if len(only_attr) else
+                 f"{len(only_part)} images in the partition file are missing from the attribute file (e.g. {only_part[0]})")
+        raise UserError(f"list_attr_celeba and list_eval_partition disagree: {which}; use both files from the same CelebA copy")
+    df = attrs.join(part).sort_index()
+    return df
+
+
+def has_partition(root: CelebARoot) -> bool:
+    return any((root.annotations / f"list_eval_partition{ext}").is_file() for ext in (".txt", ".csv"))
+
+
+def partition_by_number(ids) -> np.ndarray:
+    """The official split (0 train, 1 valid, 2 test) from the image numbers of names like 000123.jpg."""
+    numbers = []
+    for name in ids:
+        stem = Path(name).stem
+        if not stem.isdigit():
+            raise UserError(f"image {name} has no CelebA number, so the split cannot be taken from it; "
+                            "put list_eval_partition.txt beside list_attr_celeba.txt")
+        numbers.append(int(stem))
+    numbers = np.asarray(numbers, dtype=np.int64)
+    return np.where(numbers <= LAST_TRAIN, 0, np.where(numbers <= LAST_VALID, 1, 2)).astype(np.int64)
+
+
+def split_mask(annotations: pd.DataFrame, split: str) -> np.ndarray:
+    """Boolean mask of the rows in `split` ('train', 'valid', 'test' or 'all')."""
+    if split == "all":
+        return np.ones(len(annotations), dtype=bool)
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'; choose train, valid, test or all")
+    return (annotations["partition"] == SPLITS[split]).to_numpy()
+
+
+def check_attribute_names(names, valid=ATTRIBUTE_NAMES) -> None:
+    """A UserError naming the first of `names` not in `valid` (default: CelebA's 40), listing them."""
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise UserError(f"unknown attribute '{unknown[0]}'; valid names: {', '.join(valid)}")

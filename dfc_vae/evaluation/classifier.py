@@ -1,0 +1,234 @@
+"""A small attribute classifier that judges decoded faces (the measurement behind Figs. 5 and 6).
+
+A plain CNN trained on the labelled training images of the data a run was trained on (from the
+decoded-image cache, at the run's image size and crop) to predict every attribute the data is
+labelled with (CelebA's 40, or the columns of a folder's labels file). Its
+per-attribute accuracy on the test split decides which attributes it may score: only those it
+predicts with at least MIN_ACCURACY, and whose balanced accuracy is at least MIN_BALANCED (a rare
+attribute that the network simply never predicts can be 97% "accurate" and still know nothing;
+on synthetic faces this keeps the 26 label-only attributes out).
+
+It is kept with the run, in RUN/classifier/: model.safetensors and classifier.json (names,
+architecture, test accuracies, provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES
+from dfc_vae.util.images import to_tensor
+from dfc_vae.data.faces import open_faces, open_faces_for_run
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import write_bytes, write_json
+
+MIN_ACCURACY = 0.95
+MIN_BALANCED = 0.90
+FOLDER = "classifier"
+
+
+class AttributeCNN(nn.Module):
+    """(B, 3, S, S) floats in [0, 1] -> (B, A) logits. Conv3x3-BN-ReLU-MaxPool stages down to 4x4."""
+
+    def __init__(self, image_size: int = 64, num_attributes: int = len(ATTRIBUTE_NAMES), width: int = 32):
+        super().__init__()
+        self.image_size, self.num_attributes, self.width = image_size, num_attributes, width
+        stages = int(math.log2(image_size // 4))
+        layers, c_in = [], 3
+        for i in range(stages):
+            c_out = width * 2 ** min(i, 2)
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(c_in * 16, num_attributes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features((x - 0.5) / 0.25))
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur of each image with its own sigma (pixels): (B, 3, S, S) -> same.
+
+    Training sees blurred copies so that the classifier's verdicts carry over to the VAE's
+    decoded faces, which are smoother than the photos."""
+    r = 2
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-t.view(1, -1) ** 2 / (2 * sigma.view(-1, 1).clamp_min(1e-3) ** 2))
+    k = k / k.sum(1, keepdim=True)  # (B, 5)
+    b, c, h, w = x.shape
+    y = x.reshape(1, b * c, h, w)
+    kc = k.repeat_interleave(c, 0)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), kc.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), kc.view(b * c, 1, -1, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+@dataclass
+class AttributeClassifier:
+    """A trained AttributeCNN with its attribute names and test-split report."""
+
+    model: AttributeCNN  # eval mode
+    names: list[str]
+    report: dict  # accuracy / balanced_accuracy / positives per attribute, provenance
+
+    @property
+    def accuracy(self) -> dict[str, float]:
+        return self.report["accuracy"]
+
+    def scored(self, candidates=None) -> list[str]:
+        """Attributes the classifier may score (>= MIN_ACCURACY accuracy and >= MIN_BALANCED balanced
+        accuracy on the test split), in official order, optionally restricted to `candidates`."""
+        ok = [n for n in self.names if self.report["accuracy"][n] >= MIN_ACCURACY
+              and self.report["balanced_accuracy"][n] >= MIN_BALANCED]
+        return [n for n in ok if candidates is None or n in candidates]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """(N, 3, S, S) floats in [0, 1] (clamped here) -> (N, A) probabilities, on the CPU."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        out = [torch.sigmoid(self.model(x[i:i + batch_size].to(device).float().clamp(0, 1))).cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, len(self.names))
+
+    def column(self, name: str) -> int:
+        return self.names.index(name)
+
+    def save(self, folder: str | Path) -> Path:
+        from safetensors.torch import save
+
+        folder = Path(folder)
+        write_bytes(folder / "model.safetensors", save({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}))
+        write_json(folder / "classifier.json", {"names": self.names, "image_size": self.model.image_size,
+                                                "width": self.model.width, "report": self.report})
+        return folder
+
+
+def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> AttributeClassifier:
+    """Read RUN/classifier/ (or another folder written by AttributeClassifier.save)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if folder.is_dir() and (folder / FOLDER).is_dir():
+        folder = folder / FOLDER
+    try:
+        info = json.loads((folder / "classifier.json").read_text())
+        state = load_file(str(folder / "model.safetensors"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"no attribute classifier in {folder}; train one with `dfc-vae attributes --run RUN --data DIR "
+                        "--classifier`") from e
+    model = AttributeCNN(info["image_size"], len(info["names"]), info["width"])
+    model.load_state_dict(state)
+    return AttributeClassifier(model.to(device).eval(), info["names"], info["report"])
+
+
+def train_classifier(data, image_size: int, crop: str = "official", cache_dir=None, epochs: int = 4,
+                     batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device: str | torch.device = "cpu",
+                     max_train: int = 0, progress: bool = True) -> AttributeClassifier:
+    """Train an AttributeCNN on the train split of `data` (a FaceSet or a folder) and report its
+    test-split accuracy.
+
+    Images come from the same cache (size, crop) as the VAE's, so the classifier sees faces exactly
+    as the VAE does. Augmentation: random horizontal flips and Gaussian blur (sigma 0 to 1 px at
+    32 px, scaled with the size) so its verdicts transfer to smoother decoded faces.
+    """
+    from tqdm.auto import tqdm
+
+    faces = open_faces(data)
+    faces.require_labels()
+    crop = faces.resolve_crop(crop)
+    cache = faces.cache(image_size, crop, cache_dir, None, progress)
+    train_idx = faces.indices("train")
+    test_idx = faces.indices("test")
+    if len(test_idx) == 0:
+        test_idx = faces.indices("valid")
+    if len(train_idx) < batch_size or len(test_idx) == 0:
+        raise UserError(f"{faces.root} has {len(train_idx)} training and {len(test_idx)} test images: too few to train the "
+                        f"attribute classifier (needs a batch of {batch_size} and a test split); use more faces")
+    if max_train:
+        train_idx = train_idx[:max_train]
+    names = faces.attribute_names
+    labels = torch.tensor(faces.labels[names].to_numpy(), dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    torch_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    device = torch.device(device)
+    model = AttributeCNN(image_size, len(names)).to(device)
+    torch.random.set_rng_state(torch_state)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * (len(train_idx) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
+    images = torch.from_numpy(np.ascontiguousarray(cache.images[train_idx]))  # (N, S, S, 3) uint8
+    y_train = labels[train_idx]
+    max_sigma = image_size / 32
+    bar = tqdm(total=steps, desc="train attribute classifier", unit="step", disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(train_idx), generator=g)
+        for b in range(len(train_idx) // batch_size):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            x = images[idx].permute(0, 3, 1, 2).float().div_(255)
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+            sigma = torch.rand(len(idx), generator=g) * max_sigma
+            sigma = torch.where(torch.rand(len(idx), generator=g) < 0.3, torch.zeros_like(sigma), sigma)
+            x = _blur(x, sigma)
+            loss = F.binary_cross_entropy_with_logits(model(x.to(device)), y_train[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+            if b % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    clf = AttributeClassifier(model.eval(), names, {})
+    prob = clf.predict(to_tensor(cache.images[test_idx]))
+    clf.report = _report(prob.numpy() > 0.5, labels[test_idx].numpy() > 0.5, names)
+    clf.report.update({"train_images": int(len(train_idx)), "test_images": int(len(test_idx)), "epochs": epochs,
+                       "image_size": image_size, "crop": crop, "data": faces.identity,
+                       "data_description": faces.description, "synthetic": faces.synthetic is not None,
+                       "train_seconds": round(time.perf_counter() - t0, 1),
+                       "min_accuracy": MIN_ACCURACY, "min_balanced_accuracy": MIN_BALANCED})
+    return clf
+
+
+def _report(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict:
+    """Per-attribute accuracy, balanced accuracy (mean of the true-positive and true-negative rates)
+    and positives, of boolean (N, A) predictions against (N, A) labels."""
+    acc = (pred == truth).mean(0)
+    pos, neg = truth.sum(0), (~truth).sum(0)
+    # an attribute the test split never (or always) shows cannot be validated: balanced accuracy 0
+    tpr = np.where(pos > 0, (pred & truth).sum(0) / np.maximum(pos, 1), 0.0)
+    tnr = np.where(neg > 0, (~pred & ~truth).sum(0) / np.maximum(neg, 1), 0.0)
+    bal = (tpr + tnr) / 2
+    return {"accuracy": {n: float(a) for n, a in zip(names, acc)},
+            "balanced_accuracy": {n: float(b) for n, b in zip(names, bal)},
+            "test_positives": {n: int(p) for n, p in zip(names, pos)}}
+
+
+def classifier_for_run(run, data=None, cache_dir=None, retrain: bool = False, progress: bool = True,
+                       **train_kw) -> AttributeClassifier:
+    """The classifier kept in RUN/classifier/, trained (and saved there) first if it is missing,
+    was made for other data, or `retrain`. `data`: a FaceSet or a folder (default: the run's data)."""
+    folder = Path(run.path) / FOLDER
+    faces = open_faces_for_run(run, data)
+    if not retrain and (folder / "classifier.json").is_file():
+        clf = load_classifier(folder, run.device)
+        if clf.report.get("data") == faces.identity and clf.model.image_size == run.config.image_size:
+            return clf
+    clf = train_classifier(faces, run.config.image_size, run.config.crop, cache_dir or run.config.cache_dir,
+                           device=run.device, progress=progress, **train_kw)
+    clf.save(folder)
+    return clf

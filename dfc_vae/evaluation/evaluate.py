@@ -1,0 +1,535 @@
+"""Evaluate a trained run: the paper's attribute-prediction table, reconstruction quality, the
+posterior, and pictures of the latent space, as a markdown report with CSVs and PNGs.
+
+`evaluate(run_dir, data)` computes everything first and writes only at the end, so a bad input
+(a folder that is not a run, data without labels or without a split, an unknown attribute) stops
+it before any file is made. The attributes are the data's own (CelebA's 40, or a labels file's). Files, all in `out` (default RUN/eval/):
+
+  report.md                    everything below, in words and tables
+  summary.json                 the key numbers (what experiments/compare_losses.py reads)
+  attributes.csv               per attribute: probe test accuracy, majority baseline, gain, chosen L2, ...
+  reconstruction.csv           per test image: mse, psnr, ssim, vgg_distance
+  posterior.csv                per latent dimension: mean KL over the test split, variance of mu, active
+  attribute_correlation.csv    A x A correlation of the attribute vectors
+  latent_tsne.csv              per embedded test image: its t-SNE coordinates x, y
+  attribute_correlation.png, latent_pca.png, latent_tsne.png, kl_per_dim.png, samples.png, reconstructions.png
+
+latent_tsne.png is the paper's Figure 7 kind of picture: the latent means of the first `tsne_faces`
+test faces embedded in 2-D by t-SNE (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut), each
+face's thumbnail drawn at its point.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dfc_vae.util.argtypes import require
+from dfc_vae.editing.attributes import attribute_vectors, encode_split
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES
+from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.util.images import to_tensor
+from dfc_vae.data.faces import FaceSet, open_faces_for_run, report_notes
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import write_json, write_text
+from dfc_vae.util.images import provenance, save_png
+from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss, active_units
+from dfc_vae.evaluation.metrics import ProbeResult, linear_probe, mse, psnr, ssim
+from dfc_vae.runs.run import LoadedRun, load_run, reconstruct_grid, sample_grid
+from dfc_vae.util.tables import markdown_table
+
+# LNets+ANet (Liu et al. 2015, "Deep Learning Face Attributes in the Wild") test accuracies in %,
+# ATTRIBUTE_NAMES order, as the official DFC-VAE repository's analysis script lists them.
+LNETS_ANET: dict[str, float] = dict(zip(ATTRIBUTE_NAMES, (
+    91, 79, 81, 79, 98, 95, 68, 78, 88, 95, 84, 80, 90, 91, 92, 99, 95, 97, 90, 87,
+    98, 92, 95, 81, 95, 66, 91, 72, 89, 90, 96, 92, 73, 80, 82, 99, 93, 71, 93, 87)))
+
+# Honesty checks on synthetic faces: drawn attributes must be linearly decodable, the
+# label-only ones must not be (a probe beating chance there would be leaking labels).
+VISIBLE_MIN_ACCURACY = 0.95
+LABEL_ONLY_MAX_GAP = 0.02
+
+TSNE_FACES = 500  # default number of test faces in the t-SNE picture: enough to see clusters, seconds on a CPU
+TSNE_CANVAS = 1024  # pixels per side of the t-SNE picture (before its caption)
+TSNE_THUMB = 32  # pixels per side of each face drawn on it
+TSNE_PERPLEXITY = 30.0  # scikit-learn's default; lowered below (n - 1) / 3 for fewer faces
+
+
+@dataclass
+class Reconstruction:
+    per_image: pd.DataFrame  # columns mse, psnr, ssim, vgg_distance; one row per test image
+    vgg_weights: str  # description of the weights used for the distance
+    mu: torch.Tensor  # (N_test, D) posterior means
+    kl_per_dim: np.ndarray  # (D,) mean over the test split of KL(q(z_d | x) || N(0, 1))
+
+
+def _check_splits(faces: FaceSet) -> None:
+    for split in ("train", "valid", "test"):
+        if not faces.split_mask(split).any():
+            raise UserError(f"the {split} split of {faces.root} is empty ({faces.split_source}); evaluation needs train, "
+                            "valid and test images")
+
+
+def _vgg_layers(loss: str) -> tuple[str, ...]:
+    """The run's own loss layers; a pixel-loss (pvae) run is measured at VAE-123's layers."""
+    return LOSS_LAYERS[loss] or LOSS_LAYERS["vae123"]
+
+
+@torch.no_grad()
+def measure_reconstruction(run: LoadedRun, images: np.ndarray, vgg: DFCLoss, batch_size: int = 256,
+                           progress: bool = True) -> Reconstruction:
+    """Decode the posterior mean of every image (eval mode) and score it.
+
+    images: (N, S, S, 3) uint8 (a cache slice). vgg_distance is the per-image sum over the tapped
+    layers of squared feature differences, the run's training reconstruction term for VGG runs.
+    """
+    from tqdm.auto import tqdm
+
+    run.model.eval()
+    rows, mus, kls = [], [], []
+    for i in tqdm(range(0, len(images), batch_size), desc="reconstructing test", unit="batch", disable=not progress):
+        x = to_tensor(images[i:i + batch_size]).to(run.device)
+        mu, logvar = run.model.encode(x)
+        recon = run.model.decode(mu).clamp(0, 1)  # pixel scores on displayable images
+        rows.append(pd.DataFrame({
+            "mse": mse(x, recon).cpu().numpy(), "psnr": psnr(x, recon).cpu().numpy(),
+            "ssim": ssim(x, recon).cpu().numpy(), "vgg_distance": vgg.reconstruction(x, recon).float().cpu().numpy(),
+        }))
+        mu, logvar = mu.float().cpu(), logvar.float().cpu()
+        mus.append(mu)
+        # KL(N(mu_d, sigma_d^2) || N(0, 1)) per dimension (Kingma & Welling 2014, Appendix B)
+        kls.append(0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar))
+    return Reconstruction(pd.concat(rows, ignore_index=True), vgg.vgg_weights_description,
+                          torch.cat(mus), torch.cat(kls).mean(0).numpy())
+
+
+def _figure_to_array(fig) -> np.ndarray:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def correlation_figure(corr: np.ndarray, names: list[str], title: str) -> np.ndarray:
+    """(A, A) correlation matrix -> heatmap image (H, W, 3) uint8."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 10))
+    im = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return _figure_to_array(fig)
+
+
+def pca_figure(mu: torch.Tensor, labels: np.ndarray, attribute: str, title: str) -> np.ndarray:
+    """2-D PCA of (N, D) latent means, points coloured by a bool (N,) attribute -> image."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = mu.double() - mu.double().mean(0)
+    _, s, v = torch.linalg.svd(x, full_matrices=False)
+    xy = (x @ v[:2].T).numpy()
+    share = (s.pow(2) / s.pow(2).sum()).numpy()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for value, color, label in ((False, "tab:blue", f"not {attribute}"), (True, "tab:orange", attribute)):
+        m = labels == value
+        ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.6, c=color, label=f"{label} ({m.sum()})", linewidths=0)
+    ax.set_xlabel(f"PC 1 ({share[0]:.1%} of variance)")
+    ax.set_ylabel(f"PC 2 ({share[1]:.1%} of variance)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="best", fontsize=8, markerscale=3)
+    return _figure_to_array(fig)
+
+
+def kl_figure(kl_per_dim: np.ndarray, title: str, threshold: float = ACTIVE_UNIT_THRESHOLD) -> np.ndarray:
+    """Bar plot of the mean KL per latent dimension, largest first -> image."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-kl_per_dim)
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.bar(range(len(order)), kl_per_dim[order], color="tab:blue", width=1.0)
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("mean KL (nats)")
+    ax.set_title(title, fontsize=10)
+    return _figure_to_array(fig)
+
+
+def tsne_embedding(mu: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """(N, D) latent means -> (N, 2) t-SNE coordinates (scikit-learn's Barnes-Hut t-SNE, initialised by
+    PCA, random_state `seed`): the same for the same means and seed. N >= 2."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    perplexity = min(TSNE_PERPLEXITY, (len(mu) - 1) / 3)  # scikit-learn needs perplexity < N
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+    # One thread: at a few hundred points each of t-SNE's 1,000 gradient steps is tiny, so OpenMP threads
+    # mostly wait for each other, and on a machine shared with other jobs that wait dominates.
+    with threadpool_limits(limits=1):
+        return tsne.fit_transform(mu.double().numpy())
+
+
+def tsne_figure(xy: np.ndarray, faces: np.ndarray, canvas: int = TSNE_CANVAS, thumb: int = TSNE_THUMB) -> np.ndarray:
+    """(N, 2) coordinates and (N, S, S, 3) uint8 faces -> (canvas, canvas, 3) uint8: each face shrunk
+    to thumb x thumb pixels and drawn at its point on white (later faces over earlier ones), y up."""
+    from PIL import Image
+
+    lo, span = xy.min(0), np.ptp(xy, 0)
+    unit = (xy - lo) / np.where(span > 0, span, 1.0)  # [0, 1]^2
+    left = np.round(unit[:, 0] * (canvas - thumb)).astype(int)
+    top = np.round((1 - unit[:, 1]) * (canvas - thumb)).astype(int)
+    out = np.full((canvas, canvas, 3), 255, np.uint8)
+    for x, y, face in zip(left, top, faces):
+        if face.shape[0] != thumb:
+            face = np.asarray(Image.fromarray(face).resize((thumb, thumb), Image.LANCZOS))
+        out[y:y + thumb, x:x + thumb] = face
+    return out
+
+
+def _pct(x: float) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
+    """Synthetic faces only: visible attributes >= 95% probe test accuracy; label-only attributes
+    within 2 points of their majority baseline. Returns the failures and a pass flag."""
+    vis = probe[probe.attribute.isin(visible)]
+    hidden = probe[~probe.attribute.isin(visible)]
+    low = vis[vis.test_accuracy < VISIBLE_MIN_ACCURACY].attribute.tolist()
+    leak = hidden[(hidden.test_accuracy - hidden.majority_baseline).abs() > LABEL_ONLY_MAX_GAP].attribute.tolist()
+    return {"visible_below_95": low, "label_only_off_baseline": leak, "passed": not low and not leak,
+            "visible_min_accuracy": float(vis.test_accuracy.min()) if len(vis) else None,
+            "label_only_max_abs_gap": float((hidden.test_accuracy - hidden.majority_baseline).abs().max()) if len(hidden) else None}
+
+
+def evaluate(run_dir: str | Path, data=None, out: str | Path | None = None,
+             color_by: str = "Smiling", vgg_weights: str | None = None, device: str = "auto",
+             cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True, labels=None,
+             allow_missing: bool | None = None, tsne_faces: int = TSNE_FACES) -> Path:
+    """Evaluate the run in `run_dir` on `data` (a FaceSet or a folder; default: the data it was
+    trained on, with its labels); returns `out`.
+
+    vgg_weights: for the VGG feature distance; default the run's own setting. color_by: the
+    attribute that colours the latent PCA (default Smiling; with data that lacks it, its first).
+    tsne_faces: how many test faces the t-SNE picture embeds (the first ones; 0: no picture).
+    seed: of the prior samples grid and of the t-SNE.
+    """
+    require(tsne_faces, "--tsne-faces", "int", min=0)
+    inputs = _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, labels, allow_missing)
+    run = inputs.run
+    probe = _attribute_prediction(inputs, progress)
+    cache = inputs.faces.cache(run.config.image_size, run.config.crop, inputs.cache_dir, None, progress)
+    test_images = cache.images[inputs.faces.indices("test")]
+    rec = measure_reconstruction(run, test_images, inputs.vgg, progress=progress)
+    n_active = active_units(rec.mu)
+    posterior = posterior_table(rec)
+    corr = attribute_correlation(probe.z["train"], probe.y["train"])
+    pictures = _latent_pictures(inputs, probe, rec, corr, n_active)
+    n_tsne = min(tsne_faces, len(rec.mu)) if len(rec.mu) >= 2 else 0
+    if n_tsne:
+        xy = tsne_embedding(rec.mu[:n_tsne], seed)
+        pictures["latent_tsne.png"] = (tsne_figure(xy, test_images[:n_tsne]), inputs.caption + [
+            f"{_who(run)}: t-SNE of the latent means of the first {n_tsne} test faces (seed {seed})"])
+    summary = _summary(inputs, probe, rec, n_active)
+    summary["tsne_faces"] = n_tsne
+    tables = {
+        "attributes.csv": probe.table.to_csv(index=False, float_format="%.6g"),
+        "reconstruction.csv": rec.per_image.to_csv(index_label="test_image", float_format="%.6g"),
+        "posterior.csv": posterior.to_csv(index=False, float_format="%.6g"),
+        "attribute_correlation.csv": pd.DataFrame(corr, index=inputs.names, columns=inputs.names)
+                                     .to_csv(float_format="%.4f"),
+    }
+    if n_tsne:
+        tables["latent_tsne.csv"] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}).to_csv(
+            index_label="test_image", float_format="%.6g")
+    report = _report(summary, probe.table, posterior, inputs.color_by)
+    _write(inputs, tables, pictures, summary, report, seed, progress)
+    return inputs.out
+
+
+@dataclass
+class _Inputs:
+    """Everything `evaluate` reads, checked before anything is computed or written."""
+
+    run: LoadedRun
+    faces: FaceSet
+    names: list[str]  # the data's attributes
+    color_by: str
+    out: Path
+    vgg: DFCLoss  # for the VGG feature distance
+    layers: tuple[str, ...]  # where that distance is measured
+    synthetic: bool
+    real_celeba: bool  # real CelebA with its own 40 attributes: LNets+ANet's published column applies
+    caption: list[str]  # how the pictures were made
+    cache_dir: str | Path | None
+
+
+def _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, labels, allow_missing) -> _Inputs:
+    """Open the run and the data and check every input (a bad one is a UserError before any file is made)."""
+    run = load_run(run_dir, device)
+    faces = open_faces_for_run(run, data, labels, allow_missing)
+    report_notes(faces)
+    faces.require_labels()
+    _check_splits(faces)
+    names = faces.attribute_names
+    if color_by not in names and color_by == "Smiling":
+        color_by = names[0]  # the default, on data labelled otherwise
+    faces.check_attributes([color_by])
+    out = Path(out) if out else Path(run_dir) / "eval"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the report")
+    vgg = DFCLoss(run.config.loss if LOSS_LAYERS[run.config.loss] else "vae123",
+                  vgg_weights=vgg_weights or run.config.vgg_weights).to(run.device)
+    synthetic = faces.synthetic is not None
+    return _Inputs(run, faces, names, color_by, out, vgg, _vgg_layers(run.config.loss), synthetic,
+                   real_celeba=faces.kind == "celeba" and not synthetic and names == list(ATTRIBUTE_NAMES),
+                   caption=_caption(run, vgg, synthetic), cache_dir=cache_dir or run.config.cache_dir)
+
+
+def _caption(run: LoadedRun, vgg: DFCLoss, synthetic: bool) -> list[str]:
+    """Caption lines: the faces and the run's loss weights, and the weights of the VGG distance
+    where they say something more."""
+    caption = provenance(synthetic or bool(run.meta.get("synthetic")), run.meta.get("vgg_weights", ""))
+    for line in provenance(False, vgg.vgg_weights_description):
+        if line not in caption:
+            caption.append(f"{line} (for the VGG feature distance)")
+    return caption
+
+
+@dataclass
+class _Probe:
+    z: dict[str, torch.Tensor]  # split -> (N, D) posterior means
+    y: dict[str, np.ndarray]  # split -> (N, A) bool labels
+    result: ProbeResult
+    table: pd.DataFrame  # attributes.csv
+    visible: tuple[str, ...]  # synthetic faces: the attributes synth.py draws
+
+
+def _attribute_prediction(inputs: _Inputs, progress: bool) -> _Probe:
+    """The paper's protocol: train -> fit, valid -> choose L2, test -> accuracy."""
+    z, y = {}, {}
+    for split in ("train", "valid", "test"):
+        z[split], rows = encode_split(inputs.run, inputs.faces, split, inputs.cache_dir, progress=progress)
+        y[split] = rows[inputs.names].to_numpy(bool).copy()  # writable, for torch
+    probe = linear_probe(z["train"], y["train"], z["valid"], y["valid"], z["test"], y["test"], inputs.names)
+    table = probe.table()
+    if inputs.real_celeba:
+        table["lnets_anet"] = [LNETS_ANET[a] / 100 for a in inputs.names]
+    visible = ()
+    if inputs.synthetic:
+        from dfc_vae.data.synth import VISIBLE_ATTRIBUTES as visible
+        table["visible"] = table.attribute.isin(visible)
+    return _Probe(z, y, probe, table, visible)
+
+
+def posterior_table(rec: Reconstruction) -> pd.DataFrame:
+    """posterior.csv: per latent dimension its mean KL, the variance of its posterior mean, and
+    whether it is active (Burda et al. 2016)."""
+    mu_var = rec.mu.var(0).numpy() if len(rec.mu) > 1 else np.zeros(rec.mu.shape[1])
+    return pd.DataFrame({"dim": np.arange(len(rec.kl_per_dim)), "kl": rec.kl_per_dim,
+                         "mu_variance": mu_var, "active": mu_var > ACTIVE_UNIT_THRESHOLD})
+
+
+def attribute_correlation(mu: torch.Tensor, labels: np.ndarray) -> np.ndarray:
+    """(A, A) correlation over the latent dimensions of the attribute vectors of (N, D) posterior
+    means with (N, A) bool labels; 0 for an attribute whose vector is zero."""
+    vectors, _, _ = attribute_vectors(mu, labels)
+    v = vectors.double().numpy()
+    norms = np.linalg.norm(v - v.mean(1, keepdims=True), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(v)
+    corr[~np.isfinite(corr)] = 0.0  # an attribute with a zero vector (all or none of train have it)
+    corr[norms == 0, norms == 0] = 0.0
+    return corr
+
+
+def _latent_pictures(inputs: _Inputs, probe: _Probe, rec: Reconstruction, corr: np.ndarray,
+                     n_active: int) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """File name -> (image, caption) of the pictures of the latent space."""
+    run, names, caption = inputs.run, inputs.names, inputs.caption
+    who = _who(run)
+    corr_png = correlation_figure(corr, names, f"{who}: correlation of attribute vectors over "
+                                               f"{probe.z['train'].shape[1]} latent dims")
+    color_labels = probe.y["test"][:, names.index(inputs.color_by)]
+    pca_png = pca_figure(rec.mu, color_labels, inputs.color_by, f"{who}: PCA of test-split latent means")
+    kl_png = kl_figure(rec.kl_per_dim, f"{who}: mean KL per latent dimension, test split ({n_active} active units)")
+    return {"attribute_correlation.png": (corr_png, caption),
+            "latent_pca.png": (pca_png, caption + [f"coloured by {inputs.color_by} (test split labels)"]),
+            "kl_per_dim.png": (kl_png, caption)}
+
+
+def _who(run: LoadedRun) -> str:
+    return f"{run.path.name} ({run.config.loss}, step {run.step})"
+
+
+def _summary(inputs: _Inputs, probe: _Probe, rec: Reconstruction, n_active: int) -> dict:
+    """summary.json: the key numbers (what experiments/compare_losses.py reads)."""
+    run, faces, y, per = inputs.run, inputs.faces, probe.y, rec.per_image
+    summary = {
+        "run": str(run.path), "step": run.step, "loss": run.config.loss, "image_size": run.config.image_size,
+        "latent_dim": run.config.latent_dim, "data": str(faces.root), "data_description": faces.description,
+        "synthetic": inputs.synthetic, "trained_on": run.meta.get("data_description", ""),
+        "run_vgg_weights": run.meta.get("vgg_weights", ""), "eval_vgg_weights": rec.vgg_weights,
+        "vgg_layers": list(inputs.layers), "caption": inputs.caption,
+        "n_train": len(y["train"]), "n_valid": len(y["valid"]), "n_test": len(y["test"]),
+        "mean_accuracy": float(probe.result.test_accuracy.mean()),
+        "mean_majority_baseline": float(probe.result.majority_baseline.mean()),
+        "mse": float(per.mse.mean()), "psnr": float(per.psnr.mean()), "ssim": float(per.ssim.mean()),
+        "vgg_distance": float(per.vgg_distance.mean()),
+        "active_units": n_active, "kl_total": float(rec.kl_per_dim.sum()),
+    }
+    if inputs.synthetic:
+        summary["honesty"] = honesty_checks(probe.table, probe.visible)
+        summary["mean_accuracy_visible"] = float(probe.table[probe.table.visible].test_accuracy.mean())
+    elif inputs.real_celeba:
+        summary["mean_lnets_anet"] = float(np.mean(list(LNETS_ANET.values()))) / 100
+    return summary
+
+
+def _write(inputs: _Inputs, tables: dict[str, str], pictures: dict[str, tuple[np.ndarray, list[str]]],
+           summary: dict, report: str, seed: int, progress: bool) -> None:
+    """Write every file (all inputs were good; each file is written atomically)."""
+    out, run = inputs.out, inputs.run
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in tables.items():
+        write_text(out / name, text)
+    for name, (image, caption) in pictures.items():
+        save_png(out / name, image, caption)
+    sample_grid(run, out / "samples.png", n=64, seed=seed)
+    reconstruct_grid(run, inputs.faces, out / "reconstructions.png", "test", 32, inputs.cache_dir, progress)
+    write_json(out / "summary.json", summary)
+    write_text(out / "report.md", report)
+
+
+# ----------------------------------------------------------------------------- report.md
+
+
+def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str) -> str:
+    lines = _report_header(s) + _attribute_section(s, attrs)
+    if "honesty" in s:
+        lines += _honesty_section(s)
+    lines += _reconstruction_section(s) + _posterior_section(s, posterior) + _pictures_section(s, color_by)
+    return "\n".join(lines)
+
+
+def _report_header(s: dict) -> list[str]:
+    lines = [f"# Evaluation of {Path(s['run']).name}", ""]
+    if s["caption"]:
+        lines += ["**How this was made:** " + "; ".join(s["caption"]) + ".", ""]
+    return lines + [
+        f"- run: `{s['run']}`, step {s['step']}, loss `{s['loss']}`, {s['image_size']}x{s['image_size']}, latent dim {s['latent_dim']}",
+        f"- trained on: {s['trained_on']}; evaluated on: {s['data_description']} (`{s['data']}`)",
+        f"- splits: {s['n_train']} train, {s['n_valid']} valid, {s['n_test']} test images",
+        "",
+    ]
+
+
+def _attribute_section(s: dict, attrs: pd.DataFrame) -> list[str]:
+    real, drawn = "lnets_anet" in attrs, "visible" in attrs
+    lines = [
+        "## Attribute prediction (paper's protocol)",
+        "",
+        "One L2-regularized logistic regression per attribute on the posterior means of the train split "
+        "(standardized); the L2 strength is chosen per attribute on the valid split (one-standard-error rule, "
+        "intercept-only model included); accuracy on the test split. Majority baseline: test accuracy of "
+        "always predicting the train split's majority label.",
+        "",
+    ]
+    header = ["attribute", "probe acc. %", "majority %", "gain (points)", *(["LNets+ANet %"] if real else []),
+              *(["drawn"] if drawn else []), "L2"]
+    rows = [[r.attribute, _pct(r.test_accuracy), _pct(r.majority_baseline), f"{100 * r.gain:+.1f}",
+             *([_pct(r.lnets_anet)] if real else []), *(["yes" if r.visible else "no"] if drawn else []),
+             "majority" if math.isinf(r.l2) else f"{r.l2:g}"] for r in attrs.itertuples()]
+    # the mean row's blank cells are written "| |"
+    mean_row = f"| **mean** | **{_pct(s['mean_accuracy'])}** | {_pct(s['mean_majority_baseline'])} | " \
+               f"{100 * (s['mean_accuracy'] - s['mean_majority_baseline']):+.1f} |"
+    if real:
+        mean_row += f" {_pct(s['mean_lnets_anet'])} |"
+    if drawn:
+        mean_row += " |"
+    lines += markdown_table(header, rows) + [mean_row + " |", ""]
+    if real:
+        lines += ["LNets+ANet: Liu et al. 2015, published test accuracies (face-attribute CNNs trained on the labels).", ""]
+    return lines
+
+
+def _honesty_section(s: dict) -> list[str]:
+    h = s["honesty"]
+    return [
+        "### Honesty checks (synthetic faces)",
+        "",
+        f"- drawn attributes reach >= {VISIBLE_MIN_ACCURACY:.0%} test accuracy: "
+        f"{'yes' if not h['visible_below_95'] else 'NO: ' + ', '.join(h['visible_below_95'])} "
+        f"(lowest {_pct(h['visible_min_accuracy'])}%; mean over drawn attributes {_pct(s['mean_accuracy_visible'])}%)",
+        f"- label-only attributes stay within {100 * LABEL_ONLY_MAX_GAP:.0f} points of the majority baseline: "
+        f"{'yes' if not h['label_only_off_baseline'] else 'NO: ' + ', '.join(h['label_only_off_baseline'])} "
+        f"(largest gap {100 * h['label_only_max_abs_gap']:.1f} points)",
+        "",
+    ]
+
+
+def _reconstruction_section(s: dict) -> list[str]:
+    layer_note = "the run's own loss layers" if s["loss"] != "pvae" else "VAE-123's layers (a pvae run has no VGG loss)"
+    scores = [f"{s['mse']:.5f}", f"{s['psnr']:.2f}", f"{s['ssim']:.4f}", f"{s['vgg_distance']:.4g}"]
+    return [
+        "## Reconstruction (test split, posterior mean decoded in eval mode, clamped to [0, 1])",
+        "",
+        *markdown_table(["MSE", "PSNR (dB)", "SSIM", "VGG feature distance"], [scores]),
+        "",
+        f"Means over test images of per-image scores. SSIM: Gaussian window 11, sigma 1.5 (Wang et al. 2004). "
+        f"VGG feature distance: per-image sum of squared differences at {', '.join(s['vgg_layers'])} "
+        f"({layer_note}), VGG19 weights: {s['eval_vgg_weights']}. Per image: reconstruction.csv.",
+        "",
+    ]
+
+
+def _posterior_section(s: dict, posterior: pd.DataFrame) -> list[str]:
+    return [
+        "## Posterior",
+        "",
+        f"- active units (variance of the posterior mean over the test split > {ACTIVE_UNIT_THRESHOLD}, Burda et al. 2016): "
+        f"**{s['active_units']} / {s['latent_dim']}**",
+        f"- KL(q(z|x) || N(0, I)) averaged over the test split: {s['kl_total']:.2f} nats in all; "
+        f"largest per dimension {posterior.kl.max():.3f}, smallest {posterior.kl.min():.3f} (posterior.csv, kl_per_dim.png)",
+        "",
+    ]
+
+
+def _pictures_section(s: dict, color_by: str) -> list[str]:
+    n_tsne = s["tsne_faces"]
+    tsne = (f"- `latent_tsne.png`: the latent means of the first {n_tsne} test faces embedded in 2-D by t-SNE "
+            "(van der Maaten & Hinton 2008, initialised by PCA, the evaluation's seed), each face drawn at its point, "
+            "as the paper's Figure 7 (coordinates: latent_tsne.csv)" if n_tsne else
+            "- no t-SNE picture (`--tsne-faces 0`, or fewer than 2 test faces)")
+    return [
+        "## Pictures",
+        "",
+        "- `attribute_correlation.png`: correlation of the attribute vectors (mean latent of faces with the "
+        "attribute minus mean of faces without, train split): which attributes the latent space ties together",
+        f"- `latent_pca.png`: the test split's latent means on their first two principal components, coloured by {color_by}",
+        tsne,
+        "- `kl_per_dim.png`: mean KL per latent dimension",
+        "- `samples.png`: decoded z ~ N(0, I); `reconstructions.png`: test faces (odd rows) and reconstructions (even rows)",
+        "",
+        "![attribute correlation](attribute_correlation.png)",
+        "![latent PCA](latent_pca.png)",
+        *(["![latent t-SNE](latent_tsne.png)"] if n_tsne else []),
+        "![KL per dimension](kl_per_dim.png)",
+        "![samples](samples.png)",
+        "![reconstructions](reconstructions.png)",
+        "",
+    ]

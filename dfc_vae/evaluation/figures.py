@@ -1,0 +1,602 @@
+"""The paper's Figure 5 (linear interpolation) and Figure 6 (attribute arithmetic), drawn and measured.
+
+Each row kind of a figure is run on many test faces (n_faces, chosen by their labels,
+deterministically per seed); the first n_show of them are drawn. Every decoded cell is scored by
+the run's attribute classifier (dfc_vae.classifier), only on the attributes it predicts well, and
+the scores go to a CSV beside the PNG. The summary measures are:
+
+* flip rate (Fig. 6, +attribute rows on faces labelled without it; -attribute rows on faces with it):
+  the share of faces whose decoded image at the largest alpha is predicted to have (not have) it;
+* others changed (every Fig. 6 row): the share of faces for which ANY other scored attribute's
+  predicted label differs between alpha = 0 (the reconstruction) and the largest alpha; the
+  largest single-attribute share is reported too;
+* monotone (Fig. 5 rows): the share of rows along which the scores that change move monotonically
+  from one end to the other, allowing wiggles of at most MONOTONE_TOL (classifier noise on
+  near-identical neighbouring cells). The scores that change are those of the scored attributes
+  whose predicted label differs between the two ends, plus the row's own attribute (Smiling,
+  Eyeglasses, Male) on data rows; rows where no label changes are left out. Reported too: the
+  share for the own attribute alone, and the stricter share where EVERY scored attribute's
+  probability is monotone (also those that stay on one side of 0.5).
+
+The summaries are dataclasses whose fields are the keys of the JSON files beside the PNGs (as_dict).
+Diagnostics measured by the same judge (the prior gap) are in dfc_vae.diagnostics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES
+from dfc_vae.util.images import to_tensor
+from dfc_vae.data.faces import encode_rows, open_faces_for_run
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import write_json, write_text
+from dfc_vae.util.images import grid, provenance, save_png, to_uint8
+from dfc_vae.editing.latent import default_alphas, interpolate, walk
+
+MONOTONE_TOL = 0.05
+
+
+@dataclass(frozen=True)
+class InterpolationRow:
+    """A Fig. 5 row kind: faces matching `left` -> faces matching `right` (None: z ~ N(0, I))."""
+
+    name: str
+    left: dict | None
+    right: dict | None
+    attribute: str | None  # the attribute that differs between the ends, if any
+
+    @property
+    def labels_needed(self) -> list[str]:
+        """The attributes whose labels choose the faces of its ends."""
+        return [n for ends in (self.left, self.right) if ends for n in ends]
+
+
+@dataclass(frozen=True)
+class EditRow:
+    """A Fig. 6 row kind: z + sign * alpha * v[attribute] on faces matching `faces`."""
+
+    name: str
+    attribute: str
+    sign: int
+    faces: dict
+
+    @property
+    def labels_needed(self) -> list[str]:
+        """The attributes whose labels choose its faces."""
+        return list(self.faces)
+
+
+FIG5_ROWS = (
+    InterpolationRow("non-smiling woman -> smiling woman", {"Male": False, "Smiling": False},
+                     {"Male": False, "Smiling": True}, "Smiling"),
+    InterpolationRow("man without eyeglasses -> man with eyeglasses", {"Male": True, "Eyeglasses": False},
+                     {"Male": True, "Eyeglasses": True}, "Eyeglasses"),
+    InterpolationRow("man -> woman", {"Male": True}, {"Male": False}, "Male"),
+    InterpolationRow("fake -> fake (z ~ N(0, I))", None, None, None),
+)
+FIG6_ROWS = (
+    EditRow("+Smiling", "Smiling", +1, {"Smiling": False}),
+    EditRow("-Smiling", "Smiling", -1, {"Smiling": True}),
+    EditRow("+Eyeglasses on a man", "Eyeglasses", +1, {"Male": True, "Eyeglasses": False}),
+    EditRow("+Eyeglasses on a woman", "Eyeglasses", +1, {"Male": False, "Eyeglasses": False}),
+    EditRow("-Eyeglasses", "Eyeglasses", -1, {"Eyeglasses": True}),
+)
+
+
+def parse_edit(spec: str, valid=ATTRIBUTE_NAMES) -> EditRow:
+    """'+Smiling', '-Eyeglasses', '+Eyeglasses:Male', '+Eyeglasses:~Male' -> an EditRow on faces
+    without (for +) or with (for -) the attribute, optionally also with (Name) / without (~Name)
+    other attributes, checked against `valid`: the attribute names the data has (default CelebA's 40)."""
+    head, *conds = spec.split(":")
+    if len(head) < 2 or head[0] not in "+-":
+        raise UserError(f"edit '{spec}' should look like +Smiling, -Eyeglasses or +Eyeglasses:~Male")
+    sign, attr = (1 if head[0] == "+" else -1), head[1:]
+    faces = {attr: sign < 0}
+    for c in conds:
+        faces[c.lstrip("~")] = not c.startswith("~")
+    unknown = [n for n in faces if n not in valid]
+    if unknown:
+        raise UserError(f"unknown attribute '{unknown[0]}' in edit '{spec}'; the data has: {', '.join(valid)}")
+    return EditRow(spec, attr, sign, faces)
+
+
+# ----------------------------------------------------------------------------- typed results
+
+
+def as_dict(result) -> dict:
+    """A result (the dataclasses below and dfc_vae.diagnostics') as the plain dict its JSON file holds:
+    dataclasses.asdict without the fields left None, the measures a run could not take (Fig. 5's
+    own-attribute share when no data row had faces; a flip rate when no face could take the edit)."""
+    return dataclasses.asdict(result, dict_factory=lambda items: {k: v for k, v in items if v is not None})
+
+
+@dataclass
+class RowCount:
+    """A row kind's number of faces measured: all a Fig. 5 row kind holds when it had none to measure
+    (e.g. a tiny test split without eyeglasses)."""
+
+    faces: int
+
+
+@dataclass
+class InterpolationMeasures(RowCount):
+    """The Fig. 5 measures of a row kind's rows (module docstring)."""
+
+    monotone: float  # share of the rows with changing scores along which those move monotonically (nan: none)
+    rows_with_changing_scores: int
+    monotone_all_attributes: float  # share of rows along which every trusted attribute's score is monotone
+    failing_scores: dict[str, int]  # attribute -> rows where its changing score is not monotone, most first
+
+
+@dataclass
+class OwnAttributeMeasures(InterpolationMeasures):
+    """The Fig. 5 measures of a data row kind, whose ends differ in `own_attribute`."""
+
+    monotone_own_attribute: float
+    own_attribute: str
+    classifier_trusted: bool  # whether the classifier predicts own_attribute well enough to judge it
+
+
+@dataclass
+class EditRowCount(RowCount):
+    """A Fig. 6 row kind's faces measured and its edit: all it holds when it had no faces."""
+
+    attribute: str
+    sign: int
+
+
+@dataclass
+class EditMeasures(EditRowCount):
+    """The Fig. 6 measures of an edit row kind (edit_measures)."""
+
+    classifier_trusted: bool
+    flip_rate: float
+    at_start: float
+    others_changed: float
+    others_changed_max: float
+    others_changed_max_attribute: str
+
+
+@dataclass
+class Figure5Summary:
+    rows: dict[str, RowCount]  # row kind -> its measures (InterpolationMeasures where it had faces)
+    method: str
+    alphas: list[float]
+    scored_attributes: list[str]  # the attributes the classifier is trusted on
+    monotone_tolerance: float
+    monotone_rows: float  # all row kinds pooled, weighted by their rows with changing scores
+    monotone_rows_all_attributes: float
+    monotone_rows_own_attribute: float | None = None  # the data rows pooled; None when none had faces
+
+
+@dataclass
+class Figure6Summary:
+    rows: dict[str, EditRowCount]  # row kind -> its measures (EditMeasures where it had faces)
+    alphas: list[float]
+    scored_attributes: list[str]
+    vectors: dict  # the attribute vectors' provenance (AttributeVectors.meta)
+
+
+@dataclass(kw_only=True)
+class Headline:
+    """The demo's target numbers (headline); an attribute's flip rate, faces and trust are None
+    when no face could take its edit."""
+
+    flip_Smiling: float | None = None
+    faces_Smiling: int | None = None
+    trusted_Smiling: bool | None = None
+    flip_Eyeglasses: float | None = None
+    faces_Eyeglasses: int | None = None
+    trusted_Eyeglasses: bool | None = None
+    others_changed_max_edit: float
+    monotone_rows: float
+
+
+@dataclass(kw_only=True)
+class MeasuredEdits(Headline):
+    """measure_edits: the headline numbers and the full summaries they come from."""
+
+    fig5: Figure5Summary
+    fig6: Figure6Summary
+
+
+@dataclass
+class FigureResult:
+    png: Path | None
+    csv: Path | None
+    summary: Figure5Summary | Figure6Summary
+    table: pd.DataFrame = field(repr=False, default=None)
+
+
+# ----------------------------------------------------------------------------- faces and scoring
+
+
+class RunFaces:
+    """The faces of one split of a FaceSet as the run sees them (its cache: size and crop), and their labels."""
+
+    def __init__(self, run, data, split: str = "test", cache_dir=None, progress: bool = True, needs=()):
+        self.run = run
+        self.set = open_faces_for_run(run, data)
+        self.set.check_attributes(needs)
+        self.ann = self.set.labels
+        cfg = run.config
+        self.cache = self.set.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
+        self.pool = self.set.indices(split)
+        if len(self.pool) == 0:
+            raise UserError(f"the {split} split of {self.set.root} is empty; choose another split")
+        self.split = split
+
+    def select(self, conditions: dict, n: int, seed: int, salt: int) -> np.ndarray:
+        """Up to n cache rows of the split whose labels match `conditions`, in a seeded random order."""
+        mask = np.ones(len(self.pool), bool)
+        for name, value in conditions.items():
+            mask &= self.ann[name].to_numpy()[self.pool] == bool(value)
+        rows = self.pool[mask]
+        rng = np.random.default_rng([seed, salt])
+        return rows[rng.permutation(len(rows))[:n]]
+
+    def by_id(self, image_id: str) -> int:
+        try:
+            return int(self.ann.index.get_loc(image_id))
+        except KeyError:
+            raise UserError(f"image id {image_id} is not in {self.set.root}; give a name such as "
+                            f"{self.ann.index[self.pool[0]]}") from None
+
+    def images(self, rows: np.ndarray) -> torch.Tensor:
+        """(B, 3, S, S) floats in [0, 1]."""
+        order = np.argsort(rows)  # read the memory map in file order
+        x = to_tensor(self.cache.images[rows[order]])
+        return x[torch.from_numpy(np.argsort(order))]
+
+    def posterior(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D) posterior means and (B, D) log-variances, eval mode, on the CPU."""
+        return encode_rows(self.run.model, self.cache.images, rows, self.run.device, batch_size=256)
+
+    def encode(self, rows: np.ndarray) -> torch.Tensor:
+        """(B, D) posterior means, eval mode."""
+        return self.posterior(rows)[0]
+
+    def ids(self, rows: np.ndarray) -> list[str]:
+        return [str(self.ann.index[r]) for r in rows]
+
+    def caption(self) -> list[str]:
+        """The caption lines that say what made a figure of these faces: provenance, data, model."""
+        run = self.run
+        return provenance(self.set.synthetic is not None, run.meta.get("vgg_weights", "")) + [
+            f"{self.set.description}, {self.split} split; model {Path(run.path).name} step {run.step}"]
+
+
+@dataclass(frozen=True)
+class AttributeJudge:
+    """The run's attribute classifier as the figures score decoded cells with. `trusted`: the attributes
+    it predicts well; `scored`: those plus the rows' own attributes (scored even where it does not, so
+    the figure can still be drawn; their verdicts are flagged); `columns`: their classifier outputs."""
+
+    classifier: object
+    scored: list[str]
+    trusted: list[str]
+    columns: list[int]
+
+    @classmethod
+    def for_rows(cls, classifier, own=()) -> AttributeJudge:
+        trusted = classifier.scored()
+        scored = [n for n in classifier.names if n in trusted or n in own]
+        return cls(classifier, scored, trusted, [classifier.column(n) for n in scored])
+
+    @torch.no_grad()
+    def decode_and_score(self, run, z: torch.Tensor, keep: int):
+        """Decode (B, K, D) latents; returns probabilities (B, K, len(scored)) and the decoded images
+        (keep, K, 3, S, S) in [0, 1] of the first `keep` rows."""
+        b, k, d = z.shape
+        flat = z.reshape(b * k, d)
+        probs, kept = [], []
+        for i in range(0, b * k, 256):
+            img = run.model.decode(flat[i:i + 256].to(run.device)).float().clamp(0, 1).cpu()
+            probs.append(self.classifier.predict(img)[:, self.columns])
+            if i < keep * k:
+                kept.append(img)
+        probs = torch.cat(probs).view(b, k, len(self.columns))
+        shown = torch.cat(kept)[: keep * k].view(-1, k, *kept[0].shape[1:]) if keep and kept else None
+        return probs, shown
+
+
+def _monotone(p: torch.Tensor, tol: float = MONOTONE_TOL) -> torch.Tensor:
+    """p: (B, K) scores along rows -> (B,) bool: non-decreasing, or non-increasing, within tol."""
+    d = p[:, 1:] - p[:, :-1]
+    return (d >= -tol).all(1) | (d <= tol).all(1)
+
+
+def prior_ends(n: int, dim: int, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two ends of n fake -> fake rows, z ~ N(0, I), deterministic per (seed, salt)."""
+    g = torch.Generator().manual_seed(seed * 1000 + salt)
+    return torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+
+
+def interpolation_measures(probs: torch.Tensor, scored: list[str], trusted: list[str],
+                           attribute: str | None = None) -> InterpolationMeasures:
+    """The Fig. 5 measures (module docstring) of B rows of scores, probs (B, K, len(scored))."""
+    good = [scored.index(n) for n in trusted]
+    per_attr = _monotone(probs.permute(0, 2, 1).reshape(-1, probs.shape[1])).view(len(probs), -1)  # (B, A)
+    pred = probs > 0.5
+    # the scores that change along a row: attributes whose predicted label differs at the ends,
+    # and the row's own attribute; rows where nothing changes are left out of this share
+    moving = pred[:, 0] != pred[:, -1]
+    if attribute:
+        moving[:, scored.index(attribute)] = True
+    moving[:, [i for i in range(len(scored)) if i not in good and scored[i] != attribute]] = False
+    has_moving = moving.any(1)
+    mono_moving = (per_attr | ~moving).all(1)
+    failing = (moving & ~per_attr).sum(0)
+    measures = InterpolationMeasures(
+        faces=int(len(probs)),
+        monotone=float(mono_moving[has_moving].float().mean()) if has_moving.any() else float("nan"),
+        rows_with_changing_scores=int(has_moving.sum()),
+        monotone_all_attributes=float(per_attr[:, good].all(1).float().mean()),
+        failing_scores={scored[i]: int(failing[i]) for i in failing.argsort(descending=True).tolist() if failing[i]})
+    if not attribute:
+        return measures
+    own = float(per_attr[:, scored.index(attribute)].float().mean())
+    return OwnAttributeMeasures(**vars(measures), monotone_own_attribute=own, own_attribute=attribute,
+                                classifier_trusted=attribute in trusted)
+
+
+# ----------------------------------------------------------------------------- drawing and writing
+
+
+def _rounded(alphas) -> list[float]:
+    return [round(float(a), 4) for a in alphas]
+
+
+def _table(fig: str, row_name: str, ids_left: list[str], ids_right: list[str] | None, alphas, probs, names) -> pd.DataFrame:
+    b, k, _ = probs.shape
+    df = pd.DataFrame(probs.reshape(b * k, -1).numpy(), columns=[f"p_{n}" for n in names])
+    df.insert(0, "figure", fig)
+    df.insert(1, "row", row_name)
+    df.insert(2, "face", np.repeat(np.arange(b), k))
+    df.insert(3, "image", np.repeat(ids_left, k))
+    df.insert(4, "image_right", np.repeat(ids_right, k) if ids_right is not None else "")
+    df.insert(5, "alpha", np.tile(np.asarray(alphas, dtype=float), b).round(4))
+    return df
+
+
+def compose(cells: list[np.ndarray], pad: int = 2) -> np.ndarray:
+    """Rows of equal length (each (C, S, S, 3) uint8) -> one grid image
+    (R * (S + pad) + pad, C * (S + pad) + pad, 3)."""
+    if not cells:
+        raise UserError("nothing to draw: no rows")
+    ncol = cells[0].shape[0]
+    return grid(np.concatenate(cells), ncol, pad)
+
+
+class _Sheet:
+    """A figure being made, row kind by row kind: the scores of every decoded cell (its CSV) and the
+    rows drawn (its PNG)."""
+
+    def __init__(self, figure: str, faces: RunFaces, judge: AttributeJudge, alphas, n_show: int):
+        self.figure, self.faces, self.judge, self.alphas, self.n_show = figure, faces, judge, alphas, n_show
+        self.tables, self.cells = [], []
+
+    def decode_and_score(self, row_name: str, z: torch.Tensor, ids: list[str], ids_right: list[str] | None = None):
+        """Decode and score a row kind's (B, K, D) latents, keeping the scores for the CSV; returns them
+        (B, K, A) and the decoded images of the first n_show rows (see AttributeJudge.decode_and_score)."""
+        probs, shown = self.judge.decode_and_score(self.faces.run, z, self.n_show)
+        self.tables.append(_table(self.figure, row_name, ids, ids_right, self.alphas, probs, self.judge.scored))
+        return probs, shown
+
+    def draw(self, rows: list[np.ndarray]) -> None:
+        self.cells.extend(rows)
+
+    def finish(self, out, title: str, row_names: list[str], summary) -> FigureResult:
+        """The figure's result; with `out`, also its PNG (captioned with the rows drawn), CSV and JSON."""
+        result = FigureResult(None, None, summary, pd.concat(self.tables, ignore_index=True))
+        if out is not None:
+            drawn = [f"  {name}" for name in row_names for _ in range(min(self.n_show, summary.rows[name].faces))]
+            caption = self.faces.caption() + [title] + drawn
+            result.png, result.csv = _write(out, compose(self.cells), caption, result.table, summary)
+        return result
+
+
+def _write(out, image: np.ndarray, caption: list[str], table: pd.DataFrame, summary):
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out} should end in .png")
+    csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
+    write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
+    write_json(json_path, as_dict(summary))
+    save_png(out, image, caption, {"summary": json_path.name})
+    return out, csv_path
+
+
+# ----------------------------------------------------------------------------- Figure 5
+
+
+@dataclass
+class _Ends:
+    """The ends of a Fig. 5 row kind's rows: latents (B, D), image ids, and the real input images
+    (left, right) of the rows drawn; None for ends drawn from the prior."""
+
+    z0: torch.Tensor
+    z1: torch.Tensor
+    left_ids: list[str]
+    right_ids: list[str]
+    images: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _interpolation_ends(faces: RunFaces, row: InterpolationRow, salt: int, n_faces: int, n_show: int, seed: int,
+                        endpoints: dict) -> _Ends | None:
+    """A row kind's ends: n_faces pairs of faces drawn by their labels (the first pair from
+    `endpoints` where it names the row), or of prior samples; None when the split has no such faces."""
+    if row.left is None:  # fake -> fake: both ends from the prior
+        z0, z1 = prior_ends(n_faces, faces.run.config.latent_dim, seed, salt)
+        return _Ends(z0, z1, [f"z{i}a" for i in range(n_faces)], [f"z{i}b" for i in range(n_faces)])
+    left = faces.select(row.left, n_faces, seed, 2 * salt)
+    right = faces.select(row.right, n_faces, seed, 2 * salt + 1)
+    pick = endpoints.get(row.name) or endpoints.get(row.attribute)
+    if pick:
+        left = np.r_[faces.by_id(pick[0]), left][:n_faces]
+        right = np.r_[faces.by_id(pick[1]), right][:n_faces]
+    m = min(len(left), len(right))
+    if m == 0:
+        return None
+    left, right = left[:m], right[:m]
+    return _Ends(faces.encode(left).cpu(), faces.encode(right).cpu(), faces.ids(left), faces.ids(right),
+                 (to_uint8(faces.images(left[:n_show])), to_uint8(faces.images(right[:n_show]))))
+
+
+def _interpolation_cells(ends: _Ends, shown: torch.Tensor, n_rows: int, size: int) -> list[np.ndarray]:
+    """The drawn rows: the left input, the decoded row, the right input (blank where the ends are prior samples)."""
+    blank = np.full((size, size, 3), 255, np.uint8)
+    cells = []
+    for i in range(n_rows):
+        left, right = (ends.images[0][i], ends.images[1][i]) if ends.images else (blank, blank)
+        cells.append(np.concatenate([left[None], to_uint8(shown[i]), right[None]]))
+    return cells
+
+
+def _figure5_summary(rows: dict[str, RowCount], method: str, alphas, trusted: list[str]) -> Figure5Summary:
+    """The row kinds' measures, and their pooled shares (weighted by rows with changing scores, or faces)."""
+    measured = [r for r in rows.values() if r.faces]
+    changing = [r for r in measured if r.rows_with_changing_scores]
+    monotone = (sum(r.rows_with_changing_scores * r.monotone for r in changing)
+                / max(1, sum(r.rows_with_changing_scores for r in changing)))
+    monotone_all = (sum(r.faces * r.monotone_all_attributes for r in measured) / max(1, sum(r.faces for r in measured)))
+    data_rows = [r for r in measured if isinstance(r, OwnAttributeMeasures)]
+    own = (sum(r.faces * r.monotone_own_attribute for r in data_rows) / sum(r.faces for r in data_rows)
+           if data_rows else None)
+    return Figure5Summary(rows, method, _rounded(alphas), trusted, MONOTONE_TOL, monotone, monotone_all, own)
+
+
+def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int = 200, n_show: int = 1, seed: int = 0,
+            steps: int = 11, method: str = "linear", endpoints: dict[str, tuple[str, str]] | None = None,
+            split: str = "test", cache_dir=None, progress: bool = True, rows=FIG5_ROWS) -> FigureResult:
+    """Rows of interpolations (1 - a) z_left + a z_right, a = 0, 1/(steps-1), ..., 1 (the paper's Fig. 5).
+
+    Data rows: n_faces (left, right) pairs of test faces drawn by their labels; the drawn rows stand
+    the real input images at both ends. `endpoints` maps a row's name (or its attribute, e.g. 'Smiling')
+    to image ids (left, right) for its first drawn row. Writes out (PNG) and out.csv (scores of every
+    cell) when `out` is given; returns the summary.
+    """
+    faces = RunFaces(run, data, split, cache_dir, progress, needs=[n for r in rows for n in r.labels_needed])
+    judge = AttributeJudge.for_rows(classifier, [r.attribute for r in rows if r.attribute])
+    alphas = default_alphas(steps)
+    sheet = _Sheet("fig5", faces, judge, alphas, n_show)
+    measured = {}
+    for salt, row in enumerate(rows):
+        ends = _interpolation_ends(faces, row, salt, n_faces, n_show, seed, endpoints or {})
+        if ends is None:  # e.g. a tiny test split without eyeglasses: nothing to draw or measure
+            measured[row.name] = RowCount(0)
+            continue
+        z = interpolate(ends.z0, ends.z1, alphas, method)  # (B, K, D)
+        probs, shown = sheet.decode_and_score(row.name, z, ends.left_ids, ends.right_ids)
+        measured[row.name] = interpolation_measures(probs, judge.scored, judge.trusted, row.attribute)
+        sheet.draw(_interpolation_cells(ends, shown, min(n_show, len(z)), run.config.image_size))
+    title = f"Fig. 5 ({method} interpolation, alpha = 0 ... 1 in {steps} steps; real inputs at the ends of data rows), rows:"
+    return sheet.finish(out, title, [r.name for r in rows], _figure5_summary(measured, method, alphas, judge.trusted))
+
+
+# ----------------------------------------------------------------------------- Figure 6
+
+
+def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits=FIG6_ROWS, alphas=None,
+            n_faces: int = 200, n_show: int = 1, seed: int = 0, faces_by_id: dict[str, str] | None = None,
+            split: str = "test", cache_dir=None, progress: bool = True) -> FigureResult:
+    """Rows z + sign * a * v_attribute for a in `alphas` (default 0, 0.1, ..., 1: the paper's Fig. 6)
+    on n_faces test faces per row kind, chosen by their labels; each drawn row starts with the
+    input image. `vectors` is an AttributeVectors; `faces_by_id` maps a row name to an image id
+    for its first drawn row. Writes out (PNG) and out.csv when `out` is given; returns the summary.
+    """
+    faces = RunFaces(run, data, split, cache_dir, progress, needs=[n for e in edits for n in e.labels_needed])
+    judge = AttributeJudge.for_rows(classifier, [e.attribute for e in edits])
+    alphas = default_alphas() if alphas is None else torch.as_tensor(alphas, dtype=torch.float32)
+    sheet = _Sheet("fig6", faces, judge, alphas, n_show)
+    measured = {}
+    faces_by_id = faces_by_id or {}
+    for salt, edit in enumerate(edits):
+        rows = faces.select(edit.faces, n_faces, seed, 100 + salt)
+        if edit.name in faces_by_id:
+            rows = np.r_[faces.by_id(faces_by_id[edit.name]), rows][:n_faces]
+        if len(rows) == 0:  # e.g. a tiny test split without eyeglasses: nothing to draw or measure
+            measured[edit.name] = EditRowCount(0, edit.attribute, edit.sign)
+            continue
+        z = walk(faces.encode(rows).cpu(), edit.sign * vectors.vector(edit.attribute), alphas)  # (B, K, D)
+        probs, shown = sheet.decode_and_score(edit.name, z, faces.ids(rows))
+        measured[edit.name] = edit_measures(probs, judge.scored, edit.attribute, edit.sign, judge.trusted)
+        inputs = to_uint8(faces.images(rows[:n_show]))
+        sheet.draw([np.concatenate([inputs[i][None], to_uint8(shown[i])]) for i in range(min(n_show, len(rows)))])
+    summary = Figure6Summary(measured, _rounded(alphas), judge.trusted, vectors.meta)
+    title = f"Fig. 6: input, then z + alpha * v_attribute for alpha = {summary.alphas[0]:g} ... {summary.alphas[-1]:g}, rows:"
+    return sheet.finish(out, title, [e.name for e in edits], summary)
+
+
+def edit_measures(probs: torch.Tensor, names: list[str], attribute: str, sign: int, trusted=None) -> EditMeasures:
+    """Summary of one edit row kind. probs: (B, K, A) classifier probabilities of B faces along K
+    alphas (first: alpha = 0, the reconstruction; last: the largest alpha) for attributes `names`.
+
+    flip_rate: share of faces predicted to have (sign +1) / not have (sign -1) `attribute` at the
+    last alpha; at_start: the same share at alpha = 0; others_changed: share of faces for which any
+    other attribute's predicted label differs between the first and last alpha; others_changed_max:
+    the largest such share for a single other attribute, and which one. Only attributes in
+    `trusted` (default: all of `names`) count as others; classifier_trusted says whether
+    `attribute` itself is among them.
+    """
+    trusted = names if trusted is None else trusted
+    t = names.index(attribute)
+    pred = probs > 0.5
+    want = pred[:, :, t] if sign > 0 else ~pred[:, :, t]
+    others = [i for i, n in enumerate(names) if i != t and n in trusted]
+    changed = pred[:, -1, others] != pred[:, 0, others]  # (B, A-1)
+    per_attr = changed.float().mean(0)
+    worst = int(per_attr.argmax()) if others else 0
+    return EditMeasures(faces=int(probs.shape[0]), attribute=attribute, sign=sign, classifier_trusted=attribute in trusted,
+                        flip_rate=float(want[:, -1].float().mean()), at_start=float(want[:, 0].float().mean()),
+                        others_changed=float(changed.any(1).float().mean()) if others else 0.0,
+                        others_changed_max=float(per_attr.max()) if others else 0.0,
+                        others_changed_max_attribute=names[others[worst]] if others else "")
+
+
+# ----------------------------------------------------------------------------- both figures' numbers
+
+
+def measure_edits(run, data, vectors, classifier, n_faces: int = 200, alphas=None, seed: int = 0,
+                  method: str = "linear", cache_dir=None, progress: bool = False) -> MeasuredEdits:
+    """The summary numbers of Figs. 5 and 6 for one run, without drawing anything.
+
+    run: a dfc_vae.run.LoadedRun; data: the dataset folder (its test split is used); vectors: an
+    AttributeVectors of that run (dfc_vae.attributes); classifier: an AttributeClassifier
+    (dfc_vae.classifier; e.g. classifier_for_run(run, data)); n_faces: faces per row kind.
+
+    Returns the headline numbers, floats in [0, 1] (higher is better for flip/monotone, lower for changed):
+      flip_Smiling, flip_Eyeglasses: share of faces labelled without the attribute whose
+          decoded +attribute edit at alpha = max is predicted to have it (Eyeglasses: men and women
+          pooled);
+      others_changed_max_edit: over the five Fig. 6 edits, the largest share of faces for which
+          any other scored attribute changes predicted label;
+      monotone_rows: share of Fig. 5 rows (all four kinds pooled) whose changing scores move
+          monotonically (within MONOTONE_TOL; see the module docstring);
+    plus fig5 and fig6: the full per-row summaries (see figure5 / figure6).
+    """
+    f5 = figure5(run, data, classifier, None, n_faces=n_faces, seed=seed, method=method, cache_dir=cache_dir,
+                 progress=progress).summary
+    f6 = figure6(run, data, vectors, classifier, None, alphas=alphas, n_faces=n_faces, seed=seed, cache_dir=cache_dir,
+                 progress=progress).summary
+    return MeasuredEdits(**vars(headline(f5, f6)), fig5=f5, fig6=f6)
+
+
+def headline(f5: Figure5Summary, f6: Figure6Summary) -> Headline:
+    """The demo's target numbers from the summaries of figure5 and figure6."""
+    flips = {}
+    for attr in ("Smiling", "Eyeglasses"):
+        rows = [r for r in f6.rows.values() if r.attribute == attr and r.sign > 0 and r.faces]
+        if rows:
+            flips[f"flip_{attr}"] = sum(r.faces * r.flip_rate for r in rows) / sum(r.faces for r in rows)
+            flips[f"faces_{attr}"] = sum(r.faces for r in rows)
+            flips[f"trusted_{attr}"] = all(r.classifier_trusted for r in rows)
+    worst = max((r.others_changed for r in f6.rows.values() if r.faces), default=0.0)
+    return Headline(**flips, others_changed_max_edit=worst, monotone_rows=f5.monotone_rows)

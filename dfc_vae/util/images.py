@@ -1,0 +1,85 @@
+"""Pictures: uint8 <-> float conversion of face batches, image grids, and PNG files with a caption
+strip that says how the pictures were made."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, PngImagePlugin
+
+from dfc_vae.util.fileio import write_bytes
+
+
+def to_unit_float(images_u8: torch.Tensor) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [0, 1]: an NCHW view with channels_last strides."""
+    return images_u8.to(torch.float32).mul_(1 / 255).permute(0, 3, 1, 2)
+
+
+def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [0, 1]."""
+    return to_unit_float(torch.from_numpy(np.array(images_u8, dtype=np.uint8)))  # a writable copy of a read-only cache view
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) floats in [0, 1] (clamped) -> (B, H, W, 3) uint8."""
+    x = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def enlarge(images: np.ndarray, min_size: int = 64) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> each pixel repeated k x k times, the smallest integer k that makes H at least
+    `min_size`: 32-px faces become visible in a picture without inventing detail (nearest neighbour)."""
+    k = max(1, -(-min_size // images.shape[1]))
+    return images.repeat(k, axis=1).repeat(k, axis=2) if k > 1 else images
+
+
+def grid(images: np.ndarray, ncol: int, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> one (rows*H + pads, ncol*W + pads, 3) image, row-major."""
+    n, h, w, _ = images.shape
+    nrow = -(-n // ncol)
+    out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, 3), fill, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = images[i]
+    return out
+
+
+def add_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Append a white strip with `lines` of text below `image` (PIL's built-in font)."""
+    if not lines:
+        return image
+    img = Image.fromarray(image)
+    line_h = 12
+    strip = Image.new("RGB", (max(img.width, 8 * max(map(len, lines)) // 1 + 8), line_h * len(lines) + 6), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, text in enumerate(lines):
+        draw.text((4, 3 + i * line_h), text, fill=(0, 0, 0))
+    out = Image.new("RGB", (max(img.width, strip.width), img.height + strip.height), "white")
+    out.paste(img, (0, 0))
+    out.paste(strip, (0, img.height))
+    return np.asarray(out)
+
+
+def save_png(path: str | Path, image: np.ndarray, caption: list[str] | None = None, metadata: dict | None = None) -> None:
+    """Write `image` (H, W, 3) uint8 as PNG, atomically; `caption` lines are drawn under it and
+    every caption line and metadata item is also stored as PNG text chunks."""
+    image = add_caption(image, caption or [])
+    info = PngImagePlugin.PngInfo()
+    for k, v in {**(metadata or {}), **({"caption": " | ".join(caption)} if caption else {})}.items():
+        info.add_text(str(k), str(v))
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", pnginfo=info)
+    write_bytes(path, buf.getvalue())
+
+
+def provenance(synthetic: bool, vgg_weights: str) -> list[str]:
+    """Caption lines that say how a picture was made, when it was not real CelebA + ImageNet VGG."""
+    lines = []
+    if synthetic:
+        lines.append("synthetic faces (dfc_vae.synth), not CelebA")
+    if vgg_weights.startswith("random"):
+        lines.append("VGG19 with RANDOM weights, not ImageNet")
+    return lines
