@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from dfc_vae.editing.attributes import (AttributeVectors, attribute_vectors, compute_attribute_vectors, load_attribute_vectors)
-from dfc_vae.data.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, split_mask
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.data.cache import prepare_cache
+from dfc_vae.data.sources import open_faces
 from dfc_vae.util.images import to_tensor
 from dfc_vae.util.errors import UserError
 from dfc_vae.model.network import DFCVAE
@@ -36,7 +37,7 @@ def tiny_run(tmp_path_factory):
 def test_vectors_match_brute_force_on_a_synthetic_root(tiny_run, synth_root, cache_dir):
     vec = compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False)
     ann = load_annotations(find_celeba(synth_root))
-    rows = np.flatnonzero(split_mask(ann, "train"))
+    rows = open_faces(synth_root).indices("train")
     images = prepare_cache(synth_root, 32, "official", cache_dir, None, False).images
     with torch.no_grad():  # one image at a time: batch composition must not matter in eval mode
         mu = torch.cat([tiny_run.model.encode(to_tensor(images[i:i + 1]))[0] for i in rows])

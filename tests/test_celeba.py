@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dfc_vae import UserError
-from dfc_vae.data.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, read_attributes, split_mask
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES, find_celeba, load_annotations, read_attributes
 from dfc_vae.data.synth import render_celeba
 
 
@@ -29,7 +29,7 @@ def test_three_layouts_are_recognised_and_read_identically(layouts):
     pd.testing.assert_frame_equal(frames["official"], frames["kaggle"])
     df = frames["official"]
     assert list(df.columns[:40]) == list(ATTRIBUTE_NAMES) and df["partition"].isin([0, 1, 2]).all()
-    assert split_mask(df, "train").sum() + split_mask(df, "valid").sum() + split_mask(df, "test").sum() == 40
+    assert sorted(df["partition"].unique()) == [0, 1, 2] and len(df) == 40
 
 
 def test_attributes_and_partition_equal_torchvision_celeba(layouts, monkeypatch):

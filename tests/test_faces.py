@@ -20,9 +20,11 @@ from dfc_vae.editing.attributes import (AttributeVectors, compute_attribute_vect
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.cli import main
 from dfc_vae.util.errors import UserError
-from dfc_vae.data.faces import encode_rows, open_faces
+from dfc_vae.data.sources import open_faces
+from dfc_vae.runs.split import encode_rows
 from dfc_vae.data.sources.folder import hashed_split
 from dfc_vae.data.synth import render_celeba
+from dfc_vae.data.cache import prepare_cache
 
 N = 40
 
@@ -52,19 +54,19 @@ def test_three_celeba_layouts_and_the_folder_give_the_same_faces_and_labels(sour
     ref = open_faces(sources["official"])
     assert (ref.kind, ref.layout, ref.default_crop) == ("celeba", "official", "official")
     assert ref.attribute_names == list(ATTRIBUTE_NAMES) and ref.ids == [f"{k:06d}.jpg" for k in range(1, N + 1)]
-    pixels = np.asarray(ref.cache(32, cache_dir=tmp_path, progress=False).images)
+    pixels = np.asarray(prepare_cache(ref, 32, cache_dir=tmp_path, progress=False).images)
     for layout in ("torchvision", "kaggle", "folder"):
         faces = open_faces(sources[layout])
         assert faces.ids == ref.ids, layout
         pd.testing.assert_frame_equal(_labels(faces), _labels(ref))
-        assert np.array_equal(np.asarray(faces.cache(32, "official", tmp_path, progress=False).images), pixels), layout
+        assert np.array_equal(np.asarray(prepare_cache(faces, 32, "official", tmp_path, progress=False).images), pixels), layout
         if layout != "folder":
             assert faces.layout == layout and np.array_equal(faces.split, ref.split)
     folder = open_faces(sources["folder"])
     assert (folder.kind, folder.default_crop, folder.labels_file.name) == ("folder", "center", "labels.csv")
     assert folder.synthetic is not None and "hash" in folder.split_source
     # the default crop of a folder is the largest centred square (178x178 of a 178x218 face)
-    center = np.asarray(folder.cache(32, cache_dir=tmp_path, progress=False).images)
+    center = np.asarray(prepare_cache(folder, 32, cache_dir=tmp_path, progress=False).images)
     assert not np.array_equal(center, pixels)
     with Image.open(folder.paths[0]) as im:
         expected = np.asarray(im.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC, box=(0, 20, 178, 198)))
@@ -82,8 +84,8 @@ def test_png_release_reads_the_jpg_names_of_the_annotations(sources, tmp_path):
     assert faces.layout == "png" and faces.ids == ref.ids and faces.paths[0].name == "000001.png"
     pd.testing.assert_frame_equal(_labels(faces), _labels(ref))
     assert np.array_equal(faces.split, ref.split)
-    a = np.asarray(faces.cache(32, cache_dir=tmp_path / "c", progress=False).images).astype(int)
-    b = np.asarray(ref.cache(32, cache_dir=tmp_path / "c", progress=False).images).astype(int)
+    a = np.asarray(prepare_cache(faces, 32, cache_dir=tmp_path / "c", progress=False).images).astype(int)
+    b = np.asarray(prepare_cache(ref, 32, cache_dir=tmp_path / "c", progress=False).images).astype(int)
     assert np.abs(a - b).mean() < 2.5  # the same faces (JPEGs are decoded at reduced DCT scale)
 
 
@@ -120,8 +122,8 @@ def test_a_partial_download_is_refused_with_the_count_or_used_with_allow_missing
     assert faces.missing == 3 and faces.provenance()["missing_images"] == 3 and len(faces) == 37
     assert faces.ids == [ref.ids[i] for i in keep] and np.array_equal(faces.split, ref.split[keep])
     pd.testing.assert_frame_equal(_labels(faces), _labels(ref).iloc[keep])
-    a = np.asarray(faces.cache(32, cache_dir=tmp_path / "c", progress=False).images)
-    b = np.asarray(ref.cache(32, cache_dir=tmp_path / "c", progress=False).images)
+    a = np.asarray(prepare_cache(faces, 32, cache_dir=tmp_path / "c", progress=False).images)
+    b = np.asarray(prepare_cache(ref, 32, cache_dir=tmp_path / "c", progress=False).images)
     assert np.array_equal(a, b[keep])
     # the CLI says the same in one line, exit status 2
     assert main(["prepare", "--data", str(copy), "--image-size", "32", "--cache-dir", str(tmp_path / "c2")]) == 2
@@ -161,8 +163,8 @@ def test_labels_csv_formats_split_column_and_unlabelled_images(sources, tmp_path
     expected_hash = hashed_split(["a/face 1.jpg"])[0]
     assert faces.split.tolist() == [2, expected_hash, 1, 0, 2] and "split column" in faces.split_source
     assert len(faces.notes) == 1 and "1 images" in faces.notes[0] and "no row" in faces.notes[0]
-    cache = faces.cache(32, cache_dir=tmp_path / "c", progress=False)  # names with spaces survive the cache
-    assert cache.ids == faces.ids and open_faces(folder).cache(32, cache_dir=tmp_path / "c", progress=False).path == cache.path
+    cache = prepare_cache(faces, 32, cache_dir=tmp_path / "c", progress=False)  # names with spaces survive the cache
+    assert cache.ids == faces.ids and prepare_cache(open_faces(folder), 32, cache_dir=tmp_path / "c", progress=False).path == cache.path
 
 
 def test_two_folders_give_the_vector_of_the_labelled_data(tiny_trained_run, synth_root, cache_dir, tmp_path):
@@ -242,7 +244,7 @@ def test_any_image_format_and_mode_is_read_as_rgb_and_unreadable_files_are_all_n
     (folder / "notes.txt").write_text("not an image")
     faces = open_faces(folder)
     assert faces.ids == ["alpha.png", "cmyk.jpg", "face.webp", "gray.jpg", "palette.png", "upper.JPEG"]
-    images = np.asarray(faces.cache(32, cache_dir=tmp_path / "c", progress=False).images)
+    images = np.asarray(prepare_cache(faces, 32, cache_dir=tmp_path / "c", progress=False).images)
     assert images.shape == (6, 32, 32, 3) and images.std(axis=(1, 2, 3)).min() > 10
     reference = images[faces.ids.index("face.webp")].astype(int)
     for name in ("alpha.png", "cmyk.jpg", "upper.JPEG"):
@@ -251,7 +253,7 @@ def test_any_image_format_and_mode_is_read_as_rgb_and_unreadable_files_are_all_n
     (folder / "sub").mkdir()
     (folder / "sub" / "empty.jpg").write_bytes(b"")
     with pytest.raises(UserError, match=r"2 images could not be read: .*broken\.png.*sub/empty\.jpg") as e:
-        open_faces(folder).cache(32, cache_dir=tmp_path / "c2", progress=False)
+        prepare_cache(open_faces(folder), 32, cache_dir=tmp_path / "c2", progress=False)
     assert "\n" not in str(e.value) and not any((tmp_path / "c2").iterdir())
 
 
@@ -270,7 +272,7 @@ def test_model_classifier_and_cache_at_every_size(size, sources, tmp_path):
         assert mu.shape == (2, 8) and model.decode(mu).shape == (2, 3, size, size)
         assert AttributeCNN(size, 5, width=4)(x).shape == (2, 5)
     faces = open_faces(sources["folder"])
-    rows = faces.cache(size, cache_dir=tmp_path, progress=False).images
+    rows = prepare_cache(faces, size, cache_dir=tmp_path, progress=False).images
     assert rows.shape == (N, size, size, 3)
     mu_rows, _ = encode_rows(model, rows, [3, 1], torch.device("cpu"), batch_size=1)
     assert mu_rows.shape == (2, 8)

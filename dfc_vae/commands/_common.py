@@ -15,7 +15,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, data_help: str = DATA_HEL
 
 def open_run_and_faces(args: argparse.Namespace):
     """The run (--run on --device) and the faces it is measured on (--data, --labels); their notes are printed."""
-    from dfc_vae.data.faces import open_faces_for_run, report_notes
+    from dfc_vae.data.faces import report_notes
+    from dfc_vae.runs.split import open_faces_for_run
     from dfc_vae.runs.run import load_run
 
     loaded = load_run(args.run, args.device)

@@ -45,7 +45,8 @@ def _run(args: argparse.Namespace) -> None:
 
     from dfc_vae.editing.attributes import (compute_attribute_vectors, folder_attribute_vector, load_attribute_vectors, merge_attribute_vectors)
     from dfc_vae.util.errors import UserError
-    from dfc_vae.data.faces import open_faces_for_run, report_notes
+    from dfc_vae.data.faces import report_notes
+    from dfc_vae.runs.split import open_faces_for_run
     from dfc_vae.runs.run import load_run
 
     two_folders = args.positive or args.negative or args.name

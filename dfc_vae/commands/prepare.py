@@ -1,6 +1,7 @@
 import argparse
 
 from dfc_vae.util.argtypes import nonnegative_int
+from dfc_vae.data.cache import prepare_cache
 
 HELP = "decode every face once into the uint8 cache that training reads"
 ORDER = 20
@@ -27,13 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import time
 
-    from dfc_vae.data.faces import open_faces, report_notes
+    from dfc_vae.data.faces import report_notes
+    from dfc_vae.data.sources import open_faces
 
     t = time.perf_counter()
     faces = open_faces(args.data, args.labels, args.allow_missing)
     report_notes(faces)
     crop = faces.resolve_crop(args.crop)
-    cache = faces.cache(args.image_size, crop, args.cache_dir, args.workers or None)
+    cache = prepare_cache(faces, args.image_size, crop, args.cache_dir, args.workers or None)
     dt = time.perf_counter() - t
     print(f"{len(cache.ids)} faces of {faces.description} at {args.image_size}x{args.image_size} ({crop} crop) "
           f"in {cache.path} ({dt:.1f} s, {len(cache.ids) / dt:.0f} images/s)")

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from dfc_vae.data.faces import open_faces_for_run
+    from dfc_vae.runs.split import open_faces_for_run
     from dfc_vae.runs.run import load_run, reconstruct_grid
 
     loaded = load_run(args.run, args.device)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from dfc_vae.data.celeba import CelebARoot
+from dfc_vae.data.faces import FaceSet
+from dfc_vae.data.sources import open_faces
 from dfc_vae.data.decode import crop_box, load_faces
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json
@@ -70,21 +72,25 @@ def _decode_chunk(task):
     return len(paths), errors  # no msync per chunk: one fsync of the whole file at the end
 
 
-def prepare_cache(data, image_size: int = 64, crop: str = "official", cache_dir: str | Path | None = None,
+def prepare_cache(data, image_size: int = 64, crop: str | None = None, cache_dir: str | Path | None = None,
                   workers: int | None = None, progress: bool = True) -> ImageCache:
-    """The cache of `data` (a FaceSet, a CelebARoot, or a folder opened with dfc_vae.faces.open_faces)."""
-    from dfc_vae.data.faces import FaceSet, open_faces
-
+    """The decoded uint8 cache of `data` (a FaceSet, a CelebARoot, or a folder opened with
+    dfc_vae.data.sources.open_faces) at this size and crop ('auto' or None: the source's own), made
+    on first use and kept on the FaceSet for later calls."""
     if isinstance(data, CelebARoot):
         data = data.annotations
     faces = data if isinstance(data, FaceSet) else open_faces(data)
-    return faces.cache(image_size, crop, cache_dir, workers, progress)
+    crop = faces.resolve_crop(crop)
+    key = (image_size, crop, str(cache_dir))
+    if key not in faces._caches:
+        faces._caches[key] = build_cache(faces, image_size, crop, cache_dir, workers, progress)
+    return faces._caches[key]
 
 
 def build_cache(faces, image_size: int = 64, crop: str = "official", cache_dir: str | Path | None = None,
                 workers: int | None = None, progress: bool = True) -> ImageCache:
     """Decode every image of a FaceSet once into the uint8 cache, or open the cache if it exists
-    (FaceSet.cache calls this and keeps the result).
+    (prepare_cache calls this and keeps the result).
 
     The cache folder's name carries a fingerprint of the files and settings, so a cache made for
     other files or settings is never used. An interrupted preparation leaves no 'meta.json' (it is

@@ -1,18 +1,24 @@
-"""CelebA's annotations: the 40 attribute names, the train/valid/test partition, and the layouts
-in which people keep the dataset (official, torchvision's, Kaggle's).
+"""CelebA as a source of faces: its 40 attribute names and rates, the annotation files and their
+readers, and the layouts people keep it in -- the official one, torchvision's, Kaggle's, the PNG
+release (files 000001.png while the annotations name 000001.jpg) -- without list_eval_partition
+(the official split by image number) and as a partial download (refused unless allow_missing).
+
+`recognises(root)` and `open_source(root, ...)` make it one of dfc_vae.data.sources' kinds.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dfc_vae.util.choices import CELEBA_LAYOUTS as LAYOUTS, SYNTHETIC_MARKER
+from dfc_vae.util.choices import SYNTHETIC_MARKER
+from dfc_vae.data.faces import FaceSet, synthetic_description
 from dfc_vae.util.errors import UserError
 
 # The 40 attributes in the official order of list_attr_celeba.txt.
@@ -41,9 +47,6 @@ CELEBA_RATES: dict[str, float] = {
     "Wearing_Necktie": 0.073, "Young": 0.774,
 }
 
-# Official partition (list_eval_partition.txt): 0 = train, 1 = valid, 2 = test.
-SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
-
 # Aligned CelebA images are 178 wide, 218 high.
 ALIGNED_SIZE = (178, 218)
 # The official crop box (x0, y0, x1, y1) of DFC-VAE's data/crop_celebA.lua: a 138x138 face.
@@ -67,9 +70,7 @@ class CelebARoot:
 
     @property
     def description(self) -> str:
-        if self.synthetic:
-            return f"synthetic faces rendered by dfc_vae.synth (seed {self.synthetic.get('seed')}), not CelebA"
-        return "CelebA"
+        return synthetic_description(self.synthetic) if self.synthetic else "CelebA"
 
 
 def find_celeba(path: str | Path) -> CelebARoot:
@@ -220,17 +221,76 @@ def partition_by_number(ids) -> np.ndarray:
     return np.where(numbers <= LAST_TRAIN, 0, np.where(numbers <= LAST_VALID, 1, 2)).astype(np.int64)
 
 
-def split_mask(annotations: pd.DataFrame, split: str) -> np.ndarray:
-    """Boolean mask of the rows in `split` ('train', 'valid', 'test' or 'all')."""
-    if split == "all":
-        return np.ones(len(annotations), dtype=bool)
-    if split not in SPLITS:
-        raise UserError(f"unknown split '{split}'; choose train, valid, test or all")
-    return (annotations["partition"] == SPLITS[split]).to_numpy()
+# ----------------------------------------------------------------------------- the source
+
+KIND = "celeba"
 
 
-def check_attribute_names(names, valid=ATTRIBUTE_NAMES) -> None:
-    """A UserError naming the first of `names` not in `valid` (default: CelebA's 40), listing them."""
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise UserError(f"unknown attribute '{unknown[0]}'; valid names: {', '.join(valid)}")
+def recognises(root: Path) -> bool:
+    """CelebA when its attribute or partition file is there (without the attribute file, find_celeba
+    says what is missing)."""
+    return any((folder / f"{stem}{ext}").is_file() for folder in (root, root / "celeba")
+               for stem in ("list_attr_celeba", "list_eval_partition") for ext in (".txt", ".csv"))
+
+
+def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed: int = 0) -> FaceSet:
+    """The FaceSet of the CelebA copy at `root` (labels: refused, CelebA brings its own)."""
+    if labels:
+        raise UserError(f"--labels is for a folder of face images; {root} is CelebA, whose labels are its "
+                        "list_attr_celeba file (drop --labels)")
+    celeba = find_celeba(root)
+    notes = []
+    if has_partition(celeba):
+        annotations = load_annotations(celeba)
+        partition = annotations["partition"].to_numpy()
+        split_source = "list_eval_partition"
+    else:
+        annotations = read_attributes(celeba).sort_index()
+        partition = partition_by_number(annotations.index)
+        split_source = "official split by image number (no list_eval_partition file)"
+        counts = np.bincount(partition, minlength=3)
+        notes.append(f"{celeba.annotations} has no list_eval_partition file: using CelebA's official split by image "
+                     f"number (000001-{LAST_TRAIN:06d} train, {LAST_TRAIN + 1:06d}-{LAST_VALID:06d} valid, "
+                     f"{LAST_VALID + 1:06d}-{LAST_IMAGE:06d} test), here {counts[0]} train, {counts[1]} valid, "
+                     f"{counts[2]} test images")
+    ids = annotations.index.tolist()
+    paths, present = _image_files(celeba.images, ids)
+    missing = int((~present).sum())
+    if missing:
+        example = ids[int(np.flatnonzero(~present)[0])]
+        if not allow_missing:
+            raise UserError(f"{missing} of the {len(ids)} images listed in list_attr_celeba are missing from "
+                            f"{celeba.images} (e.g. {example}); restore them, or pass --allow-missing to use the "
+                            f"{len(ids) - missing} present")
+        notes.append(f"--allow-missing: {missing} of the {len(ids)} listed images are not in {celeba.images} "
+                     f"(e.g. {example}) and are left out; using {len(ids) - missing}")
+        annotations, partition = annotations[present], partition[present]
+        ids = annotations.index.tolist()
+        paths = [p for p, ok in zip(paths, present) if ok]
+        if not ids:
+            raise UserError(f"none of the images listed in list_attr_celeba is in {celeba.images}; unzip them there")
+    return FaceSet(root=celeba.annotations, ids=ids, paths=paths, labels=annotations[list(ATTRIBUTE_NAMES)],
+                   split=partition.astype(np.int8), kind=KIND, layout=celeba.layout, default_crop="official",
+                   split_source=split_source, missing=missing, synthetic=celeba.synthetic, notes=notes)
+
+
+def _image_files(folder: Path, ids: list[str]) -> tuple[list[Path], np.ndarray]:
+    """The file of each annotated image (its own name, or the same number as .png in the PNG
+    release) and whether it is there; one listing of the folder, no per-file system calls."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError as e:
+        raise UserError(f"cannot list {folder} ({e.strerror}); check its permissions") from e
+    paths, present = [], np.zeros(len(ids), dtype=bool)
+    for i, name in enumerate(ids):
+        if name not in names:
+            png = Path(name).stem + ".png"
+            if png in names:
+                name = png
+            else:
+                paths.append(folder / name)
+                continue
+        present[i] = True
+        paths.append(folder / name)
+    return paths, present
+

@@ -25,7 +25,7 @@ import torch
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.util.choices import VECTOR_METHODS
 from dfc_vae.util.errors import UserError
-from dfc_vae.data.faces import encode_rows, open_faces_for_run
+from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.fileio import write_bytes
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
@@ -35,16 +35,11 @@ def encode_split(run, data=None, split: str = "train", cache_dir=None, batch_siz
                  progress: bool = True) -> tuple[torch.Tensor, pd.DataFrame]:
     """Posterior means (N, latent_dim) of every image of `split`, in eval mode, and their label rows.
 
-    `run` is a dfc_vae.run.LoadedRun; `data` a FaceSet or a folder (default: the run's data).
+    `run` is a dfc_vae.runs.run.LoadedRun; `data` a FaceSet or a folder (default: the run's data).
     """
-    faces = open_faces_for_run(run, data)
-    idx = faces.indices(split)
-    if len(idx) == 0:
-        raise UserError(f"the {split} split of {faces.root} is empty; choose another split")
-    cfg = run.config
-    cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
-    mu, _ = encode_rows(run.model, cache.images, idx, run.device, batch_size, progress=progress, desc=f"encoding {split}")
-    return mu, faces.labels.iloc[idx]
+    faces = FaceSplit.of_run(run, data, split, cache_dir, progress)
+    mu, _ = faces.encode(batch_size=batch_size, progress=progress)
+    return mu, faces.labels.iloc[faces.rows]
 
 
 def attribute_vectors(mu: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -185,19 +180,17 @@ def folder_attribute_vector(run, positive, negative, name: str, cache_dir=None, 
     if a.resolve() == b.resolve():
         raise UserError(f"--positive and --negative are the same folder ({a}); give one folder of faces with the "
                         "attribute and another without it")
-    from dfc_vae.data.sources import folder as folder_source
+    from dfc_vae.data import folder as folder_source
 
     opened = []
     for flag, folder in (("--positive", a), ("--negative", b)):  # both checked before anything is decoded
         if not folder_source.scan_images(folder):
             raise UserError(f"{flag} {folder} holds no images (JPEG, PNG or WebP); put face images there")
-        opened.append(folder_source.open(folder, labels=None))  # all its (labelled, if it has labels) images
+        opened.append(folder_source.open_source(folder, labels=None))  # all its (labelled, if it has labels) images
     sides = []
     for faces in opened:
-        cfg = run.config
-        cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
-        mu, _ = encode_rows(run.model, cache.images, np.arange(len(faces)), run.device, 512, progress=progress,
-                            desc=f"encoding {faces.root.name}")
+        every = FaceSplit.of_run(run, faces, "all", cache_dir, progress)
+        mu, _ = every.encode(batch_size=512, progress=progress, desc=f"encoding {faces.root.name}")
         sides.append((faces, mu))
     (fa, mu_a), (fb, mu_b) = sides
     vector = (mu_a.mean(0) - mu_b.mean(0)).unsqueeze(0)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
-from dfc_vae.util.images import to_tensor
-from dfc_vae.data.faces import open_faces, open_faces_for_run
+from dfc_vae.data.sources import open_faces
+from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_bytes, write_json
 
@@ -147,7 +147,6 @@ def train_classifier(data, image_size: int, crop: str = "official", cache_dir=No
     faces = open_faces(data)
     faces.require_labels()
     crop = faces.resolve_crop(crop)
-    cache = faces.cache(image_size, crop, cache_dir, None, progress)
     train_idx = faces.indices("train")
     test_idx = faces.indices("test")
     if len(test_idx) == 0:
@@ -157,6 +156,7 @@ def train_classifier(data, image_size: int, crop: str = "official", cache_dir=No
                         f"attribute classifier (needs a batch of {batch_size} and a test split); use more faces")
     if max_train:
         train_idx = train_idx[:max_train]
+    every = FaceSplit(faces, "all", image_size, crop, cache_dir, progress)
     names = faces.attribute_names
     labels = torch.tensor(faces.labels[names].to_numpy(), dtype=torch.float32)
     g = torch.Generator().manual_seed(seed)
@@ -168,7 +168,7 @@ def train_classifier(data, image_size: int, crop: str = "official", cache_dir=No
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (len(train_idx) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    images = torch.from_numpy(np.ascontiguousarray(cache.images[train_idx]))  # (N, S, S, 3) uint8
+    images = torch.from_numpy(np.ascontiguousarray(every.uint8(train_idx)))  # (N, S, S, 3) uint8
     y_train = labels[train_idx]
     max_sigma = image_size / 32
     bar = tqdm(total=steps, desc="train attribute classifier", unit="step", disable=not progress, dynamic_ncols=True)
@@ -194,7 +194,7 @@ def train_classifier(data, image_size: int, crop: str = "official", cache_dir=No
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
     clf = AttributeClassifier(model.eval(), names, {})
-    prob = clf.predict(to_tensor(cache.images[test_idx]))
+    prob = clf.predict(every.images(test_idx))
     clf.report = _report(prob.numpy() > 0.5, labels[test_idx].numpy() > 0.5, names)
     clf.report.update({"train_images": int(len(train_idx)), "test_images": int(len(test_idx)), "epochs": epochs,
                        "image_size": image_size, "crop": crop, "data": faces.identity,

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from dfc_vae.util.errors import UserError
-from dfc_vae.evaluation.figures import (FIG5_ROWS, AttributeJudge, InterpolationMeasures, RunFaces, interpolation_measures, prior_ends)
+from dfc_vae.evaluation.figures import (FIG5_ROWS, AttributeJudge, InterpolationMeasures, interpolation_measures, prior_ends)
 from dfc_vae.editing.latent import default_alphas, interpolate
+from dfc_vae.runs.split import FaceSplit
 
 # the salt of Figure 5's fake -> fake rows: the same N(0, I) ends as the figure's at a seed
 FAKE_ROW_SALT = next(i for i, r in enumerate(FIG5_ROWS) if r.left is None)
@@ -70,10 +71,10 @@ def prior_gap(run, data, classifier, n_faces: int = 300, fit_faces: int = 4000, 
     'prior hole' problem), not because of the interpolation or of the decoder on faces."""
     if n_faces < 1 or fit_faces < 2:
         raise UserError(f"need at least 1 row and 2 fitted faces (got {n_faces} and {fit_faces})")
-    faces = RunFaces(run, data, split, cache_dir, progress)
+    faces = FaceSplit.of_run(run, data, split, cache_dir, progress)
     judge = AttributeJudge.for_rows(classifier)
-    fit = np.sort(faces.pool[np.random.default_rng([seed, 7]).permutation(len(faces.pool))[:fit_faces]])
-    mu, logvar = (t.cpu() for t in faces.posterior(fit))
+    fit = np.sort(faces.rows[np.random.default_rng([seed, 7]).permutation(len(faces.rows))[:fit_faces]])
+    mu, logvar = (t.cpu() for t in faces.encode(fit, batch_size=256))
     mean, cov = aggregate_posterior(mu, logvar)
     ends = _four_kinds_of_ends(mu, logvar, mean, cov, n_faces, seed)
     sources = {name: _measure_rows(run, judge, z0, z1, steps) for name, (z0, z1) in ends.items()}

@@ -35,7 +35,8 @@ from dfc_vae.editing.attributes import attribute_vectors, encode_split
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
 from dfc_vae.util.images import to_tensor
-from dfc_vae.data.faces import FaceSet, open_faces_for_run, report_notes
+from dfc_vae.data.faces import FaceSet, report_notes
+from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import provenance, save_png
@@ -232,8 +233,8 @@ def evaluate(run_dir: str | Path, data=None, out: str | Path | None = None,
     inputs = _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, labels, allow_missing)
     run = inputs.run
     probe = _attribute_prediction(inputs, progress)
-    cache = inputs.faces.cache(run.config.image_size, run.config.crop, inputs.cache_dir, None, progress)
-    test_images = cache.images[inputs.faces.indices("test")]
+    test_images = FaceSplit(inputs.faces, "test", run.config.image_size, run.config.crop, inputs.cache_dir, progress,
+                            run=run).uint8()
     rec = measure_reconstruction(run, test_images, inputs.vgg, progress=progress)
     n_active = active_units(rec.mu)
     posterior = posterior_table(rec)

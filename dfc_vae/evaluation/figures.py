@@ -33,12 +33,11 @@ import pandas as pd
 import torch
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
-from dfc_vae.util.images import to_tensor
-from dfc_vae.data.faces import encode_rows, open_faces_for_run
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
-from dfc_vae.util.images import grid, provenance, save_png, to_uint8
+from dfc_vae.util.images import grid, save_png, to_uint8
 from dfc_vae.editing.latent import default_alphas, interpolate, walk
+from dfc_vae.runs.split import FaceSplit
 
 MONOTONE_TOL = 0.05
 
@@ -218,61 +217,6 @@ class FigureResult:
 # ----------------------------------------------------------------------------- faces and scoring
 
 
-class RunFaces:
-    """The faces of one split of a FaceSet as the run sees them (its cache: size and crop), and their labels."""
-
-    def __init__(self, run, data, split: str = "test", cache_dir=None, progress: bool = True, needs=()):
-        self.run = run
-        self.set = open_faces_for_run(run, data)
-        self.set.check_attributes(needs)
-        self.ann = self.set.labels
-        cfg = run.config
-        self.cache = self.set.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
-        self.pool = self.set.indices(split)
-        if len(self.pool) == 0:
-            raise UserError(f"the {split} split of {self.set.root} is empty; choose another split")
-        self.split = split
-
-    def select(self, conditions: dict, n: int, seed: int, salt: int) -> np.ndarray:
-        """Up to n cache rows of the split whose labels match `conditions`, in a seeded random order."""
-        mask = np.ones(len(self.pool), bool)
-        for name, value in conditions.items():
-            mask &= self.ann[name].to_numpy()[self.pool] == bool(value)
-        rows = self.pool[mask]
-        rng = np.random.default_rng([seed, salt])
-        return rows[rng.permutation(len(rows))[:n]]
-
-    def by_id(self, image_id: str) -> int:
-        try:
-            return int(self.ann.index.get_loc(image_id))
-        except KeyError:
-            raise UserError(f"image id {image_id} is not in {self.set.root}; give a name such as "
-                            f"{self.ann.index[self.pool[0]]}") from None
-
-    def images(self, rows: np.ndarray) -> torch.Tensor:
-        """(B, 3, S, S) floats in [0, 1]."""
-        order = np.argsort(rows)  # read the memory map in file order
-        x = to_tensor(self.cache.images[rows[order]])
-        return x[torch.from_numpy(np.argsort(order))]
-
-    def posterior(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, D) posterior means and (B, D) log-variances, eval mode, on the CPU."""
-        return encode_rows(self.run.model, self.cache.images, rows, self.run.device, batch_size=256)
-
-    def encode(self, rows: np.ndarray) -> torch.Tensor:
-        """(B, D) posterior means, eval mode."""
-        return self.posterior(rows)[0]
-
-    def ids(self, rows: np.ndarray) -> list[str]:
-        return [str(self.ann.index[r]) for r in rows]
-
-    def caption(self) -> list[str]:
-        """The caption lines that say what made a figure of these faces: provenance, data, model."""
-        run = self.run
-        return provenance(self.set.synthetic is not None, run.meta.get("vgg_weights", "")) + [
-            f"{self.set.description}, {self.split} split; model {Path(run.path).name} step {run.step}"]
-
-
 @dataclass(frozen=True)
 class AttributeJudge:
     """The run's attribute classifier as the figures score decoded cells with. `trusted`: the attributes
@@ -379,7 +323,7 @@ class _Sheet:
     """A figure being made, row kind by row kind: the scores of every decoded cell (its CSV) and the
     rows drawn (its PNG)."""
 
-    def __init__(self, figure: str, faces: RunFaces, judge: AttributeJudge, alphas, n_show: int):
+    def __init__(self, figure: str, faces: FaceSplit, judge: AttributeJudge, alphas, n_show: int):
         self.figure, self.faces, self.judge, self.alphas, self.n_show = figure, faces, judge, alphas, n_show
         self.tables, self.cells = [], []
 
@@ -429,7 +373,7 @@ class _Ends:
     images: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _interpolation_ends(faces: RunFaces, row: InterpolationRow, salt: int, n_faces: int, n_show: int, seed: int,
+def _interpolation_ends(faces: FaceSplit, row: InterpolationRow, salt: int, n_faces: int, n_show: int, seed: int,
                         endpoints: dict) -> _Ends | None:
     """A row kind's ends: n_faces pairs of faces drawn by their labels (the first pair from
     `endpoints` where it names the row), or of prior samples; None when the split has no such faces."""
@@ -446,7 +390,7 @@ def _interpolation_ends(faces: RunFaces, row: InterpolationRow, salt: int, n_fac
     if m == 0:
         return None
     left, right = left[:m], right[:m]
-    return _Ends(faces.encode(left).cpu(), faces.encode(right).cpu(), faces.ids(left), faces.ids(right),
+    return _Ends(faces.encode(left, batch_size=256)[0], faces.encode(right, batch_size=256)[0], faces.ids(left), faces.ids(right),
                  (to_uint8(faces.images(left[:n_show])), to_uint8(faces.images(right[:n_show]))))
 
 
@@ -483,7 +427,7 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
     to image ids (left, right) for its first drawn row. Writes out (PNG) and out.csv (scores of every
     cell) when `out` is given; returns the summary.
     """
-    faces = RunFaces(run, data, split, cache_dir, progress, needs=[n for r in rows for n in r.labels_needed])
+    faces = FaceSplit.of_run(run, data, split, cache_dir, progress, needs=[n for r in rows for n in r.labels_needed])
     judge = AttributeJudge.for_rows(classifier, [r.attribute for r in rows if r.attribute])
     alphas = default_alphas(steps)
     sheet = _Sheet("fig5", faces, judge, alphas, n_show)
@@ -512,7 +456,7 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
     input image. `vectors` is an AttributeVectors; `faces_by_id` maps a row name to an image id
     for its first drawn row. Writes out (PNG) and out.csv when `out` is given; returns the summary.
     """
-    faces = RunFaces(run, data, split, cache_dir, progress, needs=[n for e in edits for n in e.labels_needed])
+    faces = FaceSplit.of_run(run, data, split, cache_dir, progress, needs=[n for e in edits for n in e.labels_needed])
     judge = AttributeJudge.for_rows(classifier, [e.attribute for e in edits])
     alphas = default_alphas() if alphas is None else torch.as_tensor(alphas, dtype=torch.float32)
     sheet = _Sheet("fig6", faces, judge, alphas, n_show)
@@ -525,7 +469,7 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
         if len(rows) == 0:  # e.g. a tiny test split without eyeglasses: nothing to draw or measure
             measured[edit.name] = EditRowCount(0, edit.attribute, edit.sign)
             continue
-        z = walk(faces.encode(rows).cpu(), edit.sign * vectors.vector(edit.attribute), alphas)  # (B, K, D)
+        z = walk(faces.encode(rows, batch_size=256)[0], edit.sign * vectors.vector(edit.attribute), alphas)  # (B, K, D)
         probs, shown = sheet.decode_and_score(edit.name, z, faces.ids(rows))
         measured[edit.name] = edit_measures(probs, judge.scored, edit.attribute, edit.sign, judge.trusted)
         inputs = to_uint8(faces.images(rows[:n_show]))

@@ -10,11 +10,11 @@ import torch
 
 from dfc_vae.runs.checkpoint import latest_checkpoint, load_checkpoint
 from dfc_vae.runs.config import TrainConfig
-from dfc_vae.util.images import to_tensor
 from dfc_vae.util.device import resolve_device
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import enlarge, grid, provenance, save_png, to_uint8
 from dfc_vae.model.network import DFCVAE
+from dfc_vae.runs.split import FaceSplit
 
 
 @dataclass
@@ -69,15 +69,8 @@ def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, tem
 def _split_images(run: LoadedRun, data, split: str, n: int, cache_dir, progress: bool):
     """The first n faces of `split` (cache order) at the run's size and crop, as (n, 3, S, S) on the
     run's device, and whether they are synthetic."""
-    from dfc_vae.data.faces import open_faces_for_run
-
-    faces = open_faces_for_run(run, data)
-    idx = faces.indices(split)[:n]
-    if len(idx) == 0:
-        raise UserError(f"the {split} split of {faces.root} is empty; choose another --split")
-    cfg = run.config
-    cache = faces.cache(cfg.image_size, cfg.crop, cache_dir or cfg.cache_dir, None, progress)
-    return to_tensor(cache.images[idx]).to(run.device), faces.synthetic is not None
+    faces = FaceSplit.of_run(run, data, split, cache_dir, progress, empty_hint="choose another --split")
+    return faces.images(faces.rows[:n]).to(run.device), faces.faces.synthetic is not None
 
 
 @torch.no_grad()

@@ -42,13 +42,15 @@ from dfc_vae.util.images import to_tensor
 from dfc_vae.util.device import autocast_for, resolve_device, resolve_precision  # noqa: F401 (also this module's API)
 from dfc_vae.training.distributed import Processes, any_process, barrier, data_parallel, launched_rank, world_size
 from dfc_vae.training.distributed import setup as setup_processes, teardown as teardown_processes
-from dfc_vae.data.faces import open_faces, report_notes
+from dfc_vae.data.faces import report_notes
+from dfc_vae.data.sources import open_faces
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
 from dfc_vae.model.losses import DFCLoss, active_units, kl_divergence
 from dfc_vae.model.network import DFCVAE
 from dfc_vae.util.runlock import LOCK_NAME, run_lock
+from dfc_vae.data.cache import prepare_cache
 
 METRIC_COLUMNS = ["step", "epoch", "loss", "recon", "kl", "active_units", "images_per_s", "elapsed_s"]
 EPOCH_COLUMNS = ["epoch", "step", "eval_loss", "eval_recon", "eval_kl", "active_units", "images", "kl_uncalibrated",
@@ -365,10 +367,10 @@ def _load_data(cfg: TrainConfig, faces, procs: Processes, device: torch.device, 
     calibration faces."""
     if procs.is_main:
         report_notes(faces)
-        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, progress)
+        cache = prepare_cache(faces, cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, progress)
     barrier(procs)
     if not procs.is_main:
-        cache = faces.cache(cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, False)
+        cache = prepare_cache(faces, cfg.image_size, cfg.crop, cfg.cache_dir, cfg.workers or None, False)
     train_idx = faces.indices("train")
     eval_idx = faces.indices("valid")[:EVAL_IMAGES]
     if len(eval_idx) < 16:

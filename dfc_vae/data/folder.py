@@ -42,7 +42,7 @@ def recognises(root: Path) -> bool:
     return True  # the last source tried: any folder
 
 
-def open(root: Path, labels=None, allow_missing: bool = False, split_seed: int = 0) -> FaceSet:
+def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed: int = 0) -> FaceSet:
     labels_file = Path(labels).expanduser() if labels else next(
         (root / name for name in LABEL_FILES if (root / name).is_file()), None)
     if labels_file is not None and not labels_file.is_file():
