@@ -22,7 +22,7 @@ from dfc_vae.cli import main
 from dfc_vae.util.errors import UserError
 from dfc_vae.data.sources import open_faces
 from dfc_vae.runs.split import encode_rows
-from dfc_vae.data.sources.folder import hashed_split
+from dfc_vae.data.folder import hashed_split
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.data.cache import prepare_cache
 

@@ -31,7 +31,6 @@ import itertools
 import shutil
 import tempfile
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
@@ -262,22 +261,9 @@ def _number(value, name: str, low: float, high: float) -> float:
 
 def _open_upload(data: bytes) -> Image.Image:
     """The uploaded bytes as an RGB image, after checking its dimensions from the header alone."""
-    from PIL import ImageOps
+    from dfc_vae.data.decode import open_photo
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                if im.width * im.height > MAX_UPLOAD_PIXELS:
-                    raise UserError(f"the photo is {im.width}x{im.height} pixels; the studio takes at most "
-                                    f"{MAX_UPLOAD_PIXELS / 1e6:g} megapixels, so shrink it first")
-                return ImageOps.exif_transpose(im).convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError("the photo is too large to decode safely; shrink it first") from None
-    except UnidentifiedImageError:
-        raise UserError("the upload is not an image the studio can read; choose a JPEG or PNG photo") from None
-    except OSError as e:
-        raise UserError(f"the photo could not be read ({e}); re-save it as JPEG or PNG") from None
+    return open_photo(data, "the photo", MAX_UPLOAD_PIXELS)
 
 
 # ----------------------------------------------------------------------------- the web app

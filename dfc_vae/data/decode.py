@@ -1,21 +1,59 @@
-"""Decoding face photos: the face box of each crop, JPEG decoding at a reduced DCT scale, and
-resizing to the model's size. Every image the cache holds comes through `load_faces`.
+"""Decoding face photos: the one photo opener (decompression-bomb guard, damaged files and
+non-images as one-line errors, EXIF orientation), the face box of each crop, JPEG decoding at a
+reduced DCT scale, and resizing to the model's size. Every image the cache holds comes through
+`load_faces`; every photo a user hands to `edit`, `align` or the studio through `open_photo`.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import simplejpeg
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dfc_vae.data.celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX
 from dfc_vae.util.choices import CROPS
 from dfc_vae.util.errors import UserError
 
+
+
+@contextmanager
+def opened_image(source: str | Path | bytes, what: str, max_pixels: int | None = None):
+    """The PIL image of a file or of bytes, opened lazily (only its header read), as a context.
+
+    `what` names it in errors ("photo face.jpg", "the photo"). Decompression bombs (PIL's limit) and
+    images over `max_pixels` are refused before their pixels are decoded; non-images and damaged
+    files are UserErrors too, so every entry point says one line and exits 2.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                if max_pixels and im.width * im.height > max_pixels:
+                    raise UserError(f"{what} is {im.width}x{im.height} pixels, more than {max_pixels / 1e6:g} "
+                                    "megapixels; shrink it first")
+                yield im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UserError(f"{what} is too large to decode safely ({e.__class__.__name__}); shrink it first") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{what} is not an image PIL can read; give a JPEG or PNG photo") from None
+    except OSError as e:  # truncated or damaged files
+        raise UserError(f"{what} could not be read ({e}); re-save it as JPEG or PNG") from None
+
+
+def open_photo(source: str | Path | bytes, what: str | None = None, max_pixels: int | None = None) -> Image.Image:
+    """A photo (a file or its bytes) as an RGB PIL image with its EXIF orientation applied, through
+    `opened_image`'s checks; grayscale, palette and alpha are converted to RGB."""
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise UserError(f"photo {source} does not exist; give the path of a JPEG or PNG photo")
+    with opened_image(source, what or f"photo {source}", max_pixels) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
 
 
 def crop_box(image_size: tuple[int, int], crop: str) -> tuple[float, float, float, float]:
@@ -55,7 +93,7 @@ def _decode_face(path: str | Path, size: int, crop: str) -> tuple[np.ndarray, bo
     fast = _decode_jpeg_scaled(path, size, crop)
     if fast is not None:
         return fast
-    with Image.open(path) as im:
+    with opened_image(path, f"image {path}") as im:
         full = im.size
         box = crop_box(full, crop)
         scale = _dct_scale(box, size)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter
 
+from dfc_vae.data import decode
 from dfc_vae.data.celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX
 from dfc_vae.util.errors import UserError
 
@@ -233,25 +233,7 @@ def detect_landmarks(image: Image.Image) -> list[tuple[np.ndarray, tuple[int, in
 def open_photo(path: str | Path) -> Image.Image:
     """A photo as an RGB PIL image, with its EXIF orientation applied; damaged files, non-images
     and images over MAX_PHOTO_PIXELS are UserErrors."""
-    from PIL import ImageOps
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"photo {path} does not exist; give the path of a JPEG or PNG photo")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_PHOTO_PIXELS:
-                    raise UserError(f"photo {path} is {im.width}x{im.height}, more than {MAX_PHOTO_PIXELS // 10**6} "
-                                    "megapixels; shrink it first")
-                return ImageOps.exif_transpose(im).convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError(f"photo {path} is too large to decode safely; shrink it first") from None
-    except UnidentifiedImageError:
-        raise UserError(f"{path} is not an image PIL can read; give a JPEG or PNG photo") from None
-    except OSError as e:
-        raise UserError(f"photo {path} could not be read ({e}); re-save it as JPEG or PNG") from None
+    return decode.open_photo(path, max_pixels=MAX_PHOTO_PIXELS)
 
 
 def align_faces(image: Image.Image, largest: bool = False) -> list[AlignedFace]:

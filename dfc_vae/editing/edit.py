@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import math
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dfc_vae.data.celeba import ALIGNED_SIZE
-from dfc_vae.data.decode import crop_box, load_face
+from dfc_vae.data.decode import crop_box, load_face, opened_image
 from dfc_vae.util.images import to_tensor
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
@@ -63,23 +62,13 @@ def read_photo(path: str | Path, size: int, crop: str = "official") -> np.ndarra
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image {path} does not exist; give the path of an aligned face photo")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-            aspect = (w / h) / (ALIGNED_SIZE[0] / ALIGNED_SIZE[1])
-            if crop != "center" and abs(aspect - 1) > ASPECT_TOLERANCE:
-                raise UserError(f"image {path} is {w}x{h}; the model expects an aligned face like CelebA's 178x218 "
-                                "(width:height 0.82), so crop or pad it to that shape")
-            return load_face(path, size, crop)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UserError(f"image {path} is too large to decode safely ({e.__class__.__name__}); "
-                        "shrink it to about 178x218 first") from None
-    except UnidentifiedImageError:
-        raise UserError(f"{path} is not an image PIL can read; give a JPEG or PNG face photo") from None
-    except OSError as e:  # truncated or damaged files
-        raise UserError(f"image {path} could not be read ({e}); re-save it as JPEG or PNG") from None
+    with opened_image(path, f"image {path}") as im:
+        w, h = im.size
+    aspect = (w / h) / (ALIGNED_SIZE[0] / ALIGNED_SIZE[1])
+    if crop != "center" and abs(aspect - 1) > ASPECT_TOLERANCE:
+        raise UserError(f"image {path} is {w}x{h}; the model expects an aligned face like CelebA's 178x218 "
+                        "(width:height 0.82), so crop or pad it to that shape")
+    return load_face(path, size, crop)
 
 
 def aligned_input(aligned: np.ndarray, size: int, crop: str = "official", workdir: str | Path | None = None) -> np.ndarray:
