@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 
 
 def in_range(value, kind: str, bounds: dict) -> bool:
     """Whether `value` is a finite number of `kind` ('int' or 'float') within `bounds`
-    (min, max inclusive; above, below exclusive)."""
-    if isinstance(value, bool) or not isinstance(value, int if kind == "int" else (int, float)):
+    (min, max inclusive; above, below exclusive). Integers include numpy's; bools are not numbers."""
+    types = numbers.Integral if kind == "int" else (numbers.Integral, float)
+    if isinstance(value, bool) or not isinstance(value, types):
         return False
     if not math.isfinite(value):
         return False
@@ -57,10 +59,11 @@ nonnegative_float = number("float", min=0)
 
 
 def require(value, flag: str, kind: str, **bounds):
-    """The same check for a value already parsed (e.g. by a parser this module does not build):
-    raises UserError naming `flag`."""
+    """The same check for a value already parsed (e.g. by a parser this module does not build, or a
+    Python caller's argument): raises UserError naming `flag`; a string value is shown quoted."""
     from dfc_vae.util.errors import UserError
 
     if not in_range(value, kind, bounds):
-        raise UserError(f"{flag} {value} is out of range; allowed: {allowed_range(kind, bounds)}")
+        shown = repr(value) if isinstance(value, str) else value
+        raise UserError(f"{flag} {shown} is out of range; allowed: {allowed_range(kind, bounds)}")
     return value
