@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,9 +36,15 @@ import numpy as np
 import torch
 
 from dfc_vae.model.losses import LOSS_NAMES
+from dfc_vae.util.choices import FIXED_PRECISIONS
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import output_folder
+from dfc_vae.util.machine import describe_machine
+from dfc_vae.util.tables import markdown_table
 
 BATCH = 64
 SIZE = 64
+RATE_COLUMNS = ("", "", "right", "right")  # the tables' alignment: the rate and the ratio right-aligned
 
 
 # ----------------------------------------------------------------------------- machine peak
@@ -336,17 +341,6 @@ def arithmetic(precision: str, device: torch.device) -> str:
     return precision
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), host {os.cpu_count()} CPU threads"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}"
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=202599, help="synthetic faces to render (default: as many as CelebA has)")
@@ -354,7 +348,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-seconds", type=float, default=25.0, help="timed seconds per training row")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--compile", action="store_true", help="time training through torch.compile")
-    p.add_argument("--precision", default="all", choices=("all", "fp32", "bf16"),
+    p.add_argument("--precision", default="all", choices=("all",) + FIXED_PRECISIONS,
                    help="training rows' arithmetic: all = fp32 and, where the hardware has native bf16, bf16 "
                         "(each against the matmul peak of its own precision)")
     p.add_argument("--batch", type=int, default=BATCH, help=f"batch size of the training rows (default {BATCH})")
@@ -370,13 +364,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--baseline-images must be at least {2 * BATCH} (two batches: the first one starts the clock)")
     if args.batch < 1:
         p.error("--batch must be at least 1")
+    if args.work:
+        try:
+            output_folder(args.work, "--work", " for the synthetic faces and the cache")
+        except UserError as e:
+            p.error(str(e))
     return args
 
 
 def studio_table(device: torch.device) -> str:
     what, measured, rate, ratio = studio_row(device)
-    return (f"machine: {machine(device)}; torch {torch.__version__}\n\n| what | measured | updates/s | time |\n"
-            f"|---|---|---:|---:|\n| {what} | {measured} | {rate:,.1f} | {ratio} |")
+    table = markdown_table(["what", "measured", "updates/s", "time"], [(what, measured, f"{rate:,.1f}", ratio)],
+                           align=RATE_COLUMNS)
+    return f"machine: {describe_machine(device)}; torch {torch.__version__}\n\n" + "\n".join(table)
 
 
 def training_precisions(requested: str, device: torch.device) -> list[str]:
@@ -433,7 +433,7 @@ def memory_text(r: dict) -> str:
 def header_lines(device: torch.device, args: argparse.Namespace, peaks: dict, conv_peaks: dict,
                  cache_gib: float) -> list[str]:
     """What the table was measured on: machine, peaks, data."""
-    return [f"machine: {machine(device)}; torch {torch.__version__}",
+    return [f"machine: {describe_machine(device)}; torch {torch.__version__}",
             *(f"{prec} matmul peak measured in this run: {peak / 1e9:.1f} GFLOP/s ({what}"
               + ("; true fp32, TF32 off for matmuls" if prec == "fp32" and device.type == "cuda"
                  and not torch.backends.cuda.matmul.allow_tf32 else "") + ")"
@@ -469,8 +469,8 @@ def full_table(args: argparse.Namespace, device: torch.device) -> str:
         enc = encode_rate(cache, device, default_precision)
         rows.append(("encode", f"encoder inference (posterior means), batch 256, {default_precision}", enc, ""))
         cache_gib = cache.images.nbytes / 2**30
-    table = ["| what | measured | images/s | ratio |", "|---|---|---:|---:|"]
-    table += [f"| {a} | {b} | {c:,.1f} | {d} |" for a, b, c, d in rows]
+    table = markdown_table(["what", "measured", "images/s", "ratio"], [(a, b, f"{c:,.1f}", d) for a, b, c, d in rows],
+                           align=RATE_COLUMNS)
     return "\n".join(header_lines(device, args, peaks, conv_peaks, cache_gib)) + "\n\n" + "\n".join(table) + "\n"
 
 

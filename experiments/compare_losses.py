@@ -15,7 +15,6 @@ comparison; with synthetic faces or random VGG weights the table and pictures sa
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,15 +22,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD, IMAGE_SIZES
 from dfc_vae.cli import ArgumentParser
-from dfc_vae.runs.config import TrainConfig
-from dfc_vae.util.errors import exit_status
-from dfc_vae.model.losses import LOSS_NAMES, REDUCTIONS
 from dfc_vae.evaluation.evaluate import evaluate
-from dfc_vae.util.fileio import write_text
+from dfc_vae.model.losses import LOSS_NAMES, REDUCTIONS
+from dfc_vae.runs.config import TrainConfig
 from dfc_vae.runs.run import compare_reconstructions, load_run, sample_grid
-from dfc_vae.training.loop import resolve_device, train
+from dfc_vae.training.loop import train
+from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD, DEVICES, IMAGE_SIZES
+from dfc_vae.util.device import resolve_device
+from dfc_vae.util.errors import exit_status
+from dfc_vae.util.fileio import output_folder, write_text
+from dfc_vae.util.tables import markdown_table
 
 COLUMNS = {  # summary.json key -> table heading
     "mean_accuracy": "mean attr. acc. %", "mean_majority_baseline": "majority %", "mse": "MSE", "psnr": "PSNR dB",
@@ -128,11 +129,9 @@ def pictures(out: Path, names: list[str], args) -> None:
 def markdown(table: pd.DataFrame, caption: list[str], s, args, names: list[str]) -> str:
     fmt = {"MSE": "{:.5f}", "PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "VGG dist.": "{:.4g}", "KL nats": "{:.1f}",
            "mean attr. acc. %": "{:.1f}", "majority %": "{:.1f}", "visible attr. acc. %": "{:.1f}"}
-    head = "| " + " | ".join(table.columns) + " |"
-    lines = [head, "|" + "---|" * len(table.columns)]
-    for r in table.to_dict("records"):
-        lines.append("| " + " | ".join(fmt.get(c, "{:.3g}").format(v) if isinstance(v, float) or c in fmt else str(v)
-                                        for c, v in r.items()) + " |")
+    lines = markdown_table(list(table.columns), [
+        [fmt.get(c, "{:.3g}").format(v) if isinstance(v, float) or c in fmt else str(v) for c, v in r.items()]
+        for r in table.to_dict("records")])
     made = "; ".join(caption) if caption else "CelebA, ImageNet VGG19"
     return "\n".join([
         f"# PVAE vs VAE-123 vs VAE-345 ({made})", "",
@@ -171,7 +170,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--vgg-weights", default="imagenet", help="imagenet, random (offline) or a state-dict PATH")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--cache-dir", help="decoded-image cache folder")
     p.add_argument("--reuse", action="store_true", help="evaluate runs already in OUT instead of training them again")
     p.add_argument("--no-edit-scores", action="store_true",
@@ -180,6 +179,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def run_and_print():
+        output_folder(args.out, purpose=" for the runs and the comparison")
         table = compare(args)
         print(table.to_string(index=False))
         print(f"wrote {Path(args.out) / 'comparison.md'}")

@@ -26,7 +26,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -84,23 +83,23 @@ def run_checks(checks, budget_s: float = BUDGET_S, clock=time.monotonic) -> list
 
 def report(results: list[Result], machine: str, wall_s: float) -> str:
     """The markdown report: the machine, a summary line and one row per check."""
+    from dfc_vae.util.tables import markdown_table
+
     passed = sum(r.status == "pass" for r in results)
     failed = [r.name for r in results if r.status == "FAIL"]
     lines = ["# dfc_vae GPU check", "", f"machine: {machine}", "",
              f"{passed} of {len(results)} checks passed"
-             + (f"; FAILED: {', '.join(failed)}" if failed else "") + f"; {wall_s:.0f} s in all.", "",
-             "| check | result | seconds | detail |", "|---|---|---:|---|"]
-    for r in results:
-        detail = r.detail.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {detail} |")
+             + (f"; FAILED: {', '.join(failed)}" if failed else "") + f"; {wall_s:.0f} s in all.", ""]
+    rows = [(r.name, r.status, f"{r.seconds:.1f}", r.detail.replace("|", "\\|").replace("\n", " ")) for r in results]
+    lines += markdown_table(["check", "result", "seconds", "detail"], rows, align=("", "", "right", ""))
     return "\n".join(lines) + "\n"
 
 
 def machine() -> str:
-    p = torch.cuda.get_device_properties(0)
-    return (f"{torch.cuda.device_count()} x {p.name} (compute capability {p.major}.{p.minor}, "
-            f"{p.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}, torch {torch.__version__}, "
-            f"{os.cpu_count()} CPU threads")
+    """The GPU the checks run on (cuda:0), its driver and CUDA, the host CPU; and torch's version."""
+    from dfc_vae.util.machine import describe_machine
+
+    return f"{describe_machine(torch.device('cuda', 0))}; torch {torch.__version__}"
 
 
 # ----------------------------------------------------------------------------- the checks
@@ -165,8 +164,9 @@ class Checks:
         return out["loss"].detach(), grad
 
     def _env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
-                                                               "MASTER_PORT")}
+        from dfc_vae.util.launch import launch_env
+
+        env = launch_env()
         return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
                 "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "OMP_NUM_THREADS": "4"}
 
@@ -177,12 +177,10 @@ class Checks:
                 str(self.work / "cache"), "--log-every", "5", "--no-progress", *extra]
 
     def _dfc_vae(self, args: list[str], timeout: float = 120, torchrun: int = 0) -> subprocess.CompletedProcess:
+        from dfc_vae.util.launch import torchrun_command
+
         if torchrun:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}",
-                   "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "dfc_vae", *args]
+            cmd = torchrun_command(torchrun, ["-m", "dfc_vae", *args])
         else:
             cmd = [sys.executable, "-m", "dfc_vae", *args]
         done = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, timeout=timeout)
@@ -377,8 +375,10 @@ class Checks:
 def check_this_machine(args) -> bool:
     """Run every check within the budget and write the report; returns whether any check failed."""
     from dfc_vae.util.errors import UserError
-    from dfc_vae.util.fileio import write_text
+    from dfc_vae.util.fileio import output_folder, write_text
 
+    if args.work:
+        output_folder(args.work, "--work", " for the faces, caches and runs")
     if not torch.cuda.is_available():
         raise UserError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); nothing to check")
     # every process started from here (trainings, torchrun, the benchmark's workers) imports this checkout

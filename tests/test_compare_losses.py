@@ -43,3 +43,11 @@ def test_an_unknown_reduction_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid choice: 'mean'" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "o").write_text("not a folder")
+    assert _compare_losses().main(["--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {tmp_path / 'o'} is a file; give a folder for the runs" in err[0]
+    assert (tmp_path / "o").read_text() == "not a folder"

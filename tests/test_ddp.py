@@ -3,16 +3,15 @@ model as one process with the same global batch, writes one run directory, and r
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.model.network import DFCVAE, ModelConfig
+from dfc_vae.runs.checkpoint import load_checkpoint
+from dfc_vae.util.launch import launch_env, torchrun_command
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="needs torch.distributed with the gloo backend")
@@ -32,20 +31,13 @@ def _biases_before_batchnorm() -> set[str]:
     return names
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _train(args: list[str], processes: int) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = launch_env()
     env["OMP_NUM_THREADS"] = "1"
     if processes == 1:
         cmd = [sys.executable, "-m", "dfc_vae", "train", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "dfc_vae", "train", *args]
+        cmd = torchrun_command(processes, ["-m", "dfc_vae", "train", *args])
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result

@@ -102,3 +102,12 @@ def test_benchmark_refuses_a_baseline_shorter_than_two_batches(capsys):
         bench.main(["--baseline-images", "64"])
     assert e.value.code == 2
     assert "--baseline-images must be at least 128" in capsys.readouterr().err
+
+
+def test_benchmark_refuses_a_work_folder_that_is_a_file(tmp_path, capsys):
+    bench = _script("benchmark")
+    (tmp_path / "work").write_text("not a folder")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--work", str(tmp_path / "work")])
+    assert e.value.code == 2
+    assert f"--work {tmp_path / 'work'} is a file; give a folder" in capsys.readouterr().err

@@ -26,6 +26,14 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path):
     assert not (tmp_path / "report.md").exists()
 
 
+def test_a_work_folder_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "work").write_text("not a folder")
+    assert gpu_check.main(["--work", str(tmp_path / "work"), "--out", str(tmp_path / "report.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--work {tmp_path / 'work'} is a file; give a folder" in err[0]
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_the_runner_reports_pass_fail_skip_and_keeps_to_its_budget():
     now = [0.0]
 

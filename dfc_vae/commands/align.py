@@ -1,3 +1,5 @@
+"""`dfc-vae align`: its flags and the call into editing/align.py."""
+
 import argparse
 
 HELP = "align the faces of ordinary photos onto CelebA's 178x218 frame (needs the align extra)"

@@ -1,7 +1,9 @@
+"""`dfc-vae attributes`: attribute vectors from labelled faces or from two folders, and the run's classifier."""
+
 import argparse
 
-from dfc_vae.util.choices import VECTOR_METHODS
-from dfc_vae.commands._common import add_run_arguments
+from dfc_vae.commands._common import add_device_argument, add_run_arguments
+from dfc_vae.util.choices import SPLIT_NAMES, VECTOR_METHODS
 
 HELP = ("attribute vectors: mean posterior mean with minus without each attribute the data is labelled with, "
         "or from two folders (--positive DIR_A --negative DIR_B --name NAME)")
@@ -13,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "(default: the run's data)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="use the images present when the labels list some that are not there")
-    parser.add_argument("--split", default="train", choices=("train", "valid", "test", "all"),
+    parser.add_argument("--split", default="train", choices=SPLIT_NAMES + ("all",),
                         help="images to average over (default: train)")
     parser.add_argument("--method", default="mean-difference", choices=VECTOR_METHODS,
                         help="mean-difference (the paper's: mean with minus mean without) or regression (each "
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "safetensors for two folders)")
     parser.add_argument("--classifier", action="store_true",
                         help="also train the run's attribute classifier (RUN/classifier/) that scores Figs. 5 and 6")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: the run's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -1,11 +1,15 @@
+"""`dfc-vae curves`: the training curves of one or more runs."""
+
 import argparse
+
+from dfc_vae.commands._common import add_run_argument
 
 HELP = "draw training curves (loss, reconstruction, KL, active units against the step) of one or more runs"
 ORDER = 35
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, nargs="+", metavar="RUN", help="run directories made by `dfc-vae train`")
+    add_run_argument(parser, several=True)
     parser.add_argument("--out", help="PNG to write (default: RUN/curves.png for one run, curves.png for several)")
 
 

@@ -1,3 +1,5 @@
+"""`dfc-vae demo`: its flags (the demo's settings among them) and the call into app/demo.py."""
+
 import argparse
 
 HELP = "the whole job offline: synthetic faces -> train -> attribute vectors -> Figs. 5 and 6 -> report"

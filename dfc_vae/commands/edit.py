@@ -1,4 +1,8 @@
+"""`dfc-vae edit`: a photo edited with attribute vectors."""
+
 import argparse
+
+from dfc_vae.commands._common import add_device_argument, add_run_argument
 
 HELP = "edit your own face photo with attribute vectors (e.g. --set Smiling=1); --align for any photo"
 ORDER = 70
@@ -7,7 +11,7 @@ ORDER = 70
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="an aligned face photo like CelebA's (178x218; other sizes are rescaled), "
                                       "or with --align any photo")
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
+    add_run_argument(parser)
     parser.add_argument("--attributes", required=True, help="attribute-vector file from `dfc-vae attributes`")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                         help="add VALUE times the attribute's vector (repeatable; negative removes it)")
@@ -16,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align", action="store_true", help="find and align the faces first and paste the edits "
                         'back into the photo (needs pip install "dfc_vae[align]")')
     parser.add_argument("--largest", action="store_true", help="with --align: only the largest face")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,7 +1,9 @@
+"""`dfc-vae evaluate`: its flags and the call into evaluation/evaluate.py, and the one line it prints."""
+
 import argparse
 
+from dfc_vae.commands._common import add_device_argument, add_run_arguments
 from dfc_vae.util.argtypes import nonnegative_int, seed
-from dfc_vae.commands._common import add_run_arguments
 
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
         "KL per latent dimension, and pictures of the latent space (PCA, t-SNE of faces)")
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attribute that colours the latent PCA plot (default: Smiling, or the data's first)")
     parser.add_argument("--vgg-weights", help="VGG19 weights for the feature distance: imagenet, random or PATH (default: the run's)")
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: the run's)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
     parser.add_argument("--tsne-faces", type=nonnegative_int, default=TSNE_FACES,
                         help=f"test faces drawn at their t-SNE positions in latent_tsne.png (default {TSNE_FACES}; 0: none)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the prior samples grid and of the t-SNE")

@@ -1,11 +1,15 @@
+"""`dfc-vae export`: a run's model as safetensors + JSON config."""
+
 import argparse
+
+from dfc_vae.commands._common import add_run_argument
 
 HELP = "export a run's model as safetensors + JSON config (loads with DFCVAE.from_pretrained; runs no code)"
 ORDER = 45
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
+    add_run_argument(parser)
     parser.add_argument("--out", required=True, help="folder to write model.safetensors and config.json into")
     parser.add_argument("--checkpoint", help="a checkpoint file of the run (default: checkpoints/latest.pt)")
 

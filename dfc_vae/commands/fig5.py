@@ -2,7 +2,8 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_run_arguments, open_run_and_faces
+from dfc_vae.commands._common import add_device_argument, add_run_arguments, open_run_and_faces
+from dfc_vae.util.choices import INTERPOLATIONS
 
 HELP = ("the paper's Figure 5, measured: interpolation between latent vectors of faces (and of prior samples); "
         "PNG, every cell's attribute scores (CSV), summary (JSON)")
@@ -18,14 +19,14 @@ def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=11, help="columns from the first to the last alpha (default 11)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    add_device_argument(parser)
     parser.add_argument("--cache-dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_figure_arguments(parser)
     parser.add_argument("--attributes", help="(unused by Fig. 5; accepted so both figure scripts take the same flags)")
-    parser.add_argument("--method", default="linear", choices=("linear", "spherical"))
+    parser.add_argument("--method", default="linear", choices=INTERPOLATIONS)
     parser.add_argument("--pairs", action="append", default=[], metavar="ROW=LEFT_ID,RIGHT_ID",
                         help="endpoints of a row's first drawn row; ROW is Smiling, Eyeglasses or Male")
 

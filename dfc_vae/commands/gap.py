@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_run_arguments, open_run_and_faces
+from dfc_vae.commands._common import add_device_argument, add_run_arguments, open_run_and_faces
 
 HELP = ("the prior gap: Figure 5's fake -> fake rows, scored the same way, with their ends drawn from N(0, I) "
         "and from where the encoder puts training faces")
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", help="split the faces come from (default train)")
     parser.add_argument("--seed", type=int, default=0, help="the figure's seed: the same N(0, I) ends as its fake rows")
     parser.add_argument("--out", help="JSON file for the measures")
-    parser.add_argument("--device", default="auto")
+    add_device_argument(parser)
     parser.add_argument("--cache-dir")
 
 

@@ -1,3 +1,5 @@
+"""`dfc-vae prepare`: the faces decoded once into the cache training reads."""
+
 import argparse
 
 from dfc_vae.util.argtypes import nonnegative_int

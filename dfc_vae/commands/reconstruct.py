@@ -1,7 +1,10 @@
+"""`dfc-vae reconstruct`: faces of a split beside their reconstructions."""
+
 import argparse
 
+from dfc_vae.commands._common import add_device_argument, add_run_arguments
 from dfc_vae.util.argtypes import positive_int
-from dfc_vae.commands._common import add_run_arguments
+from dfc_vae.util.choices import SPLIT_NAMES
 
 HELP = "reconstruct faces of a data split with a trained run (inputs beside reconstructions)"
 ORDER = 41
@@ -10,10 +13,10 @@ ORDER = 41
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser, data_help="the faces: CelebA, a folder of images or synthetic faces (default: the run's data)",
                       labels_help="labels file of a folder of images (its split column, if any, is used)")
-    parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    parser.add_argument("--split", default="test", choices=SPLIT_NAMES)
     parser.add_argument("--n", type=positive_int, default=32, help="number of faces")
     parser.add_argument("--out", help="PNG to write (default: RUN/reconstructions.png)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
     parser.add_argument("--cache-dir", help="image cache folder (default: the run's)")
 
 

@@ -1,5 +1,8 @@
+"""`dfc-vae sample`: a grid of faces decoded from prior samples."""
+
 import argparse
 
+from dfc_vae.commands._common import add_device_argument, add_run_argument
 from dfc_vae.util.argtypes import nonnegative_float, positive_int, seed
 
 HELP = "decode random latent vectors z ~ N(0, I) of a trained run into a grid of faces"
@@ -7,12 +10,12 @@ ORDER = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
+    add_run_argument(parser)
     parser.add_argument("--out", help="PNG to write (default: RUN/samples.png)")
     parser.add_argument("--n", type=positive_int, default=64, help="number of samples")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--temperature", type=nonnegative_float, default=1.0, help="scale of z's standard deviation")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:

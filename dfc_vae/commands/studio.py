@@ -1,16 +1,20 @@
+"""`dfc-vae studio`: its flags and the start of the local web page (app/studio.py)."""
+
 import argparse
+
+from dfc_vae.commands._common import add_device_argument, add_run_argument
 
 HELP = "a local web page to explore a trained model: your photo, attribute sliders, blends, random faces"
 ORDER = 75
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory made by `dfc-vae train`")
+    add_run_argument(parser)
     parser.add_argument("--attributes", help="attribute-vector file from `dfc-vae attributes` (one slider per attribute)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:

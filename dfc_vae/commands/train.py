@@ -1,3 +1,5 @@
+"""`dfc-vae train`: the flags built from runs/config.py and the call into training/loop.py."""
+
 import argparse
 
 HELP = "train a DFC-VAE (VAE-123, VAE-345 or the pixel PVAE) on CelebA or synthetic faces"

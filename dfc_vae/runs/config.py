@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dfc_vae.util.argtypes import allowed_range, in_range
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.choices import CROPS, IMAGE_SIZES
+from dfc_vae.util.choices import CROPS, DEVICES, IMAGE_SIZES, PRECISIONS
 from dfc_vae.model.losses import LOSS_NAMES, REDUCTIONS
 from dfc_vae.model.network import ModelConfig
 
@@ -62,11 +62,11 @@ class TrainConfig:
                                   "faces' posteriors have mean 0 and E[z^2] = 1, as N(0, I): reconstructions unchanged, "
                                   "KL lower, prior samples where the faces are (model.py; not in the paper)")
     seed: int = _opt(0, "seed of initialization, data order and sampling", min=0, max=2**32 - 1)
-    device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
     compile: bool = _opt(False, "run the model through torch.compile")
     precision: str = _opt("auto", "arithmetic of the training step: bf16 (autocast; fp32 weights and optimizer) or fp32; "
                           "auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere",
-                          choices=("auto", "bf16", "fp32"))
+                          choices=PRECISIONS)
     log_every: int = _opt(20, "read losses (a host sync) and append a metrics row every N steps", min=1)
     checkpoint_every: int = _opt(500, "also save the latest checkpoint every N steps (0: at epoch ends only)", min=0)
     max_steps: int = _opt(0, "stop after N optimizer steps in all (0: no limit)", min=0)

@@ -6,9 +6,8 @@ from contextlib import nullcontext
 
 import torch
 
+from dfc_vae.util.choices import DEVICES
 from dfc_vae.util.errors import UserError
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str) -> torch.device:

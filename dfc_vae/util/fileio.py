@@ -2,6 +2,7 @@
 
 Everything the project writes goes through here: write to a temporary file in the same folder,
 flush and fsync it, then rename it over the target (rename is atomic on POSIX filesystems).
+The check that a folder to write into is not a file (output_folder) lives here too.
 """
 
 from __future__ import annotations
@@ -55,3 +56,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def output_folder(path: str | os.PathLike, flag: str = "--out", purpose: str = "") -> Path:
+    """`path` as a Path, refused (a UserError naming `flag`) when it is an existing file: a folder to write
+    into may be new, empty or not, but not a file. `purpose` ends the message, e.g. " for the report"."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; give a folder{purpose}")
+    return path
