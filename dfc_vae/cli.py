@@ -39,6 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def script_main(command, prog: str, doc: str, argv=None) -> None:
+    """Run a figure command as the experiment script `prog` (experiments/PROG.py, described by the first
+    line of `doc`): its flags, its output, and its errors as one line and exit status 2."""
+    parser = ArgumentParser(description=doc.splitlines()[0])
+    command.add_arguments(parser)
+    args = parser.parse_args(argv)
+    status = exit_status(prog, lambda: command.run(args))
+    if status:
+        sys.exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:

@@ -12,7 +12,7 @@ The same as `dfc-vae fig6`, with the same flags.
 """
 
 from dfc_vae.commands import fig6
-from dfc_vae.commands.fig5 import script_main
+from dfc_vae.cli import script_main
 
 
 def main(argv=None):

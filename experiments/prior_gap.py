@@ -11,7 +11,7 @@ The same as `dfc-vae gap`, with the same flags.
 """
 
 from dfc_vae.commands import gap
-from dfc_vae.commands.fig5 import script_main
+from dfc_vae.cli import script_main
 
 
 def main(argv=None):

@@ -8,8 +8,6 @@ The defaults are sized to finish within 10 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import shutil
 import socket
 import time
@@ -20,8 +18,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.fileio import write_json, write_text
+from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.tables import markdown_table
+from dfc_vae.util.machine import describe_machine
 
 if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
@@ -98,8 +97,7 @@ def choose_vgg_weights(choice: str, say=print) -> str:
 
 
 def _prepare_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the demo")
+    output_folder(out, purpose=" for the demo")
     if out.is_dir() and any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise UserError(f"--out {out} is not empty and is not an earlier demo; choose a new or empty folder")
@@ -292,8 +290,7 @@ def _header(r: _Results) -> list[str]:
             f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "
             f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps; "
             + (f"the weights' moving average (decay {s.ema_decay})." if s.ema_decay else "the last weights."),
-            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), device {run.device}, training arithmetic "
+            f"Machine: {describe_machine(run.device)}, torch {torch.__version__}, device {run.device}, training arithmetic "
             f"{run.meta.get('precision', 'fp32')}. Wall time: **{r.wall:.0f} s** "
             f"({', '.join(f'{k} {v:.0f}s' for k, v in r.times.items())})."]
 

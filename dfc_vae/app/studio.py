@@ -43,6 +43,7 @@ from PIL import Image
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
+from dfc_vae.util.argtypes import require
 
 INSTALL_HINT = 'pip install "dfc_vae[studio]"'
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -250,13 +251,12 @@ def data_url(pixels: np.ndarray) -> str:
 
 
 def _number(value, name: str, low: float, high: float) -> float:
+    """A JSON value as a float within [low, high] (the range check of dfc_vae.util.argtypes)."""
     try:
         x = float(value)
     except (TypeError, ValueError):
         raise UserError(f"{name} must be a number, not {value!r}") from None
-    if not np.isfinite(x) or not low <= x <= high:
-        raise UserError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
-    return x
+    return require(x, name, "float", min=low, max=high)
 
 
 def _open_upload(data: bytes) -> Image.Image:

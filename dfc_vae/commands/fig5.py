@@ -76,19 +76,3 @@ def run(args: argparse.Namespace) -> None:
                       steps=args.steps, method=args.method, endpoints=endpoints, split=args.split, cache_dir=args.cache_dir)
     print(json.dumps({k: v for k, v in as_dict(res.summary).items() if k != "alphas"}, indent=1))
     print(f"wrote {res.png} and {res.csv}")
-
-
-def script_main(command, prog: str, doc: str, argv=None) -> None:
-    """Run a figure command as the experiment script `prog` (experiments/PROG.py, described by the first
-    line of `doc`): its flags, its output, and its errors as one line and exit status 2."""
-    import sys
-
-    from dfc_vae.cli import ArgumentParser
-    from dfc_vae.util.errors import exit_status
-
-    parser = ArgumentParser(description=doc.splitlines()[0])
-    command.add_arguments(parser)
-    args = parser.parse_args(argv)
-    status = exit_status(prog, lambda: command.run(args))
-    if status:
-        sys.exit(status)

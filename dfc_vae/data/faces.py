@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from dfc_vae.util.errors import UserError
+from dfc_vae.util.choices import SPLITS
 
-SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
 AUTO_CROP = "auto"  # a setting meaning "the source's own crop" (FaceSet.default_crop)
 
 

@@ -257,13 +257,11 @@ def align_photos(photos: list[str | Path], out: str | Path, largest: bool = Fals
     """Write OUT/STEM_faceK.jpg (178x218, CelebA's frame) and OUT/STEM_faceK.json (the transform)
     for each face of each photo. Every photo is searched before anything is written, so a photo
     without a face leaves nothing behind."""
-    from dfc_vae.util.fileio import write_bytes, write_json
+    from dfc_vae.util.fileio import output_folder, write_bytes, write_json
 
     import io
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
+    out = output_folder(out)
     results = []
     for photo in photos:
         faces = align_faces(open_photo(photo), largest)

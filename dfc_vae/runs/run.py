@@ -15,6 +15,7 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import enlarge, grid, provenance, save_png, to_uint8
 from dfc_vae.model.network import DFCVAE
 from dfc_vae.runs.split import FaceSplit
+from dfc_vae.util.fileio import output_folder
 
 
 @dataclass
@@ -114,9 +115,7 @@ def compare_reconstructions(runs: dict[str, LoadedRun], data, out: str | Path, s
 def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None) -> Path:
     """Write a run's model as model.safetensors + config.json (with the run's provenance)."""
     loaded = load_run(run_dir, "cpu", checkpoint)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
+    out = output_folder(out)
     loaded.model.save_pretrained(out, extra={"step": loaded.step, "meta": loaded.meta,
                                              "training_config": loaded.config.to_dict()})
     return out

@@ -24,7 +24,7 @@ from dfc_vae.util.argtypes import require
 from dfc_vae.util.choices import SYNTH_LAYOUTS as LAYOUTS
 from dfc_vae.util.choices import SYNTHETIC_MARKER as MARKER_NAME
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.fileio import write_json, write_text
+from dfc_vae.util.fileio import output_folder, write_json, write_text
 
 GENERATOR = "dfc_vae.synth"  # the marker's "generator": names the renderer in every dataset's marker
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
@@ -218,8 +218,7 @@ def _remove_previous(out: Path, layout: str) -> None:
 def _clear_for(out: Path, n: int, seed: int, layout: str) -> bool:
     """Make `out` ready for this dataset: True if it already holds it; otherwise remove an earlier
     synthetic dataset there (complete or interrupted) and refuse a file or any other non-empty folder."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder (new or empty) for the synthetic faces")
+    output_folder(out, purpose=" (new or empty) for the synthetic faces")
     if not out.is_dir():
         return False
     if _is_complete(out, n, seed, layout):
