@@ -41,6 +41,7 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder
 from dfc_vae.util.machine import describe_machine
 from dfc_vae.util.tables import markdown_table
+from dfc_vae.util.images import RANDOM_VGG, SYNTHETIC_FACES
 
 BATCH = 64
 SIZE = 64
@@ -440,8 +441,8 @@ def header_lines(device: torch.device, args: argparse.Namespace, peaks: dict, co
               for prec, (peak, what) in peaks.items()),
             *(f"{prec} 3x3 convolution (oneDNN/cuDNN, channels_last), fastest of 3 shapes: {conv / 1e9:.1f} GFLOP/s"
               for prec, conv in conv_peaks.items()),
-            f"data: {args.n} synthetic faces (dfc_vae.synth, not CelebA), cache {cache_gib:.3f} GiB; "
-            f"VGG19 with RANDOM weights (speed does not depend on them)"
+            f"data: {args.n} {SYNTHETIC_FACES}, cache {cache_gib:.3f} GiB; "
+            f"{RANDOM_VGG} (speed does not depend on them)"
             + ("; training through torch.compile" if args.compile else "")]
 
 

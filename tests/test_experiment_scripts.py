@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dfc_vae.training.loop import resolve_precision
+from dfc_vae.util.images import RANDOM_VGG, SYNTHETIC_FACES
 
 
 def _script(name):
@@ -86,7 +87,7 @@ def test_benchmark_prints_and_writes_every_row_at_a_tiny_size(tmp_path, capsys):
                        "--device", "cpu", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     table = out.read_text()
     assert table in capsys.readouterr().out
-    assert "synthetic faces (dfc_vae.synth, not CelebA)" in table and "RANDOM weights" in table
+    assert SYNTHETIC_FACES in table and RANDOM_VGG in table
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| what")]
     precisions = ["fp32"] + (["bf16"] if resolve_precision("auto", torch.device("cpu")) == "bf16" else [])
     assert [r.split(" | ")[0] for r in rows] == ["| data"] * 4 + ["| train"] * len(precisions) + ["| encode"]

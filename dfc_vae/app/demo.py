@@ -21,6 +21,7 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.tables import markdown_table
 from dfc_vae.util.machine import describe_machine
+from dfc_vae.util.images import synthetic_faces
 
 if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
@@ -284,7 +285,7 @@ def _header(r: _Results) -> list[str]:
     weights = ("VGG19 with **RANDOM** weights (ImageNet weights were not available offline)" if r.vgg == "random"
                else f"VGG19 weights: {run.meta.get('vgg_weights', r.vgg)}")
     return ["# dfc-vae demo report", "",
-            "**How this was made:** synthetic cartoon faces rendered by `dfc_vae.synth` (not CelebA), " + weights + ".",
+            "**How this was made:** " + synthetic_faces(s.seed) + "; " + weights + ".",
             "",
             f"Settings: {s.n} faces, {s.image_size}x{s.image_size} px, VAE-123 (alpha 1, beta 0.5, "
             f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "

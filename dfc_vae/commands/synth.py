@@ -4,6 +4,7 @@ import argparse
 
 from dfc_vae.util.argtypes import nonnegative_int, seed
 from dfc_vae.util.choices import SYNTH_LAYOUTS
+from dfc_vae.util.images import synthetic_faces
 
 HELP = "render synthetic faces in CelebA's formats or as a plain folder (offline stand-in for CelebA)"
 ORDER = 10
@@ -29,5 +30,5 @@ def run(args: argparse.Namespace) -> None:
     workers = None if args.workers == 0 else args.workers  # a negative count is refused by render_celeba
     root = render_celeba(args.out, n=args.n, seed=args.seed, layout=args.layout, workers=workers,
                          progress=sys.stderr.isatty())
-    print(f"{args.n} synthetic faces (rendered by dfc_vae.synth, seed {args.seed}; not CelebA) in {args.layout} "
+    print(f"{args.n} {synthetic_faces(args.seed)}, in the {args.layout} "
           f"layout at {root}; pass --data {root}")

@@ -22,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dfc_vae.util.errors import UserError
+from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.util.choices import SPLITS
+from dfc_vae.util.images import synthetic_faces
 
 AUTO_CROP = "auto"  # a setting meaning "the source's own crop" (FaceSet.default_crop)
 
 
 def synthetic_description(marker: dict) -> str:
     """What a collection of dfc_vae's rendered faces is, in words (its synthetic marker given)."""
-    return f"synthetic faces rendered by dfc_vae.synth (seed {marker.get('seed')}), not CelebA"
+    return synthetic_faces(marker.get("seed"))
 
 
 @dataclass
@@ -100,12 +101,10 @@ class FaceSet:
     def check_attributes(self, names, what: str = "attribute") -> None:
         """A UserError naming the first of `names` the data lacks, listing the ones it has."""
         have = self.attribute_names
-        for name in names:
-            if name not in have:
-                if not have:
-                    raise UserError(f"unknown {what} '{name}': {self.root} has no labels; put a labels.csv (an image column "
-                                    "and 0/1 attribute columns) beside the images or pass --labels FILE")
-                raise UserError(f"unknown {what} '{name}'; {self.root} has: {', '.join(have)}")
+        if not have and list(names):
+            raise UserError(f"unknown {what} '{list(names)[0]}': {self.root} has no labels; put a labels.csv (an image "
+                            "column and 0/1 attribute columns) beside the images or pass --labels FILE")
+        check_names(names, have, what, listing=f"{self.root} has")
 
     def require_labels(self) -> None:
         if not self.attribute_names:

@@ -24,7 +24,7 @@ import torch
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.util.choices import VECTOR_METHODS
-from dfc_vae.util.errors import UserError
+from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.fileio import write_bytes
 
@@ -90,8 +90,7 @@ class AttributeVectors:
 
     def vector(self, name: str) -> torch.Tensor:
         """(D,) vector of one attribute; unknown names are a UserError listing the valid ones."""
-        if name not in self.names:
-            raise UserError(f"unknown attribute '{name}'; valid names: {', '.join(self.names)}")
+        check_names([name], self.names)
         return self.vectors[self.names.index(name)]
 
     def combination(self, weights: dict[str, float]) -> torch.Tensor:

@@ -19,7 +19,7 @@ from PIL import Image
 from dfc_vae.data.celeba import ALIGNED_SIZE
 from dfc_vae.data.decode import crop_box, load_face, opened_image
 from dfc_vae.util.images import to_tensor
-from dfc_vae.util.errors import UserError
+from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
 
@@ -37,8 +37,7 @@ def parse_settings(items: list[str], valid: list[str]) -> dict[str, float]:
         name = name.strip()
         if not sep or not name:
             raise UserError(f"--set {item!r} should look like NAME=VALUE, e.g. --set Smiling=1")
-        if name not in valid:
-            raise UserError(f"unknown attribute '{name}' in --set; valid names: {', '.join(valid)}")
+        check_names([name], valid, where=" in --set")
         try:
             alpha = float(value)
         except ValueError:

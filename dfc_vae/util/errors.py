@@ -35,3 +35,12 @@ def _end_progress_bars() -> None:
 
     for bar in list(tqdm._instances):
         bar.close()
+
+
+def check_names(names, known, what: str = "attribute", where: str = "", listing: str = "valid names") -> None:
+    """A UserError naming the first of `names` not in `known` and listing `known`: "unknown attribute
+    'Smilling' in --set; valid names: ..." (`where` says where it was given, `listing` whose names follow)."""
+    known = list(known)
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown {what} '{name}'{where}; {listing}: {', '.join(known)}")

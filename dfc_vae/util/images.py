@@ -75,11 +75,22 @@ def save_png(path: str | Path, image: np.ndarray, caption: list[str] | None = No
     write_bytes(path, buf.getvalue())
 
 
+# The provenance sentences: every output made from rendered faces or random VGG weights says so, in
+# these words (captions, reports, the terminal).
+SYNTHETIC_FACES = "synthetic faces (dfc_vae.synth), not CelebA"
+RANDOM_VGG = "VGG19 with RANDOM weights, not ImageNet"
+
+
+def synthetic_faces(seed) -> str:
+    """The provenance sentence of one rendered dataset."""
+    return f"synthetic faces rendered by dfc_vae.synth (seed {seed}), not CelebA"
+
+
 def provenance(synthetic: bool, vgg_weights: str) -> list[str]:
     """Caption lines that say how a picture was made, when it was not real CelebA + ImageNet VGG."""
     lines = []
     if synthetic:
-        lines.append("synthetic faces (dfc_vae.synth), not CelebA")
+        lines.append(SYNTHETIC_FACES)
     if vgg_weights.startswith("random"):
-        lines.append("VGG19 with RANDOM weights, not ImageNet")
+        lines.append(RANDOM_VGG)
     return lines
