@@ -1,6 +1,6 @@
 """The paper's comparison of losses: PVAE (pixels), VAE-123 and VAE-345 trained on the same data
 with the same budget, each evaluated by `dfc_vae.evaluate`, their key numbers in one table, at one
-or both loss scales (`--reductions sum paper`: losses.py).
+or both loss scales (`--reductions sum paper`: model/losses.py).
 
     python experiments/compare_losses.py --data DIR --out DIR [--image-size 64] [--epochs 5]
         [--max-steps 0] [--batch-size 64] [--reductions sum paper] [--vgg-weights imagenet|random|PATH]
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for the three runs and the comparison table")
     p.add_argument("--losses", nargs="+", default=list(LOSS_NAMES), choices=LOSS_NAMES)
     p.add_argument("--reductions", nargs="+", default=["sum"], choices=REDUCTIONS,
-                   help="loss scales to train each loss at (losses.py): sum (default), paper, or both")
+                   help="loss scales to train each loss at (model/losses.py): sum (default), paper, or both")
     p.add_argument("--image-size", type=int, default=64, choices=IMAGE_SIZES)
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--epochs", type=int, default=5)

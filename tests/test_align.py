@@ -1,4 +1,4 @@
-"""dfc_vae.align: faces of ordinary photos onto CelebA's aligned frame, and edits pasted back."""
+"""dfc_vae.editing.align: faces of ordinary photos onto CelebA's aligned frame, and edits pasted back."""
 
 from __future__ import annotations
 

@@ -200,7 +200,7 @@ def test_honesty_checks_flag_a_weak_drawn_attribute_and_a_leaking_label():
 
 
 def test_label_only_attributes_stay_at_their_majority_baseline(world):
-    # the 26 attributes synth.py does not draw: a probe beating the majority label there leaks labels
+    # the 26 attributes dfc_vae.data.synth does not draw: a probe beating the majority label there leaks labels
     attrs = pd.read_csv(world["out"] / "attributes.csv")
     hidden = attrs[~attrs.visible]
     assert len(hidden) == 26

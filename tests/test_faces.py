@@ -1,4 +1,4 @@
-"""Any faces in: one data layer (dfc_vae.faces) over CelebA as people have it, any folder of face
+"""Any faces in: one data layer (dfc_vae.data) over CelebA as people have it, any folder of face
 images, and the user's own labels -- the same faces and labels from every source where they
 overlap, a split that stays put, the whole pipeline on a plain folder, and the mistakes a user can
 make (one line, exit status 2, nothing written)."""

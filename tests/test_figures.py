@@ -109,7 +109,7 @@ def test_prior_gap_uses_the_figures_fake_rows_and_judge(tiny, synth_root, cache_
     assert prior.faces == 6 and prior.rows_with_changing_scores == fake.rows_with_changing_scores
     assert prior.monotone_all_attributes == fake.monotone_all_attributes
     assert prior.monotone == pytest.approx(fake.monotone, nan_ok=True)
-    # the run's latent is calibrated (model.py), so its aggregate posterior has about N(0, I)'s moments
+    # the run's latent is calibrated (model/network.py), so its aggregate posterior has about N(0, I)'s moments
     moments = gap.aggregate_posterior.second_moment_per_dimension
     assert 0.8 < moments.median < 1.25
 

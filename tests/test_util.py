@@ -141,7 +141,7 @@ def test_every_command_with_a_device_or_a_run_takes_them_alike():
         if "--device" in flags:
             with_device.add(name)
             assert tuple(flags["--device"].choices) == choices.DEVICES, name
-            assert flags["--device"].default == ("auto" if name != "train" else None), name  # train: config.py's default
+            assert flags["--device"].default == ("auto" if name != "train" else None), name  # train: runs/config.py's default
         if "--run" in flags:
             assert flags["--run"].required and "made by `dfc-vae train`" in flags["--run"].help, name
     assert {"attributes", "edit", "evaluate", "fig5", "fig6", "gap", "reconstruct", "sample", "studio",

@@ -50,19 +50,18 @@ class DemoSettings:
     image_size: int = 32
     # 5 epochs: the fifth takes the worst leak under 10% at every seed measured (docs/demo.md)
     epochs: int = 5
-    # a 2-core CPU costs about the same per image from batch 8 to 64 (~265-300 images/s at 32x32), so
-    # within the 10 minutes a small batch buys many more optimizer steps (17,070 here); the paper's 64
-    # gives 2,130 and blurrier faces (docs/demo.md)
+    # at 32x32 a CPU costs about the same per image from batch 8 to 64, so within the same time a small
+    # batch buys eight times the optimizer steps; the paper's 64 gives blurrier faces (docs/demo.md)
     batch_size: int = 8
     classifier_epochs: int = 2  # 2 passes over 27k faces: >= 99% test accuracy on every drawn attribute
     faces_per_edit: int = 300  # test faces per Fig. 5 / Fig. 6 row kind (fewer where the test split has fewer)
     show: int = 2  # rows drawn per row kind
     seed: int = 0
-    reduction: str = "sum"  # the loss scale (losses.py): sum or paper
-    # the weights evaluated and used: their moving average over ~1,000 steps (train.WeightAverage); at the
+    reduction: str = "sum"  # the loss scale (model/losses.py): sum or paper
+    # the weights evaluated and used: their moving average over ~1,000 steps (training.average.WeightAverage); at the
     # demo's constant rate the last weights swing from epoch to epoch (docs/demo.md)
     ema_decay: float = 0.999
-    # attribute vectors (attributes.py): regression keeps an edit off the attributes it co-occurs with; the
+    # attribute vectors (editing/attributes.py): regression keeps an edit off the attributes it co-occurs with; the
     # report measures the other method on the same run too
     vector_method: str = "regression"
     vgg_weights: str = "auto"  # auto: ImageNet if it can be had, random otherwise
@@ -337,7 +336,7 @@ def _methods_section(r: _Results) -> list[str]:
              _pct(h.flip_Smiling) if h.flip_Smiling is not None else "-",
              _pct(h.flip_Eyeglasses) if h.flip_Eyeglasses is not None else "-", _pct(h.others_changed_max_edit)]
             for m, h in r.methods.items()]
-    return (["### The attribute-vector methods (attributes.py) on this run", "",
+    return (["### The attribute-vector methods (editing/attributes.py) on this run", "",
              "The same faces, edits and classifier; only the vectors differ.", ""]
             + markdown_table(["method", "+Smiling at alpha = 1", "+Eyeglasses at alpha = 1",
                               "worst edit: others changed"], rows))

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images to average over (default: train)")
     parser.add_argument("--method", default="mean-difference", choices=VECTOR_METHODS,
                         help="mean-difference (the paper's: mean with minus mean without) or regression (each "
-                             "attribute's effect with the other labels held fixed; attributes.py)")
+                             "attribute's effect with the other labels held fixed; editing/attributes.py)")
     parser.add_argument("--positive", metavar="DIR_A", help="a folder of faces WITH the attribute (with --negative, --name)")
     parser.add_argument("--negative", metavar="DIR_B", help="a folder of faces WITHOUT the attribute")
     parser.add_argument("--name", help="the attribute's name for --positive/--negative")

@@ -130,7 +130,7 @@ def _face_in(pixels: np.ndarray, box, size: int, image=None) -> tuple[np.ndarray
 
 def _decode_jpeg_scaled(path: str | Path, size: int, crop: str) -> tuple[np.ndarray, bool] | None:
     """The fast path of `_decode_face` for ordinary JPEGs: simplejpeg (libjpeg-turbo's TurboJPEG API,
-    ~1.6x PIL's decode with draft at 1/2 scale), with the same DCT scaling, so the same pixels.
+    faster than PIL's decode with draft), with the same DCT scaling, so the same pixels.
     None for anything else (other formats, CMYK, damaged files, images over PIL's decompression-bomb
     limit), which PIL then decodes -- or refuses with its own errors."""
     with open(path, "rb") as f:
@@ -160,7 +160,7 @@ def load_faces(paths, size: int, crop: str = "official", on_error=None) -> np.nd
     """Read aligned face photos -> (n, size, size, 3) uint8, cropped and resized with antialiasing.
 
     Whole-pixel face boxes are resized together, with torch's antialiased bicubic kernel on uint8
-    (4x faster than PIL image by image, and within ~1 level of it). `on_error(path, exception)`, if
+    (much faster than PIL image by image, and within about one level of it). `on_error(path, exception)`, if
     given, is called for an unreadable image (its row stays black) instead of raising.
     """
     out = np.zeros((len(paths), size, size, 3), np.uint8)

@@ -100,9 +100,9 @@ class FaceSet:
 
     def check_attributes(self, names, what: str = "attribute") -> None:
         """A UserError naming the first of `names` the data lacks, listing the ones it has."""
-        have = self.attribute_names
-        if not have and list(names):
-            raise UserError(f"unknown {what} '{list(names)[0]}': {self.root} has no labels; put a labels.csv (an image "
+        have, names = self.attribute_names, list(names)
+        if not have and names:
+            raise UserError(f"unknown {what} '{names[0]}': {self.root} has no labels; put a labels.csv (an image "
                             "column and 0/1 attribute columns) beside the images or pass --labels FILE")
         check_names(names, have, what, listing=f"{self.root} has")
 

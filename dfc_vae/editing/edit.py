@@ -1,9 +1,9 @@
 """Edit a user's own face photo with attribute vectors: z = mu(x) + sum_i alpha_i v_i.
 
-The photo is preprocessed exactly as the training data (dfc_vae.data.load_face: the run's crop
+The photo is preprocessed exactly as the training data (dfc_vae.data.decode.load_face: the run's crop
 and size); the output PNG shows the input, its reconstruction (decoded mu) and the edit. With
 `align`, the photo may be any photo: its faces are found and aligned onto CelebA's frame first
-(dfc_vae.align), and the edited faces are pasted back into it.
+(dfc_vae.editing.align), and the edited faces are pasted back into it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ in the same space but unclamped.
 
 Two views of the latent (our addition, not the paper's): training sees the heads' raw latent
 (`encode_raw`, `decode_raw`, `forward`); `encode` and `decode` see it through a per-dimension
-calibration z = (raw - shift) * scale, fitted by `calibrate_latent` (train.py: at every epoch's end) so that the
+calibration z = (raw - shift) * scale, fitted by `calibrate_latent` (dfc_vae/training: at every epoch's end) so that the
 training faces' aggregate posterior has mean 0 and E[z_j^2] = 1 in every dimension, as N(0, I) has.
 The decoder undoes the map, so decode(encode(x)) is unchanged, while the KL term can only fall: a
 per-dimension shift and scale that the decoder's first linear layer absorbs leaves the
@@ -70,7 +70,7 @@ def _encoder_stage(c_in: int, c_out: int) -> nn.Sequential:
 class EdgePad(nn.Module):
     """nn.ReplicationPad2d(1): repeat the edge pixels once on every side.
 
-    Eagerly, PyTorch's own replication_pad2d (its backward is ~6x faster than that of the torch.cat
+    Eagerly, PyTorch's own replication_pad2d (its backward is much cheaper than that of the torch.cat
     form below, which builds zero-filled gradients for every slice). Under torch.compile (torch
     2.14, CPU), inductor mis-states the strides of replication_pad2d's backward on channels_last
     tensors and fails, so a compiled graph gets the same numbers written with torch.cat.

@@ -34,7 +34,7 @@ class TrainConfig:
     loss: str = _opt("vae123", "reconstruction loss: vae123 (VGG relu1_1,2_1,3_1), vae345 (relu3_1,4_1,5_1) or pvae (pixels)",
                      choices=LOSS_NAMES)
     reduction: str = _opt("sum", "loss scale: sum (per-image sums: a per-image negative ELBO) or paper (Eq. 5: per-element "
-                          "means of Caffe-scale VGG features; losses.py derives the scale)", choices=REDUCTIONS)
+                          "means of Caffe-scale VGG features; model/losses.py derives the scale)", choices=REDUCTIONS)
     alpha: float = _opt(1.0, "weight of the KL term (paper: 1)", min=0)
     beta: float = _opt(0.5, "weight of the reconstruction term (paper: 0.5)", min=0)
     vgg_weights: str = _opt("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")
@@ -60,7 +60,7 @@ class TrainConfig:
     flip: bool = _opt(False, "random horizontal flips of training batches")
     calibrate_latent: bool = _opt(True, "at every epoch's end, shift and scale each latent dimension so that the training "
                                   "faces' posteriors have mean 0 and E[z^2] = 1, as N(0, I): reconstructions unchanged, "
-                                  "KL lower, prior samples where the faces are (model.py; not in the paper)")
+                                  "KL lower, prior samples where the faces are (model/network.py; not in the paper)")
     seed: int = _opt(0, "seed of initialization, data order and sampling", min=0, max=2**32 - 1)
     device: str = _opt("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
     compile: bool = _opt(False, "run the model through torch.compile")

@@ -1,4 +1,4 @@
-"""Allowed ranges of numbers: the check behind config.py's settings and the commands' argparse types.
+"""Allowed ranges of numbers: the check behind runs/config.py's settings and the commands' argparse types.
 
 A value outside its range is refused while the arguments are parsed: one line naming the flag,
 the value and the allowed range, exit status 2, before anything is read or written.

@@ -124,7 +124,7 @@ def _write_annotations(ann: Path, layout: str, names: list[str], attrs: np.ndarr
                        identities: np.ndarray, bboxes: np.ndarray, landmarks: np.ndarray) -> None:
     """The five annotation files, formatted as CelebA's own (official/torchvision) or Kaggle's copy."""
     n = len(names)
-    if layout == "folder":  # a plain folder of faces: one labels.csv (dfc_vae.sources.folder), 0/1 values
+    if layout == "folder":  # a plain folder of faces: one labels.csv (dfc_vae.data.folder), 0/1 values
         write_text(ann / "labels.csv", ",".join(("image",) + ATTRIBUTE_NAMES) + "\n"
                    + "".join(f"{m}," + ",".join("1" if v > 0 else "0" for v in r) + "\n" for m, r in zip(names, attrs.tolist())))
         return
