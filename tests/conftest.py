@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny CelebA-format synthetic roots, made once per test session."""
+"""Shared fixtures: a tiny CelebA-format synthetic root, its cache folder and a tiny trained run,
+made once per test session; and the `slow` marker for tests that train or start processes
+(`python -m pytest -q -m "not slow"` is the fast tier)."""
 
 from __future__ import annotations
 
@@ -25,10 +27,20 @@ def cache_dir(tmp_path_factory):
 def tiny_trained_run(tmp_path_factory, synth_root, cache_dir):
     """The directory of a tiny PVAE run (32x32, 2 steps) on `synth_root`: enough to exercise
     everything that needs a trained run, not to judge quality."""
-    from dfc_vae.runs.config import TrainConfig
+    from tiny import tiny_config
+
     from dfc_vae.training.loop import train
 
-    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path_factory.mktemp("tinyrun") / "run"), loss="pvae",
-                      image_size=32, latent_dim=16, base_channels=8, epochs=1, batch_size=16, max_steps=2,
-                      cache_dir=str(cache_dir), workers=1, device="cpu")
+    cfg = tiny_config(data=str(synth_root), out=str(tmp_path_factory.mktemp("tinyrun") / "run"), vgg_weights="imagenet",
+                      latent_dim=16, base_channels=8, epochs=1, max_steps=2, cache_dir=str(cache_dir), workers=1)
     return train(cfg, progress=False)
+
+
+# Tests that need a trained run or start processes: marked slow wherever they are.
+SLOW_FIXTURES = {"tiny_trained_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
