@@ -26,11 +26,11 @@ def test_resume_loads_the_checkpoint_to_the_cpu_and_restores_rng_states_from_any
                                                                                        monkeypatch):
     cfg = dict(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, cache_dir=str(tmp_path / "c"), **TINY)
     train(TrainConfig(max_steps=2, **cfg), progress=False)
-    import dfc_vae.training.loop as training
+    import dfc_vae.training.rundir as rundir
 
     seen = []
-    original = training.load_checkpoint
-    monkeypatch.setattr(training, "load_checkpoint", lambda path, map_location="cpu": seen.append(map_location)
+    original = rundir.load_checkpoint
+    monkeypatch.setattr(rundir, "load_checkpoint", lambda path, map_location="cpu": seen.append(map_location)
                         or original(path, map_location))
     train(TrainConfig(max_steps=3, **cfg), resume=True, progress=False)
     assert seen == ["cpu"]  # load_state_dict places model and optimizer state on the training device

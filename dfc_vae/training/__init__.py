@@ -1,2 +1,3 @@
-"""Making a run: the training loop, its run directory and resume, the weight average, logs,
-curves and data parallelism."""
+"""Making a run: the training loop (loop.py), its run directory and resume (rundir.py), the weight
+average (average.py), logs (logs.py), end-of-epoch measures (measures.py), curves (curves.py) and
+data parallelism (distributed.py)."""

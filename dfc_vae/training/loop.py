@@ -1,30 +1,20 @@
-"""The training loop: data, model, loss, optimizer, logging, checkpoints, grids, resume.
+"""The training loop: a run's set-up, its epochs of optimizer steps, each epoch's end, and its finish.
 
-`_train` reads top to bottom: `_set_up` (settings, devices, processes, data, model, resume, logs), then
-per epoch `_train_epoch` (one `_optimizer_step` per batch) and `_end_epoch`, and `_finish`.
-Everything a run makes goes into its run directory:
-  config.json     resolved settings + provenance (data, VGG weights, versions)
-  metrics.csv     a row every `log_every` steps: loss, recon, kl, active units, images/s
-  epochs.csv      a row per epoch: the same on a fixed held-out set, in eval mode, through the latent's
-                  calibration (model.py), fitted at every epoch's end on up to CALIBRATION_IMAGES training
-                  faces (their mean KL per image before and after it: kl_uncalibrated, kl_calibrated)
-  checkpoints/    latest.pt (also every `checkpoint_every` steps) and epoch_NNN.pt
-  grids/          epoch_NNN_recon.png (inputs above reconstructions), epoch_NNN_samples.png (z ~ N(0, I))
-  curves.png      loss, reconstruction, KL and active units against the step (curves.py), at every epoch's end
-  tensorboard/    the same rows as TensorBoard event files, with --tensorboard
-  .lock           the run directory's lock (runlock.py): one `train` (or other writer) at a time
+`train` checks the settings and locks the run directory (rundir.py); `_train` then reads top to
+bottom, in named pieces: `_set_up` (settings, devices, processes, data, model, resume, logs), per
+epoch `_train_epoch` (one `_optimizer_step` per batch) and `_end_epoch` (measures.py, the epoch's
+checkpoint), and `_finish`. `_Training` holds what the pieces share and where the run stands; its
+`save` and `calibrate` are the checkpoint and the latent's calibration. The step's own parts
+(`TrainStep`, `make_step_fn`, `make_optimizer`, `learning_rate`) and the divergence checks are here
+too; experiments build a step from them.
 """
 
 from __future__ import annotations
 
-import copy
-import csv
-import io
 import math
 import os
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,171 +23,46 @@ import torch
 from torch import nn
 
 from dfc_vae import __version__
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
-from dfc_vae.runs.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from dfc_vae.runs.config import TrainConfig
-from dfc_vae.training.curves import plot_curves
 from dfc_vae.data.batches import BatchSource
-from dfc_vae.util.images import to_tensor
-from dfc_vae.util.device import autocast_for, resolve_device, resolve_precision  # noqa: F401 (also this module's API)
-from dfc_vae.training.distributed import Processes, any_process, barrier, data_parallel, launched_rank, world_size
-from dfc_vae.training.distributed import setup as setup_processes, teardown as teardown_processes
+from dfc_vae.data.cache import prepare_cache
 from dfc_vae.data.faces import report_notes
 from dfc_vae.data.sources import open_faces
-from dfc_vae.util.errors import UserError
-from dfc_vae.util.fileio import write_json, write_text
-from dfc_vae.util.images import grid, provenance, save_png, to_uint8
-from dfc_vae.model.losses import DFCLoss, active_units, kl_divergence
+from dfc_vae.model.losses import DFCLoss
 from dfc_vae.model.network import DFCVAE
-from dfc_vae.util.runlock import LOCK_NAME, run_lock
-from dfc_vae.data.cache import prepare_cache
+from dfc_vae.runs.checkpoint import latest_checkpoint, rng_state, save_checkpoint
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.runs.split import read_rows
+from dfc_vae.training.average import WeightAverage
+from dfc_vae.training.curves import plot_curves
+from dfc_vae.training.distributed import Processes, any_process, barrier, data_parallel, launched_rank, world_size
+from dfc_vae.training.distributed import setup as setup_processes, teardown as teardown_processes
+from dfc_vae.training.logs import EPOCH_COLUMNS, METRIC_COLUMNS, CSVLog, Logs, StepWindow, add_scalars, tensorboard_writer
+from dfc_vae.training.measures import (CALIBRATION_IMAGES, EVAL_IMAGES, evaluate_fixed_set, fit_latent_calibration,
+                                       save_epoch_grids)
+from dfc_vae.training.rundir import (RESUMABLE_OVERRIDES, check_run_dir, merge_resume_config, resume_from,
+                                     run_directory)
+from dfc_vae.util.device import autocast_for, resolve_device, resolve_precision
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import write_json
+from dfc_vae.util.images import provenance
+from dfc_vae.util.runlock import run_lock
 
-METRIC_COLUMNS = ["step", "epoch", "loss", "recon", "kl", "active_units", "images_per_s", "elapsed_s"]
-EPOCH_COLUMNS = ["epoch", "step", "eval_loss", "eval_recon", "eval_kl", "active_units", "images", "kl_uncalibrated",
-                 "kl_calibrated"]
-# Settings a resumed run may change; everything else must match the run's config.json.
-RESUMABLE_OVERRIDES = {"epochs", "max_steps", "log_every", "checkpoint_every", "device", "compile", "precision",
-                       "calibrate_latent", "skip_bad_batches", "workers", "cache_dir", "data", "out"}
-EVAL_IMAGES = 1024
-CALIBRATION_IMAGES = 10_000  # per-dimension means and second moments to ~1.4% (sqrt(2 / n))
+# the names this module has always offered, wherever they now live
+__all__ = ["CALIBRATION_IMAGES", "EPOCH_COLUMNS", "EVAL_IMAGES", "METRIC_COLUMNS", "RESUMABLE_OVERRIDES", "TrainStep",
+           "TrainingDiverged", "WeightAverage", "autocast_for", "check_run_dir", "evaluate_fixed_set",
+           "finite_weights", "fit_latent_calibration", "learning_rate", "make_optimizer", "make_step_fn",
+           "merge_resume_config", "nonfinite_terms", "resolve_device", "resolve_precision", "resume_from",
+           "run_directory", "save_epoch_grids", "tensorboard_writer", "train"]
 
 
 class TrainingDiverged(UserError):
-    pass
-
-
-class TrainStep(nn.Module):
-    """The model's forward pass with the reparameterization noise passed in.
-
-    Under data parallelism every process draws the noise of the whole global batch (same seed)
-    and passes in its own slice, so N processes see the noise a one-process run would.
-    x: (B, 3, S, S) pixels in [0, 1]; eps: (B, latent_dim) ~ N(0, I) -> (recon, mu, logvar).
-    """
-
-    def __init__(self, model: DFCVAE):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, eps: torch.Tensor):
-        mu, logvar = self.model.encode_raw(x)  # training sees the raw latent (model.py: calibration)
-        return self.model.decode_raw(self.model.reparameterize(mu, logvar, eps)), mu, logvar
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights (Polyak & Juditsky 1992), the model a run
-    evaluates and saves. Decay min(d, (1 + t) / (10 + t)) at step t (TensorFlow's warm-up), so the
-    first steps do not average in the random initialization. The trained weights' BatchNorm running
-    statistics do not fit the averaged weights, so `recompute_batchnorm` measures the average's own
-    (as stochastic weight averaging does, Izmailov et al. 2018) before it is evaluated or saved."""
-
-    def __init__(self, model: DFCVAE, decay: float):
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay = decay
-        self._params = list(self.model.parameters())
-        self._trained = [p.detach() for p in model.parameters()]  # views: they follow the optimizer's updates
-
-    @torch.no_grad()
-    def update(self, step: int) -> None:
-        """Move the average towards the trained weights after optimizer step `step` (0-based)."""
-        decay = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(self._params, self._trained, 1 - decay)
-
-    @torch.no_grad()
-    def recompute_batchnorm(self, images: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 256) -> None:
-        """BatchNorm statistics of the averaged weights: the mean over training-mode forward passes of
-        images[rows] (uint8 cache rows), with the training view's sampled z; the global RNG is left as
-        it was, so training goes on drawing what it would have drawn."""
-        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the pass
-        self.model.train()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for i in range(0, len(rows), batch_size):
-                x = to_tensor(images[rows[i:i + batch_size]]).to(device, memory_format=torch.channels_last)
-                self.model(x)
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        self.model.eval()
-
-
-def _batchnorm_buffers(model: nn.Module) -> list[torch.Tensor]:
-    return [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
-
-
-def run_directory(cfg: TrainConfig) -> Path:
-    """The run directory --out names (not yet checked for what it holds)."""
-    if not cfg.out:
-        raise UserError("no run directory given; pass --out RUN")
-    run = Path(cfg.out)
-    if run.exists() and not run.is_dir():
-        raise UserError(f"--out {run} is a file; give a folder for the run")
-    return run
-
-
-def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
-    """The run directory, and the saved config when resuming; refuses to overwrite another run."""
-    run = run_directory(cfg)
-    saved = run / "config.json"
-    if resume:
-        if not saved.is_file():
-            raise UserError(f"{run} holds no run to resume; start it without --resume")
-        import json
-
-        # a run killed before its first checkpoint resumes from step 0 with its saved settings
-        return run, json.loads(saved.read_text())["config"]
-    if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()):
-        if saved.is_file() and latest_checkpoint(run) is not None:
-            raise UserError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
-        if saved.is_file():  # killed before its first checkpoint: nothing to lose, start again
-            return run, None
-        raise UserError(f"{run} exists, is not empty and is not a dfc_vae run; choose another --out")
-    return run, None
-
-
-def merge_resume_config(saved: dict, cfg: TrainConfig) -> TrainConfig:
-    # a setting newer than the run is missing from its config.json: the run had its default
-    saved = {f.name: f.default for f in fields(TrainConfig)} | saved
-    changed = [k for k, v in cfg.to_dict().items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v]
-    if changed:
-        k = changed[0]
-        raise UserError(f"--{k.replace('_', '-')} {getattr(cfg, k)} differs from the run's {saved.get(k)!r}; "
-                        "a resumed run keeps its settings (only epochs, max-steps, device and logging may change)")
-    return cfg
-
-
-class _CSVLog:
-    """Appends rows to a CSV; on resume, first drops rows past the checkpoint's step."""
-
-    def __init__(self, path: Path, columns: list[str], keep_until: int | None, key: str):
-        self.path, self.columns = path, columns
-        rows = []
-        if keep_until is not None and path.is_file():
-            with open(path, newline="") as f:
-                for row in csv.DictReader(f):
-                    try:
-                        if row.get(key) and int(row[key]) <= keep_until:
-                            rows.append(row)
-                    except ValueError:  # a half-written last line of a killed run
-                        pass
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-        write_text(path, buf.getvalue())
-
-    def append(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    """A loss term or the weights became NaN/Inf; the last good checkpoint is kept."""
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, tensorboard: bool = False) -> Path:
     """Train a DFC-VAE as `cfg` says; returns the run directory.
 
-    Every setting is checked before anything is written; the run directory is locked (runlock.py)
+    Every setting is checked before anything is written; the run directory is locked (util/runlock.py)
     for as long as training runs, so a second `train` on it is refused. `tensorboard` also writes
     the logged rows as TensorBoard event files into RUN/tensorboard (the `tensorboard` extra)."""
     cfg.validate()
@@ -217,33 +82,25 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, tensorb
         return _train(cfg, faces, resume, progress, writer_class)
 
 
-def tensorboard_writer():
-    """torch.utils.tensorboard's SummaryWriter, or a UserError saying how to install it."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError("--tensorboard needs the tensorboard package; install it with "
-                        "`pip install 'dfc_vae[tensorboard]'` (or `pip install tensorboard`), or drop --tensorboard") from None
-    return SummaryWriter
+def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> Path:
+    """Set up, then epochs (each ended by `_end_epoch`) until the last epoch or max_steps, then finish."""
+    t = _set_up(cfg, faces, resume, progress, writer_class)
+    while t.epoch < t.cfg.epochs and t.step < t.total_steps:
+        if not _train_epoch(t):  # stopped inside the epoch (max_steps)
+            break
+        _end_epoch(t)
+    _finish(t)
+    return t.run
 
 
 @dataclass
 class _Data:
     """The decoded faces and what training draws from them."""
-    cache: Any  # the uint8 cache of the faces (data.py): .images (N, S, S, 3), .path
+    cache: Any  # the uint8 cache of the faces (data/cache.py): .images (N, S, S, 3), .path
     train_images: int
     source: BatchSource  # the training batches
     eval_x: torch.Tensor  # the fixed held-out set, (n, 3, S, S) in [0, 1]
     calibration_idx: np.ndarray  # the training faces the latent's calibration is fitted on (cache rows)
-
-
-@dataclass
-class _Logs:
-    """Where rows go (rank 0 alone writes: elsewhere they are None) and the progress bar."""
-    metrics: _CSVLog | None
-    epochs: _CSVLog | None
-    writer: Any  # TensorBoard's SummaryWriter, with --tensorboard
-    bar: Any
 
 
 @dataclass
@@ -266,8 +123,8 @@ class _Training:
     epoch: int
     batch_in_epoch: int
     total_steps: int
-    logs: _Logs | None = None
-    window: _Window | None = None
+    logs: Logs | None = None
+    window: StepWindow | None = None
     check_each_step: bool = False  # read each step's loss back (a CPU step syncs anyway)
     bn_buffers: list[torch.Tensor] = field(default_factory=list)  # restored after a skipped batch
     skipped: int = 0
@@ -301,16 +158,6 @@ class _Training:
             self.average.recompute_batchnorm(self.data.cache.images, self.data.calibration_idx, self.device)
         return fit_latent_calibration(self.shown, self.data.cache.images, self.data.calibration_idx, self.device,
                                       self.cfg.calibrate_latent)
-
-
-def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> Path:
-    t = _set_up(cfg, faces, resume, progress, writer_class)
-    while t.epoch < t.cfg.epochs and t.step < t.total_steps:
-        if not _train_epoch(t):  # stopped inside the epoch (max_steps)
-            break
-        _end_epoch(t)
-    _finish(t)
-    return t.run
 
 
 def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> _Training:
@@ -352,7 +199,7 @@ def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class)
                   caption=provenance(faces.synthetic is not None, meta["vgg_weights"]), step=step, epoch=epoch,
                   batch_in_epoch=batch_in_epoch, total_steps=total_steps, average=average)
     t.logs = _open_logs(t, resume, progress, writer_class)
-    t.window = _Window(cfg.latent_dim, device)
+    t.window = StepWindow(cfg.latent_dim, device)
     t.check_each_step = device.type == "cpu" or cfg.skip_bad_batches > 0  # a CPU step syncs anyway
     # a skipped batch's forward pass has already moved the BatchNorm running statistics: keep a copy
     t.bn_buffers = _batchnorm_buffers(model) if cfg.skip_bad_batches else []
@@ -376,27 +223,27 @@ def _load_data(cfg: TrainConfig, faces, procs: Processes, device: torch.device, 
     if len(eval_idx) < 16:
         eval_idx = train_idx[:EVAL_IMAGES]
     source = BatchSource(cache.images, train_idx, cfg.batch_size, device, cfg.seed, cfg.flip, procs.rank, procs.world)
-    return _Data(cache, len(train_idx), source, to_tensor(cache.images[np.sort(eval_idx)]),
+    return _Data(cache, len(train_idx), source, read_rows(cache.images, np.sort(eval_idx)),
                  np.sort(train_idx[:CALIBRATION_IMAGES]))
 
 
-def _open_logs(t: _Training, resume: bool, progress: bool, writer_class) -> _Logs:
+def _open_logs(t: _Training, resume: bool, progress: bool, writer_class) -> Logs:
     """config.json, metrics.csv and epochs.csv (resuming: cut back to the checkpoint), TensorBoard's
-    events, the provenance notes (rank 0 alone), and the progress bar."""
+    events, the provenance lines printed (rank 0 alone), and the progress bar."""
     from tqdm.auto import tqdm
 
     metrics = epochs = writer = None
     if t.procs.is_main:
         write_json(t.run / "config.json", {"config": t.cfg.to_dict(), "meta": t.meta})
-        metrics = _CSVLog(t.run / "metrics.csv", METRIC_COLUMNS, t.step if resume else None, "step")
-        epochs = _CSVLog(t.run / "epochs.csv", EPOCH_COLUMNS, t.epoch if resume else None, "epoch")
+        metrics = CSVLog(t.run / "metrics.csv", METRIC_COLUMNS, t.step if resume else None, "step")
+        epochs = CSVLog(t.run / "epochs.csv", EPOCH_COLUMNS, t.epoch if resume else None, "epoch")
         if writer_class is not None:  # events past the checkpoint's step, of a killed run, are dropped
             writer = writer_class(str(t.run / "tensorboard"), purge_step=t.step if resume else None)
         for line in t.caption:
             print(f"note: {line}")
     bar = tqdm(total=t.total_steps, initial=min(t.step, t.total_steps), desc=f"train {t.cfg.loss}", unit="step",
                disable=not (progress and t.procs.is_main), dynamic_ncols=True)
-    return _Logs(metrics, epochs, writer, bar)
+    return Logs(metrics, epochs, writer, bar)
 
 
 def _train_epoch(t: _Training) -> bool:
@@ -460,7 +307,7 @@ def _log_window(t: _Training) -> None:
     t.t_last = now
     if t.procs.is_main:
         t.logs.metrics.append(row)
-        _add_scalars(t.logs.writer, "train", row, t.step)
+        add_scalars(t.logs.writer, "train", row, t.step)
         t.logs.bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", active=row["active_units"])
 
 
@@ -475,7 +322,7 @@ def _end_epoch(t: _Training) -> None:
         calibration = t.calibrate()
         summary = evaluate_fixed_set(t.shown, t.loss_fn, t.data.eval_x, t.device, t.autocast)
         t.logs.epochs.append({"epoch": t.epoch, "step": t.step, **summary, **calibration})
-        _add_scalars(t.logs.writer, "held_out", summary, t.step)
+        add_scalars(t.logs.writer, "held_out", summary, t.step)
         save_epoch_grids(t.shown, t.data.eval_x, t.run / "grids", t.epoch, t.cfg.seed, t.device, t.caption)
     t.save(epoch_name=f"epoch_{t.epoch:03d}.pt")
     if t.procs.is_main:
@@ -500,20 +347,21 @@ def _finish(t: _Training) -> None:
     teardown_processes(t.procs)
 
 
-def resume_from(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                average: WeightAverage | None = None) -> tuple[int, int, int]:
-    """Load a checkpoint into `model` and `optimizer` (and the weight average, if the run keeps one)
-    and restore the RNG states; (step, epoch, batch).
+class TrainStep(nn.Module):
+    """The model's forward pass with the reparameterization noise passed in.
 
-    Loaded to the CPU: load_state_dict then places the model's and the optimizer's tensors where
-    the parameters are, and the RNG states stay the CPU ByteTensors their setters want."""
-    ckpt = load_checkpoint(path, map_location="cpu")
-    model.load_state_dict(ckpt.get("trained_model", ckpt["model"]))
-    if average:
-        average.model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"], device)
-    return ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+    Under data parallelism every process draws the noise of the whole global batch (same seed)
+    and passes in its own slice, so N processes see the noise a one-process run would.
+    x: (B, 3, S, S) pixels in [0, 1]; eps: (B, latent_dim) ~ N(0, I) -> (recon, mu, logvar).
+    """
+
+    def __init__(self, model: DFCVAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor):
+        mu, logvar = self.model.encode_raw(x)  # training sees the raw latent (model/network.py: calibration)
+        return self.model.decode_raw(self.model.reparameterize(mu, logvar, eps)), mu, logvar
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -545,6 +393,7 @@ def make_step_fn(step_module: nn.Module, loss_fn: DFCLoss, device: torch.device,
 
 
 def _diverged(run: Path, step: int, what: str):
+    """Stop training: `what` went non-finite at `step`, with what the run directory still holds."""
     ckpt = latest_checkpoint(run)
     kept = f"the last good checkpoint {ckpt} is intact" if ckpt else "no checkpoint was written yet"
     raise TrainingDiverged(f"{what} became NaN/Inf at step {step}; {kept}. Lower --lr, or pass --skip-bad-batches N "
@@ -565,85 +414,8 @@ def finite_weights(model: nn.Module) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
-def _add_scalars(writer, prefix: str, row: dict, step: int) -> None:
-    if writer is not None:
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and key not in ("step", "epoch"):
-                writer.add_scalar(f"{prefix}/{key}", value, step)
+def _batchnorm_buffers(model: nn.Module) -> list[torch.Tensor]:
+    """The BatchNorm running statistics a skipped batch's forward pass has moved, to restore them."""
+    return [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
 
-
-class _Window:
-    """Loss sums and posterior-mean moments since the last log, kept on the device (no sync)."""
-
-    def __init__(self, latent_dim: int, device: torch.device):
-        self.sums = torch.zeros(3, device=device)
-        self.mu_sum = torch.zeros(latent_dim, device=device)
-        self.mu_sq = torch.zeros(latent_dim, device=device)
-        self.steps = 0
-        self.n = 0
-
-    @torch.no_grad()
-    def add(self, out: dict, mu: torch.Tensor) -> None:
-        self.sums += torch.stack([out["loss"].detach(), out["recon"].detach(), out["kl"].detach()]).float()
-        mu = mu.detach().float()
-        self.mu_sum += mu.sum(0)
-        self.mu_sq += mu.pow(2).sum(0)
-        self.steps += 1
-        self.n += mu.shape[0]
-
-    def read(self) -> dict:
-        loss, recon, kl = (self.sums / max(self.steps, 1)).tolist()
-        mean = self.mu_sum / max(self.n, 1)
-        var = self.mu_sq / max(self.n, 1) - mean.pow(2)
-        row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > ACTIVE_UNIT_THRESHOLD).sum()), "n": self.n}
-        self.sums.zero_(), self.mu_sum.zero_(), self.mu_sq.zero_()
-        self.steps = self.n = 0
-        return row
-
-
-@torch.no_grad()
-def fit_latent_calibration(model: DFCVAE, images: np.ndarray, rows: np.ndarray, device, enabled: bool = True) -> dict:
-    """Fit the model's latent calibration (model.py) to the eval-mode posteriors of images[rows]
-    (uint8 cache rows); returns their mean KL per image in the raw and the calibrated latent.
-    Touches no random state, no BatchNorm statistics and nothing the optimizer sees, so training,
-    and resuming it, go on exactly as without it. `enabled=False` keeps the identity."""
-    if not enabled:
-        return {}
-    model.eval()
-    out = [model.encode_raw(to_tensor(images[rows[i:i + 512]]).to(device)) for i in range(0, len(rows), 512)]
-    mu, logvar = (torch.cat(t).float() for t in zip(*out))
-    model.calibrate_latent(mu, logvar)
-    return {"kl_uncalibrated": float(kl_divergence(mu, logvar).mean()),
-            "kl_calibrated": float(kl_divergence(*model.calibrated(mu, logvar)).mean())}
-
-
-@torch.no_grad()
-def evaluate_fixed_set(model: DFCVAE, loss_fn: DFCLoss, x: torch.Tensor, device, autocast=nullcontext()) -> dict:
-    """Eval-mode loss terms on held-out images, decoding the posterior mean; active units."""
-    model.eval()
-    recon_sum, kl_sum, mus = 0.0, 0.0, []
-    for i in range(0, len(x), 128):
-        xb = x[i:i + 128].to(device)
-        with autocast:
-            mu, logvar = model.encode(xb)
-            rec = loss_fn.reconstruction(xb, model.decode(mu))
-        recon_sum += float(rec.float().sum())
-        kl_sum += float(kl_divergence(mu.float(), logvar.float()).sum())
-        mus.append(mu.float())
-    n = len(x)
-    recon, kl = recon_sum / n, kl_sum / n
-    return {"eval_loss": loss_fn.alpha * kl + loss_fn.beta * recon, "eval_recon": recon, "eval_kl": kl,
-            "active_units": active_units(torch.cat(mus)), "images": n}
-
-
-@torch.no_grad()
-def save_epoch_grids(model: DFCVAE, x: torch.Tensor, folder: Path, epoch: int, seed: int, device, caption):
-    """Inputs over their reconstructions, and 64 samples from fixed z ~ N(0, I) (a private RNG)."""
-    model.eval()
-    xb = x[:16].to(device)
-    recon = model.decode(model.encode(xb)[0])
-    pairs = np.concatenate([to_uint8(xb[:8]), to_uint8(recon[:8]), to_uint8(xb[8:16]), to_uint8(recon[8:16])])
-    save_png(folder / f"epoch_{epoch:03d}_recon.png", grid(pairs, 8), caption + [f"epoch {epoch}: rows 1 and 3 inputs, rows 2 and 4 reconstructions"])
-    z = torch.randn(64, model.config.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    save_png(folder / f"epoch_{epoch:03d}_samples.png", grid(to_uint8(model.decode(z)), 8),
-             caption + [f"epoch {epoch}: decoded z ~ N(0, I)"])

@@ -1,0 +1,103 @@
+"""A run's logs: the rows of metrics.csv and epochs.csv, TensorBoard's events, and the window of
+step statistics a metrics row summarizes, kept on the device between rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import write_text
+
+METRIC_COLUMNS = ["step", "epoch", "loss", "recon", "kl", "active_units", "images_per_s", "elapsed_s"]
+EPOCH_COLUMNS = ["epoch", "step", "eval_loss", "eval_recon", "eval_kl", "active_units", "images", "kl_uncalibrated",
+                 "kl_calibrated"]
+
+
+class CSVLog:
+    """Appends rows to a CSV; on resume, first drops rows past the checkpoint's step."""
+
+    def __init__(self, path: Path, columns: list[str], keep_until: int | None, key: str):
+        self.path, self.columns = path, columns
+        rows = []
+        if keep_until is not None and path.is_file():
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        if row.get(key) and int(row[key]) <= keep_until:
+                            rows.append(row)
+                    except ValueError:  # a half-written last line of a killed run
+                        pass
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        write_text(path, buf.getvalue())
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+@dataclass
+class Logs:
+    """Where rows go (rank 0 alone writes: elsewhere they are None) and the progress bar."""
+    metrics: CSVLog | None
+    epochs: CSVLog | None
+    writer: Any  # TensorBoard's SummaryWriter, with --tensorboard
+    bar: Any
+
+
+def tensorboard_writer():
+    """torch.utils.tensorboard's SummaryWriter, or a UserError saying how to install it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package; install it with "
+                        "`pip install 'dfc_vae[tensorboard]'` (or `pip install tensorboard`), or drop --tensorboard") from None
+    return SummaryWriter
+
+
+def add_scalars(writer, prefix: str, row: dict, step: int) -> None:
+    """A row's numbers as TensorBoard scalars `prefix/column` at `step` (nothing without a writer)."""
+    if writer is not None:
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                writer.add_scalar(f"{prefix}/{key}", value, step)
+
+
+class StepWindow:
+    """Loss sums and posterior-mean moments since the last log, kept on the device (no sync)."""
+
+    def __init__(self, latent_dim: int, device: torch.device):
+        self.sums = torch.zeros(3, device=device)
+        self.mu_sum = torch.zeros(latent_dim, device=device)
+        self.mu_sq = torch.zeros(latent_dim, device=device)
+        self.steps = 0
+        self.n = 0
+
+    @torch.no_grad()
+    def add(self, out: dict, mu: torch.Tensor) -> None:
+        self.sums += torch.stack([out["loss"].detach(), out["recon"].detach(), out["kl"].detach()]).float()
+        mu = mu.detach().float()
+        self.mu_sum += mu.sum(0)
+        self.mu_sq += mu.pow(2).sum(0)
+        self.steps += 1
+        self.n += mu.shape[0]
+
+    def read(self) -> dict:
+        """The window's mean loss terms, active units and image count (n); then starts a new window."""
+        loss, recon, kl = (self.sums / max(self.steps, 1)).tolist()
+        mean = self.mu_sum / max(self.n, 1)
+        var = self.mu_sq / max(self.n, 1) - mean.pow(2)
+        row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > ACTIVE_UNIT_THRESHOLD).sum()), "n": self.n}
+        self.sums.zero_(), self.mu_sum.zero_(), self.mu_sq.zero_()
+        self.steps = self.n = 0
+        return row
