@@ -29,6 +29,7 @@ from dfc_vae.runs.config import TrainConfig
 from dfc_vae.training.average import WeightAverage
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.runlock import LOCK_NAME
+from dfc_vae.util.fileio import output_folder
 
 # Settings a resumed run may change; everything else must match the run's config.json.
 RESUMABLE_OVERRIDES = {"epochs", "max_steps", "log_every", "checkpoint_every", "device", "compile", "precision",
@@ -39,9 +40,7 @@ def run_directory(cfg: TrainConfig) -> Path:
     """The run directory --out names (not yet checked for what it holds)."""
     if not cfg.out:
         raise UserError("no run directory given; pass --out RUN")
-    run = Path(cfg.out)
-    if run.exists() and not run.is_dir():
-        raise UserError(f"--out {run} is a file; give a folder for the run")
+    run = output_folder(cfg.out, purpose=" for the run")
     return run
 
 
