@@ -11,6 +11,8 @@ from PIL import Image
 
 from dfc_vae.runs.run import load_run
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 
 def _compare_losses():
     path = Path(__file__).parents[1] / "experiments" / "compare_losses.py"

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import dfc_vae
+import pytest
+
+pytestmark = pytest.mark.slow  # trains models or starts processes
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -20,7 +20,9 @@ from dfc_vae.cli import main
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.runlock import LOCK_NAME, run_lock
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
+REPO = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time\nfrom dfc_vae.util.runlock import run_lock\n"
         "with run_lock(sys.argv[1], 'train'):\n    print('held', flush=True)\n    time.sleep(600)\n")
 

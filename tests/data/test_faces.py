@@ -304,7 +304,7 @@ def test_train_attributes_fig6_and_evaluate_on_a_plain_folder(tmp_path, capsys):
     assert v.names == list(ATTRIBUTE_NAMES) and v.meta["synthetic"]
     faces = open_faces(data)
     train_classifier(faces, 32, "center", cache, epochs=1, batch_size=16, progress=False).save(run / FOLDER)
-    spec = importlib.util.spec_from_file_location("fig6", Path(__file__).parents[1] / "experiments" / "fig6_arithmetic.py")
+    spec = importlib.util.spec_from_file_location("fig6", Path(__file__).parents[2] / "experiments" / "fig6_arithmetic.py")
     fig6 = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fig6)
     capsys.readouterr()

@@ -13,6 +13,8 @@ from dfc_vae.model.network import DFCVAE, ModelConfig
 from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.util.launch import launch_env, torchrun_command
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="needs torch.distributed with the gloo backend")
 

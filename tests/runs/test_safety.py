@@ -16,6 +16,8 @@ from dfc_vae.data.cache import prepare_cache
 from dfc_vae.util.fileio import write_bytes
 from dfc_vae.training.loop import train
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 TINY = dict(vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1, loss="pvae", device="cpu")
 
 

@@ -18,6 +18,8 @@ from dfc_vae.util.device import resolve_precision
 from dfc_vae.util.errors import UserError
 from dfc_vae.training.loop import train
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 TINY = dict(loss="pvae", vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1,
             checkpoint_every=0, device="cpu")
 

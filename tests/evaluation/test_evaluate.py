@@ -19,6 +19,8 @@ from dfc_vae.evaluation.evaluate import LNETS_ANET, TSNE_CANVAS, TSNE_FACES, eva
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.training.loop import train
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 PNGS = ("attribute_correlation.png", "latent_pca.png", "kl_per_dim.png", "samples.png", "reconstructions.png")
 
 

@@ -7,6 +7,9 @@ from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.runs.run import load_run
 from dfc_vae.training.loop import train
+import pytest
+
+pytestmark = pytest.mark.slow  # trains models or starts processes
 
 TINY = dict(image_size=32, latent_dim=16, base_channels=8, batch_size=16, workers=1, device="cpu", vgg_weights="random")
 

@@ -3,8 +3,11 @@ that it ends bitwise-identical to an uninterrupted run (CPU, --deterministic).""
 
 import importlib.util
 from pathlib import Path
+import pytest
 
-spec = importlib.util.spec_from_file_location("chaos_resume", Path(__file__).parents[1] / "experiments" / "chaos_resume.py")
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
+spec = importlib.util.spec_from_file_location("chaos_resume", Path(__file__).parents[2] / "experiments" / "chaos_resume.py")
 chaos = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(chaos)
 

@@ -3,6 +3,9 @@
 import json
 
 from dfc_vae.cli import main
+import pytest
+
+pytestmark = pytest.mark.slow  # trains models or starts processes
 
 
 def test_tiny_demo_end_to_end(tmp_path, capsys):

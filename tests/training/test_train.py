@@ -14,6 +14,8 @@ from dfc_vae.data.cache import prepare_cache
 from dfc_vae.util.errors import UserError
 from dfc_vae.training.loop import learning_rate, resolve_precision, train
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0,
             device="cpu")  # the exact-resume and precision assertions hold on a CPU
 
