@@ -41,11 +41,11 @@ COLUMNS = {  # summary.json key -> table heading
 
 
 def edit_scores(run_dir: Path, data: str, classifier, args) -> dict:
-    """The figure scripts' attribute-edit scores (dfc_vae.figures.measure_edits): how often a +Smiling /
+    """The figure scripts' attribute-edit scores (dfc_vae.evaluation.figure6.measure_edits): how often a +Smiling /
     +Eyeglasses edit flips the classifier's verdict, how often it changes other attributes, and how
     many interpolation rows move monotonically. Only the flat float headline numbers are kept."""
     from dfc_vae.editing.attributes import compute_attribute_vectors
-    from dfc_vae.evaluation.figures import measure_edits
+    from dfc_vae.evaluation.figure6 import measure_edits
 
     run = load_run(run_dir, args.device)
     vectors = compute_attribute_vectors(run, data, "train", cache_dir=args.cache_dir, progress=not args.no_progress)
@@ -147,7 +147,7 @@ def markdown(table: pd.DataFrame, caption: list[str], s, args, names: list[str])
         "(majority: always the train split's majority label). MSE/PSNR/SSIM: test split, posterior mean decoded. "
         "VGG dist.: per-image sum of squared feature differences at relu1_1, relu2_1, relu3_1 for pvae and vae123, "
         "relu3_1, relu4_1, relu5_1 for vae345 (each run's own layers; not comparable across those two groups). "
-        f"Active units: posterior-mean variance > {ACTIVE_UNIT_THRESHOLD}. " + ("edit: columns: dfc_vae.figures.measure_edits with one attribute "
+        f"Active units: posterior-mean variance > {ACTIVE_UNIT_THRESHOLD}. " + ("edit: columns: dfc_vae.evaluation.figure6.measure_edits with one attribute "
         "classifier (dfc_vae.classifier) for all runs: flip_* = share of +attribute edits the classifier then calls "
         "positive, others_changed_max_edit = worst share of faces whose other attributes change, monotone_rows = share "
         "of interpolation rows whose scored attributes move monotonically. " if any(c.startswith("edit:") for c in table.columns)

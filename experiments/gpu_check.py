@@ -316,7 +316,8 @@ class Checks:
     def check_figures(self) -> str:
         from dfc_vae.editing.attributes import compute_attribute_vectors
         from dfc_vae.evaluation.classifier import classifier_for_run
-        from dfc_vae.evaluation.figures import figure5, figure6
+        from dfc_vae.evaluation.figure6 import figure6
+        from dfc_vae.evaluation.figures import figure5
         from dfc_vae.runs.run import load_run
 
         if self.run_dir is None or not (self.run_dir / "checkpoints" / "latest.pt").is_file():

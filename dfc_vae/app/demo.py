@@ -148,7 +148,7 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     """Run every step into `out` and return the path of report.md."""
     from dfc_vae.editing.attributes import attribute_vectors_by_method
     from dfc_vae.evaluation.classifier import classifier_for_run
-    from dfc_vae.evaluation.figures import headline
+    from dfc_vae.evaluation.figure6 import headline
     from dfc_vae.runs.run import load_run
     from dfc_vae.data.synth import render_celeba
     from dfc_vae.training.loop import train
@@ -210,7 +210,7 @@ def check_settings(s: DemoSettings) -> None:
 
 def _edits_with(run, data, vectors, clf, f5, s: DemoSettings, cache_dir: Path) -> Headline:
     """Figure 6's measures (not drawn) with other attribute vectors, on the same faces, with the same classifier."""
-    from dfc_vae.evaluation.figures import figure6, headline
+    from dfc_vae.evaluation.figure6 import figure6, headline
 
     f6 = figure6(run, data, vectors, clf, None, n_faces=s.faces_per_edit, n_show=0, seed=s.seed, cache_dir=cache_dir,
                  progress=False)
@@ -220,7 +220,8 @@ def _edits_with(run, data, vectors, clf, f5, s: DemoSettings, cache_dir: Path) -
 def _figures(steps: _Steps, s: DemoSettings, run, data, vectors, clf, figs: Path, cache_dir: Path, progress: bool):
     """Steps 6 to 8: Figures 5 and 6 and the prior gap, written into `figs`; returns their summaries."""
     from dfc_vae.evaluation.diagnostics import prior_gap
-    from dfc_vae.evaluation.figures import as_dict, figure5, figure6
+    from dfc_vae.evaluation.figure6 import figure6
+    from dfc_vae.evaluation.figures import as_dict, figure5
 
     common = dict(n_faces=s.faces_per_edit, seed=s.seed, cache_dir=cache_dir, progress=progress)
     with steps.step(6, f"Figure 5: interpolations, {s.faces_per_edit} rows per kind, measured", "fig5"):

@@ -8,7 +8,7 @@ from dfc_vae.util.argtypes import nonnegative_int, seed
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
         "KL per latent dimension, and pictures of the latent space (PCA, t-SNE of faces)")
 ORDER = 70
-# dfc_vae.evaluate.TSNE_FACES, repeated so that building the command line imports no pandas (a test checks they agree)
+# dfc_vae.evaluation.plots.TSNE_FACES, repeated so that building the command line imports no pandas (a test checks they agree)
 TSNE_FACES = 500
 
 

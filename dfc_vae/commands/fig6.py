@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> None:
 
     from dfc_vae.editing.attributes import load_attribute_vectors
     from dfc_vae.evaluation.classifier import classifier_for_run
-    from dfc_vae.evaluation.figures import FIG6_ROWS, as_dict, figure6, parse_edit
+    from dfc_vae.evaluation.figure6 import figure6
+    from dfc_vae.evaluation.figures import FIG6_ROWS, as_dict, parse_edit
     from dfc_vae.util.runlock import run_lock
 
     check_figure_numbers(args, few_steps="--steps must be at least 2")

@@ -15,7 +15,8 @@ from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.cli import main
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.util.errors import UserError
-from dfc_vae.evaluation.evaluate import LNETS_ANET, TSNE_CANVAS, TSNE_FACES, evaluate, tsne_embedding
+from dfc_vae.evaluation.evaluate import LNETS_ANET, evaluate
+from dfc_vae.evaluation.plots import TSNE_CANVAS, TSNE_FACES, tsne_embedding
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.training.loop import train
 
