@@ -43,7 +43,7 @@ from PIL import Image
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
-from dfc_vae.util.argtypes import require
+from dfc_vae.util.argtypes import in_range
 
 INSTALL_HINT = 'pip install "dfc_vae[studio]"'
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -251,12 +251,14 @@ def data_url(pixels: np.ndarray) -> str:
 
 
 def _number(value, name: str, low: float, high: float) -> float:
-    """A JSON value as a float within [low, high] (the range check of dfc_vae.util.argtypes)."""
+    """A JSON value as a float within [low, high], named in the page's own words."""
     try:
         x = float(value)
     except (TypeError, ValueError):
         raise UserError(f"{name} must be a number, not {value!r}") from None
-    return require(x, name, "float", min=low, max=high)
+    if not in_range(x, "float", {"min": low, "max": high}):
+        raise UserError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
+    return x
 
 
 def _open_upload(data: bytes) -> Image.Image:
