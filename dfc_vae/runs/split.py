@@ -3,7 +3,7 @@ labels, and its posterior means.
 
 `FaceSplit` is the one object through which attribute vectors, reconstruction grids, evaluation,
 the classifier, the figures and the training's latent calibration read a split, so the cache call,
-the empty-split message and the reading of memory-mapped rows in file order each exist once here.
+and the empty-split message each exist once here.
 Batch sizes stay parameters of each call: they are part of what makes a run's numbers repeatable.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dfc_vae.data.batches import gather_rows
 from dfc_vae.data.cache import ImageCache, prepare_cache
 from dfc_vae.data.faces import FaceSet
 from dfc_vae.data.sources import open_faces
@@ -39,10 +40,8 @@ def open_faces_for_run(run, data=None, labels=None, allow_missing: bool | None =
 
 def read_rows(images: np.ndarray, rows) -> torch.Tensor:
     """Cache rows images[rows] ((N, S, S, 3) uint8, memory-mapped) as (N, 3, S, S) floats in [0, 1], in
-    the order asked; the map is read in ascending order, which is what the page cache serves fastest."""
-    rows = np.asarray(rows, dtype=np.int64)
-    order = np.argsort(rows, kind="stable")
-    return to_tensor(images[rows[order]])[torch.from_numpy(np.argsort(order))]
+    the order asked (read through dfc_vae.data.batches.gather_rows)."""
+    return to_tensor(gather_rows(images, rows))
 
 
 @torch.no_grad()
