@@ -32,12 +32,12 @@ import torch
 from dfc_vae.util.argtypes import require
 from dfc_vae.editing.attributes import attribute_vectors, encode_split
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD, SPLIT_NAMES
 from dfc_vae.util.images import to_tensor
 from dfc_vae.data.faces import FaceSet, report_notes
 from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.fileio import write_json, write_text
+from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.images import provenance, save_png
 from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss, active_units
 from dfc_vae.evaluation.metrics import ProbeResult, linear_probe, mse, psnr, ssim
@@ -67,7 +67,7 @@ class Reconstruction:
 
 
 def _check_splits(faces: FaceSet) -> None:
-    for split in ("train", "valid", "test"):
+    for split in SPLIT_NAMES:
         if not faces.split_mask(split).any():
             raise UserError(f"the {split} split of {faces.root} is empty ({faces.split_source}); evaluation needs train, "
                             "valid and test images")
@@ -195,9 +195,7 @@ def _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, 
     if color_by not in names and color_by == "Smiling":
         color_by = names[0]  # the default, on data labelled otherwise
     faces.check_attributes([color_by])
-    out = Path(out) if out else Path(run_dir) / "eval"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the report")
+    out = output_folder(out or Path(run_dir) / "eval", purpose=" for the report")
     vgg = DFCLoss(run.config.loss if LOSS_LAYERS[run.config.loss] else "vae123",
                   vgg_weights=vgg_weights or run.config.vgg_weights).to(run.device)
     synthetic = faces.synthetic is not None
@@ -228,7 +226,7 @@ class _Probe:
 def _attribute_prediction(inputs: _Inputs, progress: bool) -> _Probe:
     """The paper's protocol: train -> fit, valid -> choose L2, test -> accuracy."""
     z, y = {}, {}
-    for split in ("train", "valid", "test"):
+    for split in SPLIT_NAMES:
         z[split], rows = encode_split(inputs.run, inputs.faces, split, inputs.cache_dir, progress=progress)
         y[split] = rows[inputs.names].to_numpy(bool).copy()  # writable, for torch
     probe = linear_probe(z["train"], y["train"], z["valid"], y["valid"], z["test"], y["test"], inputs.names)

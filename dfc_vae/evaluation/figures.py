@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
-from dfc_vae.util.errors import UserError
+from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import grid, save_png, to_uint8
 from dfc_vae.editing.latent import default_alphas, interpolate
@@ -100,9 +100,7 @@ def parse_edit(spec: str, valid=ATTRIBUTE_NAMES) -> EditRow:
     faces = {attr: sign < 0}
     for c in conds:
         faces[c.lstrip("~")] = not c.startswith("~")
-    unknown = [n for n in faces if n not in valid]
-    if unknown:
-        raise UserError(f"unknown attribute '{unknown[0]}' in edit '{spec}'; the data has: {', '.join(valid)}")
+    check_names(faces, valid, where=f" in edit '{spec}'", listing="the data has")
     return EditRow(spec, attr, sign, faces)
 
 
