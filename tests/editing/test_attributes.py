@@ -27,20 +27,20 @@ def test_toy_latents_with_known_answer():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def untrained_run(tmp_path_factory):
     torch.manual_seed(0)
     cfg = TrainConfig(image_size=32, latent_dim=8, base_channels=4)
     model = DFCVAE(cfg.model_config()).eval()
     return LoadedRun(tmp_path_factory.mktemp("run"), model, cfg, {"vgg_weights": "random"}, 0, torch.device("cpu"))
 
 
-def test_vectors_match_brute_force_on_a_synthetic_root(tiny_run, synth_root, cache_dir):
-    vec = compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False)
+def test_vectors_match_brute_force_on_a_synthetic_root(untrained_run, synth_root, cache_dir):
+    vec = compute_attribute_vectors(untrained_run, synth_root, "train", cache_dir, progress=False)
     ann = load_annotations(find_celeba(synth_root))
     rows = open_faces(synth_root).indices("train")
     images = prepare_cache(synth_root, 32, "official", cache_dir, None, False).images
     with torch.no_grad():  # one image at a time: batch composition must not matter in eval mode
-        mu = torch.cat([tiny_run.model.encode(to_tensor(images[i:i + 1]))[0] for i in rows])
+        mu = torch.cat([untrained_run.model.encode(to_tensor(images[i:i + 1]))[0] for i in rows])
     for name in ("Smiling", "Male", "Eyeglasses", "Young"):
         has = ann[name].to_numpy()[rows]
         if has.all() or not has.any():
@@ -88,11 +88,11 @@ def test_regression_vectors_hold_the_co_occurring_attributes_fixed():
     assert torch.equal(regression[2], torch.zeros(2))
 
 
-def test_vector_method_is_recorded_and_unknown_methods_are_refused(tiny_run, synth_root, cache_dir, tmp_path):
-    vectors = compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False, method="regression")
+def test_vector_method_is_recorded_and_unknown_methods_are_refused(untrained_run, synth_root, cache_dir, tmp_path):
+    vectors = compute_attribute_vectors(untrained_run, synth_root, "train", cache_dir, progress=False, method="regression")
     assert vectors.meta["method"] == "regression"
     loaded = load_attribute_vectors(vectors.save(tmp_path / "v.safetensors"), 8)
     assert loaded.meta["method"] == "regression" and loaded.names == vectors.names
-    assert compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False).meta["method"] == "mean-difference"
+    assert compute_attribute_vectors(untrained_run, synth_root, "train", cache_dir, progress=False).meta["method"] == "mean-difference"
     with pytest.raises(UserError, match="mean-difference, regression"):
-        compute_attribute_vectors(tiny_run, synth_root, "train", cache_dir, progress=False, method="pca")
+        compute_attribute_vectors(untrained_run, synth_root, "train", cache_dir, progress=False, method="pca")

@@ -15,14 +15,15 @@ from dfc_vae.runs.config import TrainConfig
 from dfc_vae.data.cache import prepare_cache
 from dfc_vae.util.fileio import write_bytes
 from dfc_vae.training.loop import train
+from tiny import tiny_settings
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
 
-TINY = dict(vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1, loss="pvae", device="cpu")
+TINY = tiny_settings(log_every=1)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(synth_root, tmp_path_factory):
+def trained_tiny_run(synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
     return train(TrainConfig(data=str(synth_root), out=str(out), epochs=1,
                              cache_dir=str(tmp_path_factory.mktemp("c")), **TINY), progress=False)
@@ -52,11 +53,11 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     assert not os.path.exists("/tmp/dfc_vae_pwned")
 
 
-def test_export_writes_safetensors_that_load_back(tiny_run, tmp_path, capsys):
-    assert main(["export", "--run", str(tiny_run), "--out", str(tmp_path / "exported")]) == 0
+def test_export_writes_safetensors_that_load_back(trained_tiny_run, tmp_path, capsys):
+    assert main(["export", "--run", str(trained_tiny_run), "--out", str(tmp_path / "exported")]) == 0
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["config.json", "model.safetensors"]
     model = DFCVAE.from_pretrained(tmp_path / "exported")
-    state = load_checkpoint(tiny_run / "checkpoints" / "latest.pt")["model"]
+    state = load_checkpoint(trained_tiny_run / "checkpoints" / "latest.pt")["model"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
 
@@ -104,21 +105,21 @@ def test_a_cache_for_other_files_is_not_used(synth_root, tmp_path):
     assert red.mean() > 0.9
 
 
-def test_resuming_with_another_configuration_is_refused(tiny_run, synth_root, capsys):
-    code = main(["train", "--data", str(synth_root), "--out", str(tiny_run), "--resume", "--latent-dim", "32",
+def test_resuming_with_another_configuration_is_refused(trained_tiny_run, synth_root, capsys):
+    code = main(["train", "--data", str(synth_root), "--out", str(trained_tiny_run), "--resume", "--latent-dim", "32",
                  "--vgg-weights", "random", "--image-size", "32", "--batch-size", "16", "--loss", "pvae"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "latent-dim" in err[0]
 
 
-def test_a_checkpoint_that_does_not_fit_its_config_is_refused(tiny_run, tmp_path):
+def test_a_checkpoint_that_does_not_fit_its_config_is_refused(trained_tiny_run, tmp_path):
     import shutil
 
     from dfc_vae.runs.run import load_run
 
     copy = tmp_path / "run"
-    shutil.copytree(tiny_run, copy)
+    shutil.copytree(trained_tiny_run, copy)
     ckpt = load_checkpoint(copy / "checkpoints" / "latest.pt")
     ckpt["config"]["latent_dim"] = 64
     buf = io.BytesIO()

@@ -9,11 +9,11 @@ from dfc_vae.cli import main
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.training.curves import run_curves
 from dfc_vae.training.loop import train
+from tiny import tiny_settings
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
 
-TINY = dict(loss="pvae", vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1,
-            checkpoint_every=0, device="cpu")
+TINY = tiny_settings(log_every=1, checkpoint_every=0)
 
 
 @pytest.fixture(scope="module")

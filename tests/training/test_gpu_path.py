@@ -17,11 +17,11 @@ from dfc_vae.data.batches import BatchSource
 from dfc_vae.util.device import resolve_precision
 from dfc_vae.util.errors import UserError
 from dfc_vae.training.loop import train
+from tiny import tiny_settings
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
 
-TINY = dict(loss="pvae", vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1,
-            checkpoint_every=0, device="cpu")
+TINY = tiny_settings(log_every=1, checkpoint_every=0)
 
 
 def test_resume_loads_the_checkpoint_to_the_cpu_and_restores_rng_states_from_any_device(synth_root, tmp_path,

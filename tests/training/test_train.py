@@ -13,11 +13,11 @@ from dfc_vae.runs.config import TrainConfig
 from dfc_vae.data.cache import prepare_cache
 from dfc_vae.util.errors import UserError
 from dfc_vae.training.loop import learning_rate, resolve_precision, train
+from tiny import tiny_settings
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
 
-TINY = dict(vgg_weights="random", image_size=32, latent_dim=16, batch_size=16, log_every=1, checkpoint_every=0,
-            device="cpu")  # the exact-resume and precision assertions hold on a CPU
+TINY = tiny_settings(latent_dim=16, log_every=1, checkpoint_every=0)  # the exact-resume and precision assertions hold on a CPU
 
 
 def _rows(path):
@@ -38,8 +38,8 @@ def test_cache_holds_the_official_crop_and_is_reused(synth_root, cache_dir):
 
 
 def test_training_lowers_the_loss_and_writes_the_run_directory(synth_root, cache_dir, tmp_path):
-    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), loss="vae123", epochs=3,
-                            cache_dir=str(cache_dir), **TINY), progress=False)
+    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=3,
+                            cache_dir=str(cache_dir), **(TINY | {"loss": "vae123"})), progress=False)
     for name in ("config.json", "metrics.csv", "epochs.csv", "checkpoints/latest.pt", "checkpoints/epoch_001.pt",
                  "checkpoints/epoch_003.pt", "grids/epoch_003_recon.png", "grids/epoch_003_samples.png"):
         assert (run / name).is_file(), name
@@ -67,7 +67,7 @@ def test_learning_rate_halving_follows_the_official_codes_intent():
 
 def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_root, cache_dir, tmp_path):
     # lr_halving=2: the resumed second epoch must run at the halved rate, as the uninterrupted one did
-    cfg = dict(data=str(synth_root), loss="pvae", cache_dir=str(cache_dir), lr_halving=2, **TINY)
+    cfg = dict(data=str(synth_root), cache_dir=str(cache_dir), lr_halving=2, **TINY)
     straight = train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **cfg), progress=False)
     first = train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg), progress=False)
     saved = json.loads((first / "config.json").read_text())
@@ -84,7 +84,7 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_r
 
 
 def test_without_calibration_the_latent_stays_raw(synth_root, cache_dir, tmp_path):
-    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), loss="pvae", epochs=1, max_steps=2,
+    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, max_steps=2,
                             cache_dir=str(cache_dir), calibrate_latent=False, **TINY), progress=False)
     model = load_checkpoint(run / "checkpoints" / "latest.pt")["model"]
     assert torch.equal(model["latent_scale"], torch.ones(16)) and torch.equal(model["latent_shift"], torch.zeros(16))
@@ -296,7 +296,7 @@ def test_a_nonfinite_loss_term_is_named(synth_root, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(losses.DFCLoss, "forward", forward)
-    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), loss="pvae", epochs=1, cache_dir=str(tmp_path / "c"),
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, cache_dir=str(tmp_path / "c"),
                       **TINY)
     with pytest.raises(UserError, match="the KL term became NaN/Inf at step 1"):
         train(cfg, progress=False)

@@ -7,15 +7,16 @@ from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.runs.run import load_run
 from dfc_vae.training.loop import train
+from tiny import tiny_settings
 import pytest
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
 
-TINY = dict(image_size=32, latent_dim=16, base_channels=8, batch_size=16, workers=1, device="cpu", vgg_weights="random")
+TINY = tiny_settings(latent_dim=16, base_channels=8, workers=1)
 
 
 def test_the_run_model_is_the_weight_average_and_resume_continues_both_exactly(synth_root, cache_dir, tmp_path):
-    cfg = dict(data=str(synth_root), loss="pvae", cache_dir=str(cache_dir), ema_decay=0.9, **TINY)
+    cfg = dict(data=str(synth_root), cache_dir=str(cache_dir), ema_decay=0.9, **TINY)
     straight = train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **cfg), progress=False)
     train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg), progress=False)
     resumed = train(TrainConfig(out=str(tmp_path / "b"), epochs=2, **cfg), resume=True, progress=False)
@@ -30,6 +31,6 @@ def test_the_run_model_is_the_weight_average_and_resume_continues_both_exactly(s
 
 
 def test_without_averaging_the_checkpoint_holds_the_trained_weights_only(synth_root, cache_dir, tmp_path):
-    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), loss="pvae", epochs=1, max_steps=2,
+    run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, max_steps=2,
                             cache_dir=str(cache_dir), **TINY), progress=False)
     assert "trained_model" not in load_checkpoint(run / "checkpoints" / "latest.pt")
