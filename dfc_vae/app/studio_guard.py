@@ -45,7 +45,7 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_.~-]{16,256}")
 HEADERS = [(b"x-frame-options", b"DENY"),
            (b"content-security-policy",
             b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
-            b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+            b"connect-src 'self' blob: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
            (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 GENERIC_FAILURE = ("the studio could not do this (an unexpected error; the terminal running `dfc-vae studio` shows "
                    "the detail); try another photo or setting")

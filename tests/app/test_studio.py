@@ -218,6 +218,15 @@ def test_studio_command_refuses_bad_arguments_in_one_line(setup, capsys):
 # ----------------------------------------------------------------------------- a real browser
 
 
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
+    """Playwright's wait_for_function evaluates its string with eval(), which the studio's
+    Content-Security-Policy forbids in the page; page.evaluate goes through the debugger instead."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -252,14 +261,14 @@ def test_in_a_real_browser_upload_move_a_slider_and_see_the_edit(live_server, se
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(url)  # without the token: the page says to open the printed URL
-        page.wait_for_function("document.querySelector('#message').className === 'error'")
+        wait_until(page, "document.querySelector('#message').className === 'error'")
         assert "open the URL" in page.inner_text("#message")
         page.goto(f"{url}/?token={TOKEN}")  # the URL `dfc-vae studio` prints
         assert page.url == f"{url}/"  # the token is out of the address bar, kept in an HttpOnly cookie
         page.wait_for_selector("#attr-Smiling")
         page.check("#aligned")
         page.set_input_files("#photo", str(photo))
-        page.wait_for_function("document.querySelector('#edit').dataset.request !== undefined")
+        wait_until(page, "document.querySelector('#edit').dataset.request !== undefined")
         assert "taken as an aligned crop" in page.inner_text("#message")
 
         def shown(selector: str) -> np.ndarray:
@@ -270,7 +279,7 @@ def test_in_a_real_browser_upload_move_a_slider_and_see_the_edit(live_server, se
 
         before = shown("#edit")
         page.fill("#attr-Smiling", "2")  # sets the range input and fires its input event
-        page.wait_for_function("JSON.parse(document.querySelector('#edit').dataset.request).settings.Smiling === 2")
+        wait_until(page, "JSON.parse(document.querySelector('#edit').dataset.request).settings.Smiling === 2")
         after = shown("#edit")
         face_input = shown("#input")
         assert (face_input == read_photo(photo, 32)).all()
@@ -282,9 +291,9 @@ def test_in_a_real_browser_upload_move_a_slider_and_see_the_edit(live_server, se
         print(f"screenshot: {shot}")
         page.fill("#temperature", "0.5")
         page.click("#random")
-        page.wait_for_function("document.querySelector('#face').options.length === 2")
+        wait_until(page, "document.querySelector('#face').options.length === 2")
         page.set_input_files("#photo", {"name": "junk.jpg", "mimeType": "image/jpeg", "buffer": b"not an image"})
-        page.wait_for_function("document.querySelector('#message').className === 'error'")
+        wait_until(page, "document.querySelector('#message').className === 'error'")
         assert "not an image" in page.inner_text("#message")
         bad = ARTIFACTS / "studio_bad_upload.png"
         page.screenshot(path=str(bad), full_page=True)
