@@ -384,7 +384,7 @@ def serve(run, vectors=None, host: str = "127.0.0.1", port: int = 7860, token: s
 
     studio = Studio(run, vectors)
     try:
-        warning = exposure_warning(host)
+        warning = exposure_warning(host, token)
         if warning:
             print(f"dfc-vae studio: {warning}", flush=True)
         print(f"dfc-vae studio: open {studio_url(host, port, token)} (Ctrl+C stops it)", flush=True)

@@ -87,13 +87,14 @@ def studio_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
-def exposure_warning(host: str) -> str | None:
+def exposure_warning(host: str, token: str | None = "") -> str | None:
     """What a user must hear when the studio listens beyond this computer (None on loopback)."""
     if is_loopback(host):
         return None
-    return (f"warning: --host {host or '(all addresses)'} makes the studio reachable from other computers: anyone "
-            "who can reach this address and has the URL with its token can use it and see the photos uploaded, "
-            "and the connection is not encrypted")
+    who = "anyone who can reach this address" + (" and has the URL with its token" if token is not None else
+                                                 " (--no-token: no token asked)")
+    return (f"warning: --host {host or '(all addresses)'} makes the studio reachable from other computers: {who} "
+            "can use it and see the photos uploaded, and the connection is not encrypted")
 
 
 def _host_name(value: str) -> str:

@@ -222,6 +222,9 @@ def test_the_studio_prints_its_url_with_the_token_and_warns_beyond_loopback(stud
     out = capsys.readouterr().out
     assert "warning: --host 0.0.0.0" in out and "anyone who can reach" in out and "?token=" in out
     assert calls[1][0].token == TOKEN  # the token stays required
+    studio_module.serve(studio.run, None, "192.168.1.20", 7861, None)
+    out = capsys.readouterr().out
+    assert "--no-token" in out and "http://192.168.1.20:7861/ " in out
 
 
 @pytest.mark.parametrize("flags, message", [(["--token", "short"], "--token must be"),
