@@ -13,10 +13,11 @@ back. `create_app` wraps it in a small Starlette app serving one static page
     POST /api/render        {"face", "settings": {name: alpha}, "other", "mix"} -> the edit, PNG (S x S)
     POST /api/download      the same, + "photo": true for the edit pasted back into the uploaded photo -> PNG
 
-Uploads are read into memory up to MAX_UPLOAD_BYTES and refused beyond MAX_UPLOAD_PIXELS; a photo
-is written only into the studio's own temporary folder (removed when the studio closes) while it
-is decoded. Problems with an upload are answered with a JSON {"error": ...} the page shows; they
-never stop the server.
+Uploads are read into memory up to MAX_UPLOAD_BYTES and refused beyond MAX_UPLOAD_PIXELS; a kept
+photo stays as its uploaded (compressed) bytes and is decoded again when it is pasted into, and
+decoding and pasting run HEAVY_WORK at a time. Problems with an upload are answered with a JSON
+{"error": ...} the page shows; they never stop the server. Who may call the API at all (the token,
+Host and Origin checks, the limits on request bodies) is app/studio_guard.py's.
 
 Starlette + uvicorn rather than Gradio: two small pure-Python packages (the optional extra
 `pip install "dfc_vae[studio]"`), one readable HTML page, and an API Starlette's TestClient and a
@@ -28,6 +29,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import secrets
 import shutil
 import tempfile
 import threading
@@ -44,6 +46,7 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
 from dfc_vae.util.argtypes import in_range
+from dfc_vae.app.studio_guard import GENERIC_FAILURE, Guard, Refused, exposure_warning, read_json, studio_url
 
 INSTALL_HINT = 'pip install "dfc_vae[studio]"'
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -52,6 +55,8 @@ MAX_FACES = 32  # the least recently used faces are forgotten beyond this many
 ALPHA_LIMIT = 2.0  # attribute sliders run from -2 to 2
 TEMPERATURE_LIMIT = 2.0
 DOWNLOAD_SIZE = 192  # cells of the downloaded strip are enlarged to at least this many pixels
+HEAVY_WORK = 2  # full-size photos decoded or pasted into at once (a 30-megapixel photo is 86 MiB decoded)
+MAX_CONNECTIONS = 32  # uvicorn answers 503 beyond this many connections and requests at once
 
 
 @dataclass
@@ -59,14 +64,14 @@ class Face:
     """One face the page works on.
 
     input: (S, S, 3) uint8, what the encoder saw (for a random face: its decode); z: (D,) its
-    latent code (posterior mean, or the prior draw); photo, matrix: the uploaded photo and its
+    latent code (posterior mean, or the prior draw); photo, matrix: the uploaded photo's bytes and its
     photo -> aligned similarity, when the face was aligned (for pasting the edit back).
     """
 
     input: np.ndarray
     z: torch.Tensor
     source: str
-    photo: Image.Image | None = None
+    photo: bytes | None = None
     matrix: np.ndarray | None = None
 
 
@@ -81,9 +86,9 @@ class Studio:
         self.model = run.model.eval()
         self.faces: OrderedDict[str, Face] = OrderedDict()
         self.workdir = Path(tempfile.mkdtemp(prefix="dfc_vae_studio_"))
-        self._ids = itertools.count(1)  # face ids
         self._files = itertools.count(1)  # names in the temporary folder
         self._lock = threading.RLock()  # one model (or detector) call at a time; requests come on several threads
+        self._heavy = threading.BoundedSemaphore(HEAVY_WORK)
 
     @property
     def size(self) -> int:
@@ -108,7 +113,7 @@ class Studio:
     # ------------------------------------------------------------------ faces
 
     def _keep(self, face: Face) -> str:
-        face_id = f"f{next(self._ids)}"
+        face_id = secrets.token_urlsafe(12)  # unguessable: knowing one face's id gives no other's
         self.faces[face_id] = face
         while len(self.faces) > MAX_FACES:
             self.faces.popitem(last=False)
@@ -136,33 +141,29 @@ class Studio:
                             f"{MAX_UPLOAD_BYTES // 2**20} MB, so shrink it first")
         if not data:
             raise UserError("the upload is empty; choose a JPEG or PNG photo")
-        photo = _open_upload(data)
-        path = self.workdir / f"upload{next(self._files)}"
-        try:
-            face, note = None, ""
+        face, note = None, ""
+        with self._heavy:
+            photo = _open_upload(data)
             if align.available() and not already_aligned:
                 with self._lock:
                     found = align.align_faces(photo, largest=True)
                 if found:
                     f = found[0]
-                    pixels = aligned_input(f.image, self.size, self.run.config.crop, self.workdir)
-                    face = Face(pixels, self._encode(pixels), "aligned photo", photo, f.matrix)
+                    pixels = aligned_input(f.image, self.size, self.run.config.crop)
+                    face = Face(pixels, self._encode(pixels), "aligned photo", data, f.matrix)
                     note = f"face found and aligned (rotated {f.rotation_degrees:+.1f} degrees, scaled x{f.scale:.2f})"
                 else:
                     note = "no face found, so the photo is taken as an aligned crop"
             elif not already_aligned:
                 note = f"taken as an aligned crop (automatic alignment needs {align.INSTALL_HINT})"
+            del photo  # the face keeps the upload's compressed bytes, not its pixels
             if face is None:  # the uploaded bytes as they are: read exactly as `dfc-vae edit` reads a file
-                path.write_bytes(data)
                 try:
-                    pixels = read_photo(path, self.size, self.run.config.crop)
+                    pixels = read_photo(data, self.size, self.run.config.crop)
                 except UserError as e:
-                    problem = str(e).replace(f"image {path}", "the photo").replace(str(path), "the photo")
-                    raise UserError(f"{note}: {problem}" if note else problem) from None
+                    raise UserError(f"{note}: {e}" if note else str(e)) from None
                 face = Face(pixels, self._encode(pixels), "aligned crop")
                 note = note or "taken as an aligned crop"
-        finally:
-            path.unlink(missing_ok=True)
         return self._keep(face), note
 
     @torch.no_grad()
@@ -237,7 +238,9 @@ class Studio:
             raise UserError("this face was not found in a photo, so there is no photo to paste it back into; "
                             "download the strip instead")
         box = tuple(int(round(v)) for v in crop_box(ALIGNED_SIZE, self.run.config.crop))
-        return png_bytes(np.asarray(paste_back(face.photo, self.render(face_id, settings, other, mix), face.matrix, box)))
+        edit = self.render(face_id, settings, other, mix)
+        with self._heavy:
+            return png_bytes(np.asarray(paste_back(_open_upload(face.photo), edit, face.matrix, box)))
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -271,8 +274,9 @@ def _open_upload(data: bytes) -> Image.Image:
 # ----------------------------------------------------------------------------- the web app
 
 
-def create_app(studio: Studio):
-    """The Starlette app of `studio` (closing the studio, and its temporary folder, on shutdown)."""
+def create_app(studio: Studio, token: str | None, host: str = "127.0.0.1"):
+    """The app of `studio` (closing the studio, and its temporary folder, on shutdown): Starlette's,
+    behind the Guard that asks for `token` (None: none) and serves only `host`'s names."""
     import contextlib
 
     from starlette.applications import Starlette
@@ -281,9 +285,11 @@ def create_app(studio: Studio):
     async def user_error(request, exc):
         return JSONResponse({"error": str(exc)}, 400)
 
-    async def server_error(request, exc):
-        return JSONResponse({"error": f"the studio could not do this ({type(exc).__name__}: {exc}); "
-                                      "try another photo or setting"}, 500)
+    async def refused(request, exc):
+        return JSONResponse({"error": str(exc)}, exc.status)
+
+    async def server_error(request, exc):  # the detail goes to the log (Guard), never to the page
+        return JSONResponse({"error": GENERIC_FAILURE}, 500)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -292,8 +298,9 @@ def create_app(studio: Studio):
         finally:
             studio.close()
 
-    return Starlette(routes=_routes(studio), lifespan=lifespan,
-                     exception_handlers={UserError: user_error, Exception: server_error})
+    app = Starlette(routes=_routes(studio), lifespan=lifespan,
+                    exception_handlers={UserError: user_error, Refused: refused, Exception: server_error})
+    return Guard(app, token, host)
 
 
 def _routes(studio: Studio) -> list:
@@ -311,10 +318,7 @@ def _routes(studio: Studio) -> list:
                 "input": data_url(face.input), "reconstruction": data_url(studio.decode(face.z))}
 
     async def edit_request(request: Request) -> dict:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise UserError("the request body must be JSON") from None
+        body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("settings", {}), dict):
             raise UserError('the request must be a JSON object like {"face": "f1", "settings": {"Smiling": 1}}')
         return {"face_id": body.get("face"), "settings": body.get("settings") or {}, "other": body.get("other") or None,
@@ -343,10 +347,7 @@ def _routes(studio: Studio) -> list:
         return JSONResponse(await run_in_threadpool(face_json, face_id, note))
 
     async def random_face(request: Request):
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
+        body = await read_json(request)
         body = body if isinstance(body, dict) else {}
         face_id = await run_in_threadpool(studio.add_random, body.get("temperature", 1.0), body.get("seed"))
         return JSONResponse(await run_in_threadpool(face_json, face_id))
@@ -358,8 +359,7 @@ def _routes(studio: Studio) -> list:
 
     async def download(request: Request):
         args = await edit_request(request)
-        body = await request.json()
-        photo = bool(body.get("photo"))
+        photo = bool((await read_json(request)).get("photo"))
         data = await run_in_threadpool(studio.photo_png if photo else studio.strip_png, **args)
         name = "dfc_vae_photo.png" if photo else "dfc_vae_edit.png"
         return Response(data, media_type="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -377,14 +377,18 @@ def require_web_libraries() -> None:
         raise UserError(f"the studio needs {' and '.join(missing)}; install them with {INSTALL_HINT}")
 
 
-def serve(run, vectors=None, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Run the studio at http://HOST:PORT until interrupted."""
+def serve(run, vectors=None, host: str = "127.0.0.1", port: int = 7860, token: str | None = None) -> None:
+    """Run the studio at http://HOST:PORT until interrupted, asking for `token` (None: none)."""
     require_web_libraries()
     import uvicorn
 
     studio = Studio(run, vectors)
     try:
-        print(f"dfc-vae studio: open http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
-        uvicorn.run(create_app(studio), host=host, port=port, log_level="warning")
+        warning = exposure_warning(host, token)
+        if warning:
+            print(f"dfc-vae studio: {warning}", flush=True)
+        print(f"dfc-vae studio: open {studio_url(host, port, token)} (Ctrl+C stops it)", flush=True)
+        uvicorn.run(create_app(studio, token, host), host=host, port=port, log_level="warning",
+                    limit_concurrency=MAX_CONNECTIONS)
     finally:
         studio.close()

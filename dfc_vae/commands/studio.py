@@ -14,19 +14,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument("--token", help="the secret the printed URL carries (default: a new random one at every start); "
+                                       "16 or more letters, digits or -_.~")
+    token.add_argument("--no-token", action="store_true",
+                       help="ask for no token: any program or account that can reach the port may use the studio and "
+                            "see its photos (docs/studio.md, Security)")
     add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:
     from dfc_vae.util.errors import UserError
     from dfc_vae.app.studio import require_web_libraries, serve
+    from dfc_vae.app.studio_guard import check_token, new_token
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port} is not a port number; give one between 1 and 65535, e.g. 7860")
+    token = None if args.no_token else check_token(args.token) if args.token else new_token()
     require_web_libraries()
     from dfc_vae.editing.attributes import load_attribute_vectors
     from dfc_vae.runs.run import load_run
 
     loaded = load_run(args.run, args.device)
     vectors = load_attribute_vectors(args.attributes, loaded.config.latent_dim) if args.attributes else None
-    serve(loaded, vectors, args.host, args.port)
+    serve(loaded, vectors, args.host, args.port, token)

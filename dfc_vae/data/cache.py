@@ -24,7 +24,9 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json
 from dfc_vae.util.runlock import waiting_lock
 
-CACHE_FORMAT_VERSION = 2  # 2: reduced-scale JPEG boxes mapped by exactly 1/scale
+# 2: reduced-scale JPEG boxes mapped by exactly 1/scale; 3: the names in ids.json, so that any name a
+# filesystem allows (newlines, \u2028, bytes that are not UTF-8) comes back as it went in
+CACHE_FORMAT_VERSION = 3
 
 
 @dataclass
@@ -44,14 +46,19 @@ def default_cache_dir() -> Path:
 
 def _fingerprint(faces, size: int, crop: str) -> str:
     """Identifies the files and settings a cache was made from: the source, names, paths, sizes and mtimes."""
-    h = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}|{size}|{crop}|{faces.kind}|{faces.root.resolve()}".encode())
+    h = hashlib.sha256(_bytes(f"v{CACHE_FORMAT_VERSION}|{size}|{crop}|{faces.kind}|{faces.root.resolve()}"))
     for name, path in zip(faces.ids, faces.paths):
         try:
             st = os.stat(path)
         except OSError:
             raise UserError(f"image {name} is missing from {path.parent}; restore it, or remove it from the labels") from None
-        h.update(f"{name}:{path}:{st.st_size}:{st.st_mtime_ns};".encode())
+        h.update(_bytes(f"{name}:{path}:{st.st_size}:{st.st_mtime_ns};"))
     return h.hexdigest()[:16]
+
+
+def _bytes(text: str) -> bytes:
+    """UTF-8, with a file name's undecodable bytes (surrogates from os.walk) given back as themselves."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 _worker_array: np.ndarray | None = None
@@ -130,7 +137,9 @@ def _make_cache(faces, ids, key, target, folder, image_size, crop, workers, prog
         meta = {"format_version": CACHE_FORMAT_VERSION, "count": len(ids), "image_size": image_size, "crop": crop,
                 "source": faces.kind, "images_dir": str(faces.root.resolve()), "fingerprint": key,
                 "synthetic": faces.synthetic is not None}
-        (partial / "ids.txt").write_text("\n".join(ids) + "\n")
+        # JSON escapes what a text file of lines cannot hold: newlines, \x85 and \u2028 in names
+        # (splitlines() breaks at all three), and the surrogates of bytes that are not UTF-8
+        write_json(partial / "ids.json", ids)
         write_json(partial / "meta.json", meta)  # last: marks the cache complete
         os.replace(partial, target)
     except BaseException:
@@ -171,10 +180,11 @@ def open_cache(path: str | Path) -> ImageCache | None:
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
-        ids = (path / "ids.txt").read_text().splitlines()  # names may hold spaces (folder sources)
+        ids = json.loads((path / "ids.json").read_text(encoding="utf-8"))
         images = np.load(path / "images.npy", mmap_mode="r")
     except (OSError, ValueError):
         return None
-    if meta.get("format_version") != CACHE_FORMAT_VERSION or len(ids) != meta["count"] or images.shape[0] != len(ids):
+    if (meta.get("format_version") != CACHE_FORMAT_VERSION or not isinstance(ids, list) or len(ids) != meta["count"]
+            or images.shape[0] != len(ids)):
         return None
     return ImageCache(images, ids, meta, path)

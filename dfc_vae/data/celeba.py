@@ -9,7 +9,6 @@ release (files 000001.png while the annotations name 000001.jpg) -- without list
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfc_vae.util.choices import SYNTHETIC_MARKER
-from dfc_vae.data.faces import FaceSet, synthetic_description
+from dfc_vae.data.faces import FaceSet, read_synthetic_marker, synthetic_description
 from dfc_vae.util.errors import UserError
 
 # The 40 attributes in the official order of list_attr_celeba.txt.
@@ -96,9 +94,7 @@ def find_celeba(path: str | Path) -> CelebARoot:
                             "folder of images; unzip img_align_celeba.zip there")
         if layout is None:
             layout = "kaggle" if (csv.is_file() and not txt.is_file()) or nested.is_dir() else "official"
-        marker = folder / SYNTHETIC_MARKER
-        synthetic = json.loads(marker.read_text()) if marker.is_file() else None
-        return CelebARoot(folder, images, layout, synthetic)
+        return CelebARoot(folder, images, layout, read_synthetic_marker(folder))
     raise UserError(f"{root} does not look like CelebA: expected list_attr_celeba.txt (official), celeba/list_attr_celeba.txt "
                     "(torchvision) or list_attr_celeba.csv (Kaggle) with img_align_celeba/ beside it")
 

@@ -1,5 +1,5 @@
-"""Decoding face photos: the one photo opener (decompression-bomb guard, damaged files and
-non-images as one-line errors, EXIF orientation), the face box of each crop, JPEG decoding at a
+"""Decoding face photos: the one photo opener (JPEG, PNG and WebP only; decompression-bomb guard,
+damaged files and non-images as one-line errors, EXIF orientation), the face box of each crop, JPEG decoding at a
 reduced DCT scale, and resizing to the model's size. Every image the cache holds comes through
 `load_faces`; every photo a user hands to `edit`, `align` or the studio through `open_photo`.
 """
@@ -21,6 +21,43 @@ from dfc_vae.data.celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX
 from dfc_vae.util.choices import CROPS
 from dfc_vae.util.errors import UserError
 
+# The formats a face photo comes in, and the only decoders Pillow may use: every other plugin
+# (TIFF, GIF, BMP, PCX, TGA, SGI, EPS handed to Ghostscript, ...) is attack surface for no face.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")  # Pillow's JPEG opener also opens MPO, the multi-picture JPEGs of phones
+ACCEPTED = "JPEG, PNG or WebP"
+# Leading bytes of formats people do hand in, so that a refusal can name what the file is
+# (read here rather than by Pillow's own plugins, which would parse the very headers refused).
+_OTHER_FORMATS = ((b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"8BPS", "PSD"),
+                  (b"%!PS", "EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"\x00\x00\x01\x00", "ICO"), (b"qoif", "QOI"),
+                  (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"DDS ", "DDS"),
+                  (b"\x01\xda", "SGI"), (b"\x59\xa6\x6a\x95", "Sun raster"), (b"\x0a", "PCX"))
+_OTHER_BOXES = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF"}  # ISO boxes: bytes 4-8 'ftyp'
+
+
+def other_format(head: bytes) -> str | None:
+    """The name of a refused image format from a file's first bytes, or None when unknown."""
+    if head[4:8] == b"ftyp":
+        return _OTHER_BOXES.get(head[8:12], "HEIF/MP4")
+    if head[:1] == b"\x0a" and head[1:2] not in (b"\x00", b"\x02", b"\x03", b"\x04", b"\x05"):
+        return None  # PCX: byte 0 is 0x0a and byte 1 a version 0-5
+    if head[:1] == b"P" and head[1:2] in b"123456" and len(head) > 2 and head[2:3] in b" \t\r\n":
+        return "PPM/PGM"
+    return next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), None)
+
+
+def _not_an_image(source: str | Path | bytes, what: str) -> UserError:
+    try:
+        if isinstance(source, bytes):
+            head = source[:16]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(16)
+    except OSError:
+        head = b""
+    kind = other_format(head)
+    if kind:
+        return UserError(f"{what} is in the {kind} format; dfc_vae reads only {ACCEPTED} photos, so convert it to one of those")
+    return UserError(f"{what} is not an image dfc_vae reads ({ACCEPTED}); give a {ACCEPTED} photo")
 
 
 @contextmanager
@@ -34,7 +71,7 @@ def opened_image(source: str | Path | bytes, what: str, max_pixels: int | None =
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=PHOTO_FORMATS) as im:
                 if max_pixels and im.width * im.height > max_pixels:
                     raise UserError(f"{what} is {im.width}x{im.height} pixels, more than {max_pixels / 1e6:g} "
                                     "megapixels; shrink it first")
@@ -42,7 +79,7 @@ def opened_image(source: str | Path | bytes, what: str, max_pixels: int | None =
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise UserError(f"{what} is too large to decode safely ({e.__class__.__name__}); shrink it first") from None
     except UnidentifiedImageError:
-        raise UserError(f"{what} is not an image PIL can read; give a JPEG or PNG photo") from None
+        raise _not_an_image(source, what) from None
     except OSError as e:  # truncated or damaged files
         raise UserError(f"{what} could not be read ({e}); re-save it as JPEG or PNG") from None
 
@@ -53,7 +90,13 @@ def open_photo(source: str | Path | bytes, what: str | None = None, max_pixels: 
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise UserError(f"photo {source} does not exist; give the path of a JPEG or PNG photo")
     with opened_image(source, what or f"photo {source}", max_pixels) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
+        # the decoded pixels are the result, not copied twice over (a 30-megapixel photo is 86 MiB):
+        # converted only when not RGB already, then turned in place; the same pixels as
+        # exif_transpose's copy followed by convert's
+        rgb = im.convert("RGB") if im.mode != "RGB" else im
+        rgb.load()
+        ImageOps.exif_transpose(rgb, in_place=True)
+        return rgb
 
 
 def crop_box(image_size: tuple[int, int], crop: str) -> tuple[float, float, float, float]:
@@ -81,8 +124,8 @@ def crop_box(image_size: tuple[int, int], crop: str) -> tuple[float, float, floa
     return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
 
 
-def _decode_face(path: str | Path, size: int, crop: str) -> tuple[np.ndarray, bool]:
-    """Decode one face photo -> (pixels, finished).
+def _decode_face(path: str | Path | bytes, size: int, crop: str) -> tuple[np.ndarray, bool]:
+    """Decode one face photo (a file, or its bytes: an upload) -> (pixels, finished).
 
     JPEGs are decoded at a reduced DCT scale (1/2, 1/4, 1/8) when the reduced face box is still at
     least `size` pixels, which is much faster and matches a full decode to within resize error.
@@ -93,7 +136,7 @@ def _decode_face(path: str | Path, size: int, crop: str) -> tuple[np.ndarray, bo
     fast = _decode_jpeg_scaled(path, size, crop)
     if fast is not None:
         return fast
-    with opened_image(path, f"image {path}") as im:
+    with opened_image(path, "the photo" if isinstance(path, bytes) else f"image {path}") as im:
         full = im.size
         box = crop_box(full, crop)
         scale = _dct_scale(box, size)
@@ -128,13 +171,16 @@ def _face_in(pixels: np.ndarray, box, size: int, image=None) -> tuple[np.ndarray
     return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC, box=box)), True
 
 
-def _decode_jpeg_scaled(path: str | Path, size: int, crop: str) -> tuple[np.ndarray, bool] | None:
+def _decode_jpeg_scaled(path: str | Path | bytes, size: int, crop: str) -> tuple[np.ndarray, bool] | None:
     """The fast path of `_decode_face` for ordinary JPEGs: simplejpeg (libjpeg-turbo's TurboJPEG API,
     faster than PIL's decode with draft), with the same DCT scaling, so the same pixels.
     None for anything else (other formats, CMYK, damaged files, images over PIL's decompression-bomb
     limit), which PIL then decodes -- or refuses with its own errors."""
-    with open(path, "rb") as f:
-        data = f.read()
+    if isinstance(path, bytes):
+        data = path
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
     if not data.startswith(b"\xff\xd8"):
         return None
     try:
@@ -186,6 +232,6 @@ def load_faces(paths, size: int, crop: str = "official", on_error=None) -> np.nd
     return out
 
 
-def load_face(path: str | Path, size: int, crop: str = "official") -> np.ndarray:
-    """Read one aligned face photo -> (size, size, 3) uint8, exactly as the cache holds it."""
+def load_face(path: str | Path | bytes, size: int, crop: str = "official") -> np.ndarray:
+    """Read one aligned face photo (a file or its bytes) -> (size, size, 3) uint8, exactly as the cache holds it."""
     return load_faces([path], size, crop)[0]

@@ -17,16 +17,34 @@ images were missing, the synthetic marker of dfc_vae's rendered faces.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from dfc_vae.util.errors import UserError, check_names
-from dfc_vae.util.choices import SPLITS
+from dfc_vae.util.choices import SPLITS, SYNTHETIC_MARKER
 from dfc_vae.util.images import synthetic_faces
 
 AUTO_CROP = "auto"  # a setting meaning "the source's own crop" (FaceSet.default_crop)
+
+
+def read_synthetic_marker(folder: Path) -> dict | None:
+    """The marker dfc_vae.synth writes last into a dataset it renders (None where there is none);
+    a damaged one is a UserError, since the provenance of every result would rest on it."""
+    path = Path(folder) / SYNTHETIC_MARKER
+    if not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise UserError(f"the synthetic-faces marker {path} is damaged ({e}); render the faces again with "
+                        "`dfc-vae synth`, or delete the file if these are not dfc_vae's rendered faces") from None
+    if not isinstance(marker, dict):
+        raise UserError(f"the synthetic-faces marker {path} is damaged (not a JSON object); render the faces again "
+                        "with `dfc-vae synth`, or delete the file if these are not dfc_vae's rendered faces")
+    return marker
 
 
 def synthetic_description(marker: dict) -> str:

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dfc_vae.util.choices import SYNTHETIC_MARKER
 from dfc_vae.util.errors import UserError
-from dfc_vae.data.faces import FaceSet
+from dfc_vae.data.faces import FaceSet, read_synthetic_marker
 
 KIND = "folder"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -90,8 +88,7 @@ def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed
             split = np.where(has, given, split).astype(np.int8)
             split_source = "the labels' split column" + ("" if has.all() else " (hash of the path where it is empty)")
         attrs = table
-    marker = root / SYNTHETIC_MARKER
-    synthetic = json.loads(marker.read_text()) if marker.is_file() else None
+    synthetic = read_synthetic_marker(root)
     return FaceSet(root=root, ids=ids, paths=[image_root / name for name in ids], labels=attrs,
                    split=split.astype(np.int8), kind=KIND, layout="folder", default_crop="center",
                    split_source=split_source, missing=missing, synthetic=synthetic, labels_file=labels_file,
@@ -100,10 +97,22 @@ def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed
 
 def scan_images(folder: Path) -> list[str]:
     """Relative POSIX paths of the images under `folder`, recursively, sorted; hidden files and
-    folders (names starting with '.') are skipped."""
+    folders (names starting with '.') are skipped.
+
+    A linked folder is followed only when it leads to a folder inside `folder` not visited yet, so
+    that a link never takes the scan out of the data (a home folder, the whole disk) or round a loop.
+    """
     out = []
+    top = os.path.realpath(folder)
+    seen = {top}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen and (real + os.sep).startswith(top.rstrip(os.sep) + os.sep):
+                seen.add(real)
+                kept.append(d)
+        dirnames[:] = kept
         rel = Path(dirpath).relative_to(folder).as_posix()
         prefix = "" if rel == "." else rel + "/"  # strings, not Path objects: a folder may hold 200,000 faces
         out += [prefix + name for name in filenames if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)]
@@ -113,8 +122,10 @@ def scan_images(folder: Path) -> list[str]:
 def hashed_split(ids, seed: int = 0, fractions=SPLIT_FRACTIONS) -> np.ndarray:
     """0 train / 1 valid / 2 test per relative path, from sha256(f"{seed}:{path}") alone, so adding
     or removing other files never moves an image between splits."""
-    u = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big") / 2**64
-                  for name in ids])
+    # surrogateescape: a name that is not valid UTF-8 (os.walk gives its bytes as surrogates) hashes
+    # its own bytes; every other name hashes exactly as before
+    u = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode("utf-8", "surrogateescape")).digest()[:8],
+                                 "big") / 2**64 for name in ids])
     edges = np.cumsum(fractions)
     return np.where(u < edges[0], 0, np.where(u < edges[1], 1, 2)).astype(np.int8)
 

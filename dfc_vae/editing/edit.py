@@ -8,8 +8,8 @@ and size); the output PNG shows the input, its reconstruction (decoded mu) and t
 
 from __future__ import annotations
 
+import io
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +48,9 @@ def parse_settings(items: list[str], valid: list[str]) -> dict[str, float]:
     return out
 
 
-def read_photo(path: str | Path, size: int, crop: str = "official") -> np.ndarray:
-    """An aligned face photo -> (size, size, 3) uint8, exactly as the training faces were made.
+def read_photo(path: str | Path | bytes, size: int, crop: str = "official") -> np.ndarray:
+    """An aligned face photo (a file, or its bytes: "the photo") -> (size, size, 3) uint8, exactly as
+    the training faces were made.
 
     Grayscale, palette and RGBA photos are converted to RGB; other sizes than 178x218 are taken
     as the aligned image rescaled, so the width/height ratio must be CelebA's (within 12%) -- except
@@ -58,25 +59,26 @@ def read_photo(path: str | Path, size: int, crop: str = "official") -> np.ndarra
     Unreadable files and decompression bombs are UserErrors; large JPEGs are decoded at reduced
     scale, so a 4000x4000 photo does not need its full-size pixels in memory.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"image {path} does not exist; give the path of an aligned face photo")
-    with opened_image(path, f"image {path}") as im:
+    if not isinstance(path, bytes):
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"image {path} does not exist; give the path of an aligned face photo")
+    what = "the photo" if isinstance(path, bytes) else f"image {path}"
+    with opened_image(path, what) as im:
         w, h = im.size
     aspect = (w / h) / (ALIGNED_SIZE[0] / ALIGNED_SIZE[1])
     if crop != "center" and abs(aspect - 1) > ASPECT_TOLERANCE:
-        raise UserError(f"image {path} is {w}x{h}; the model expects an aligned face like CelebA's 178x218 "
+        raise UserError(f"{what} is {w}x{h}; the model expects an aligned face like CelebA's 178x218 "
                         "(width:height 0.82), so crop or pad it to that shape")
     return load_face(path, size, crop)
 
 
-def aligned_input(aligned: np.ndarray, size: int, crop: str = "official", workdir: str | Path | None = None) -> np.ndarray:
+def aligned_input(aligned: np.ndarray, size: int, crop: str = "official") -> np.ndarray:
     """An aligned (218, 178, 3) uint8 face -> (size, size, 3) uint8, through the same decoding, crop
-    and resize as the training faces (a lossless temporary file in `workdir`, removed at once)."""
-    with tempfile.TemporaryDirectory(prefix="dfc_vae_face_", dir=workdir) as tmp:
-        path = Path(tmp) / "aligned.png"
-        Image.fromarray(aligned).save(path)
-        return load_face(path, size, crop)
+    and resize as the training faces (as a lossless PNG in memory)."""
+    buf = io.BytesIO()
+    Image.fromarray(aligned).save(buf, format="PNG")
+    return load_face(buf.getvalue(), size, crop)
 
 
 @torch.no_grad()

@@ -33,6 +33,10 @@ from torch import nn
 from dfc_vae.util.choices import IMAGE_SIZES
 from dfc_vae.util.errors import UserError
 
+# Bounds on the sizes a configuration may ask for (the paper: 100 and 32): far beyond any useful
+# model, and low enough that a damaged or crafted checkpoint cannot ask for terabytes of weights.
+MAX_LATENT_DIM = 4096
+MAX_BASE_CHANNELS = 128
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class ModelConfig:
             raise UserError(f"image size {self.image_size} is not supported; use one of {IMAGE_SIZES}")
         if self.latent_dim < 1 or self.base_channels < 1:
             raise UserError("latent_dim and base_channels must be positive integers")
+        if self.latent_dim > MAX_LATENT_DIM or self.base_channels > MAX_BASE_CHANNELS:
+            raise UserError(f"latent_dim {self.latent_dim} or base_channels {self.base_channels} is beyond what dfc_vae "
+                            f"builds (at most {MAX_LATENT_DIM} and {MAX_BASE_CHANNELS}); choose smaller values")
 
     @property
     def widths(self) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from dfc_vae.util.argtypes import allowed_range, in_range
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.choices import CROPS, DEVICES, IMAGE_SIZES, PRECISIONS
 from dfc_vae.model.losses import LOSS_NAMES, REDUCTIONS
-from dfc_vae.model.network import ModelConfig
+from dfc_vae.model.network import MAX_BASE_CHANNELS, MAX_LATENT_DIM, ModelConfig
 
 
 def _opt(default, help: str, **kw):
@@ -40,8 +40,9 @@ class TrainConfig:
     vgg_weights: str = _opt("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")
     image_size: int = _opt(ModelConfig.image_size, "face size in pixels: 32, 64 (paper), 128 or 256",
                            choices=IMAGE_SIZES)
-    latent_dim: int = _opt(ModelConfig.latent_dim, "latent dimensions (paper: 100)", min=1)
-    base_channels: int = _opt(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)", min=1)
+    latent_dim: int = _opt(ModelConfig.latent_dim, "latent dimensions (paper: 100)", min=1, max=MAX_LATENT_DIM)
+    base_channels: int = _opt(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)",
+                              min=1, max=MAX_BASE_CHANNELS)
     crop: str = _opt("auto", "face crop: auto (the data's own: official for CelebA, center for folders), official "
                              "(DFC-VAE's 138x138 box), center148 (the central 148x148) or center (the largest centred "
                              "square); a run records the resolved crop", choices=("auto",) + CROPS)
@@ -101,9 +102,14 @@ class TrainConfig:
 def load_toml(path: str | Path) -> dict:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))  # TOML is UTF-8 whatever the locale says
     except FileNotFoundError:
         raise UserError(f"config file {path} does not exist; check the --config path") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {path} is a folder; give --config the path of a TOML file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                        "save it as UTF-8, as TOML requires") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"config file {path} is not valid TOML ({e}); fix the line it names") from None
     known = {f.name for f in fields(TrainConfig)}

@@ -44,9 +44,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint
     device = resolve_device(device) if isinstance(device, str) else device
     ckpt = load_checkpoint(path)
     try:
-        config = TrainConfig(**ckpt["config"])
+        # validated as a TOML file would be: a checkpoint is a file from anywhere, and a crafted
+        # latent_dim or image_size would otherwise size the model's allocations
+        config = TrainConfig(**ckpt["config"]).validate()
     except TypeError as e:
         raise UserError(f"{path} was written by another version of dfc_vae ({e}); retrain or export it there") from e
+    except UserError as e:
+        raise UserError(f"{path} holds a setting dfc_vae refuses ({e}); the file is damaged or was not made by "
+                        "`dfc-vae train`") from None
     model = DFCVAE(config.model_config())
     try:
         model.load_state_dict(ckpt["model"])

@@ -38,6 +38,8 @@ from dfc_vae.runs.run import load_run  # noqa: E402
 from dfc_vae.app.studio import Studio, create_app  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+TOKEN = "test-token-0123456789abcdef"
+HOME = "http://127.0.0.1:7860"
 CHROMIUM = os.environ.get("DFC_VAE_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -66,7 +68,8 @@ def setup(tiny_trained_run, synth_root, cache_dir):
 def client(setup):
     run, vectors, _ = setup
     studio = Studio(run, vectors)
-    with TestClient(create_app(studio), raise_server_exceptions=False) as c:
+    with TestClient(create_app(studio, TOKEN), base_url=HOME, raise_server_exceptions=False) as c:
+        assert c.get(f"/?token={TOKEN}").status_code == 200  # the printed URL: sets the cookie, then the page
         c.studio = studio
         yield c
     assert not studio.workdir.exists()  # the temporary folder goes when the server stops
@@ -182,14 +185,16 @@ def test_bad_edit_requests_are_messages(client):
                           ({"face": face, "other": face, "mix": 2}, "between 0 and 1")]:
         r = client.post("/api/render", json=body)
         assert r.status_code == 400 and message in r.json()["error"], (body, r.text)
-    assert client.post("/api/render", content=b"{not json").status_code == 400
+    assert client.post("/api/render", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
 
 
-def test_an_unexpected_failure_is_a_message_not_a_crash(client, monkeypatch):
+def test_an_unexpected_failure_is_a_message_not_a_crash(client, monkeypatch, caplog):
     face = client.post("/api/random", json={"temperature": 1}).json()["id"]
-    monkeypatch.setattr(client.studio, "decode", lambda z: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(client.studio, "decode", lambda z: (_ for _ in ()).throw(RuntimeError("boom /secret/path")))
     r = client.post("/api/render", json={"face": face})
-    assert r.status_code == 500 and "boom" in r.json()["error"]
+    assert r.status_code == 500 and "could not do this" in r.json()["error"]
+    assert "boom" not in r.text and "/secret/path" not in r.text  # the detail is the server's log's, not the page's
+    assert "boom /secret/path" in caplog.text and "/api/render" in caplog.text
     monkeypatch.undo()
     assert client.post("/api/render", json={"face": face}).status_code == 200
 
@@ -213,6 +218,15 @@ def test_studio_command_refuses_bad_arguments_in_one_line(setup, capsys):
 # ----------------------------------------------------------------------------- a real browser
 
 
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
+    """Playwright's wait_for_function evaluates its string with eval(), which the studio's
+    Content-Security-Policy forbids in the page; page.evaluate goes through the debugger instead."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -225,7 +239,7 @@ def live_server(setup):
     run, vectors, _ = setup
     studio = Studio(run, vectors)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(studio, TOKEN), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -246,11 +260,15 @@ def test_in_a_real_browser_upload_move_a_slider_and_see_the_edit(live_server, se
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page()
-        page.goto(url)
+        page.goto(url)  # without the token: the page says to open the printed URL
+        wait_until(page, "document.querySelector('#message').className === 'error'")
+        assert "open the URL" in page.inner_text("#message")
+        page.goto(f"{url}/?token={TOKEN}")  # the URL `dfc-vae studio` prints
+        assert page.url == f"{url}/"  # the token is out of the address bar, kept in an HttpOnly cookie
         page.wait_for_selector("#attr-Smiling")
         page.check("#aligned")
         page.set_input_files("#photo", str(photo))
-        page.wait_for_function("document.querySelector('#edit').dataset.request !== undefined")
+        wait_until(page, "document.querySelector('#edit').dataset.request !== undefined")
         assert "taken as an aligned crop" in page.inner_text("#message")
 
         def shown(selector: str) -> np.ndarray:
@@ -261,7 +279,7 @@ def test_in_a_real_browser_upload_move_a_slider_and_see_the_edit(live_server, se
 
         before = shown("#edit")
         page.fill("#attr-Smiling", "2")  # sets the range input and fires its input event
-        page.wait_for_function("JSON.parse(document.querySelector('#edit').dataset.request).settings.Smiling === 2")
+        wait_until(page, "JSON.parse(document.querySelector('#edit').dataset.request).settings.Smiling === 2")
         after = shown("#edit")
         face_input = shown("#input")
         assert (face_input == read_photo(photo, 32)).all()
@@ -273,9 +291,9 @@ def test_in_a_real_browser_upload_move_a_slider_and_see_the_edit(live_server, se
         print(f"screenshot: {shot}")
         page.fill("#temperature", "0.5")
         page.click("#random")
-        page.wait_for_function("document.querySelector('#face').options.length === 2")
+        wait_until(page, "document.querySelector('#face').options.length === 2")
         page.set_input_files("#photo", {"name": "junk.jpg", "mimeType": "image/jpeg", "buffer": b"not an image"})
-        page.wait_for_function("document.querySelector('#message').className === 'error'")
+        wait_until(page, "document.querySelector('#message').className === 'error'")
         assert "not an image" in page.inner_text("#message")
         bad = ARTIFACTS / "studio_bad_upload.png"
         page.screenshot(path=str(bad), full_page=True)

@@ -113,6 +113,24 @@ def test_resuming_with_another_configuration_is_refused(trained_tiny_run, synth_
     assert len(err) == 1 and "latent-dim" in err[0]
 
 
+@pytest.mark.parametrize("key, value", [("latent_dim", 10**12), ("base_channels", 10**6), ("lr", float("nan")),
+                                        ("image_size", 48)])
+def test_a_checkpoints_settings_are_checked_before_anything_is_built(trained_tiny_run, tmp_path, key, value, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_tiny_run, copy)
+    ckpt = load_checkpoint(copy / "checkpoints" / "latest.pt")
+    ckpt["config"][key] = value
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    (copy / "checkpoints" / "latest.pt").write_bytes(buf.getvalue())
+    assert main(["sample", "--run", str(copy), "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a setting dfc_vae refuses" in err[0] and key in err[0]
+    assert not (tmp_path / "s.png").exists()
+
+
 def test_a_checkpoint_that_does_not_fit_its_config_is_refused(trained_tiny_run, tmp_path):
     import shutil
 
