@@ -26,6 +26,7 @@ headless browser test offline.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import itertools
 import shutil
@@ -91,16 +92,26 @@ class Studio:
 
     @property
     def attribute_names(self) -> list[str]:
-        return list(self.vectors.names) if self.vectors is not None else []
+        """The sliders, in order: attributes the classifier scores first; none for those without a vector."""
+        return list(self.attribute_notes)
+
+    @functools.cached_property
+    def attribute_notes(self) -> dict[str, str]:
+        """Each slider's attribute -> "" (scored), "few examples" or "not measured" (editing.attributes)."""
+        from dfc_vae.editing.attributes import attribute_notes
+        from dfc_vae.evaluation.classifier import scored_attributes
+
+        return attribute_notes(self.vectors, scored_attributes(self.run.path)) if self.vectors is not None else {}
 
     def info(self) -> dict:
         from dfc_vae.editing import align
 
-        return {"run": Path(self.run.path).name, "step": self.run.step, "image_size": self.size,
+        return {"run": self.run.name, "step": self.run.step, "image_size": self.size,
                 "attributes": self.attribute_names, "alpha_limit": ALPHA_LIMIT,
                 "temperature_limit": TEMPERATURE_LIMIT, "align": align.available(),
                 "max_upload_bytes": MAX_UPLOAD_BYTES, "max_upload_pixels": MAX_UPLOAD_PIXELS,
-                "notes": provenance(bool(self.run.meta.get("synthetic")), self.run.meta.get("vgg_weights", ""))}
+                "notes": provenance(bool(self.run.meta.get("synthetic")), self.run.meta.get("vgg_weights", "")),
+                "model": self.run.description, "attribute_notes": self.attribute_notes}
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -218,7 +229,7 @@ class Studio:
         if other:
             change += f"; blended {float(mix):.2f} towards face {other}"
         caption = self.info()["notes"] + [f"{face.source} | reconstruction | edit: {change}",
-                                          f"model {Path(self.run.path).name} step {self.run.step}"]
+                                          f"model {self.run.name} step {self.run.step}: {self.run.description}"]
         path = self.workdir / f"strip{next(self._files)}.png"
         try:
             save_png(path, grid(cells, 3), caption, {"settings": change})

@@ -139,4 +139,4 @@ class FaceSplit:
         """The caption lines that say what made a picture of these faces: provenance, data, model."""
         run = self.run
         return provenance(self.faces.synthetic is not None, run.meta.get("vgg_weights", "")) + [
-            f"{self.faces.description}, {self.split} split; model {Path(run.path).name} step {run.step}"]
+            f"{self.faces.description}, {self.split} split; model {run.name} step {run.step}"]

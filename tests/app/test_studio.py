@@ -102,7 +102,7 @@ def test_upload_encode_once_then_edit_as_the_python_api_does(client, setup):
     face = client.post("/api/faces?aligned=1", content=photo.read_bytes()).json()
     shown_input = from_data_url(face["input"])
     assert (shown_input == read_photo(photo, 32)).all()  # the same preprocessing as `dfc-vae edit`
-    settings = {"Smiling": 1.5, "Eyeglasses": -0.5}
+    settings = {"Smiling": 1.5, "Male": -0.5}
     edit = png(client.post("/api/render", json={"face": face["id"], "settings": settings}))
     assert np.abs(edit.astype(int) - expected_edit(run, vectors, shown_input, settings)).max() <= 1
     plain = png(client.post("/api/render", json={"face": face["id"], "settings": {}}))
