@@ -7,6 +7,7 @@ same line, so a picture can be traced to the card.
 
 from __future__ import annotations
 
+from dfc_vae.editing.attributes import FEW_EXAMPLES, attribute_notes
 from dfc_vae.runs.run import LOSS_TITLES, vgg_description
 from dfc_vae.util.tables import markdown_table
 
@@ -43,7 +44,7 @@ def _training(run) -> list[str]:
         f"{cfg.crop} crop).",
         f"- **VGG19 weights**: {vgg_description(meta.get('vgg_weights', ''))} (recorded: `{meta.get('vgg_weights', '?')}`).",
         f"- **Training**: {run.step:,} steps, {cfg.epochs} epoch(s) of batch {cfg.batch_size}, Adam lr {cfg.lr:g} "
-        f"(beta1 {cfg.beta1:g}), weight average {cfg.ema_decay:g}, latent calibration "
+        f"(beta1 {cfg.beta1:g}), weight average {cfg.ema_decay or 'off'}, latent calibration "
         f"{'on' if cfg.calibrate_latent else 'off'}, seed {cfg.seed}, {meta.get('precision', '?')} on {meta.get('device', '?')}.",
         f"- **Model**: {cfg.image_size}x{cfg.image_size} faces, {cfg.latent_dim}-d latent, base width {cfg.base_channels}; "
         f"dfc_vae {meta.get('dfc_vae', '?')}, torch {meta.get('torch', '?')}.", ""]
@@ -54,16 +55,18 @@ def _vectors(contents) -> list[str]:
         return ["## Attribute vectors", "", "None: the run had no attribute-vector file (`dfc-vae attributes`).", ""]
     lines = ["## Attribute vectors", ""]
     table = contents.attribute_table()
-    judged = "scored by the run's attribute classifier" if contents.scored is not None else "no classifier was trained"
+    judged = ("whether the run's attribute classifier can score the edit ('few examples': under "
+              f"{FEW_EXAMPLES} labelled faces on one side)" if contents.scored is not None
+              else "no attribute classifier was trained, so no edit is measured")
     for name, v in contents.vectors.items():
         default = " (the default)" if name == contents.default_vectors else ""
         lines += [f"`{name}`{default}: {len(v.names)} vectors, method {v.meta.get('method', '?')}, from the "
                   f"{v.meta.get('split', '?')} split of {v.meta.get('data_description', '?')} (step {v.meta.get('step', '?')}); "
-                  f"the last column: {judged}.", ""]
-        rows = [[a, row["with"], row["without"],
-                 "labels all one value: no vector" if row["constant"] else
-                 {True: "scored", False: "not scored", None: "not measured"}[row["scored"]]]
-                for a, row in table[name].items()]
+                  f"the last column: {judged}, in the order the studio offers them.", ""]
+        notes = attribute_notes(v, contents.scored)  # the studio's marks, in its order
+        rows = [[a, table[name][a]["with"], table[name][a]["without"], notes[a] or "scored"] for a in notes]
+        rows += [[a, table[name][a]["with"], table[name][a]["without"], "labels all one value: no vector"]
+                 for a in v.constant]
         lines += markdown_table(["attribute", "faces with", "faces without", "edit"], rows) + [""]
     return lines
 
