@@ -7,7 +7,7 @@ back. `create_app` wraps it in a small Starlette app serving one static page
 (dfc_vae/app/studio_page/index.html) and a JSON/PNG API:
 
     GET  /                  the page
-    GET  /api/info          attribute names, image size, run, limits
+    GET  /api/info          attribute names (in slider order, with their marks), image size, run, its provenance, limits
     POST /api/faces         body: the photo's bytes (?aligned=1: already an aligned crop) -> face
     POST /api/random        {"temperature": T, "seed": S?} -> face
     POST /api/render        {"face", "settings": {name: alpha}, "other", "mix"} -> the edit, PNG (S x S)
