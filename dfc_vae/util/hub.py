@@ -43,7 +43,7 @@ def resolve_model(dir_or_id: str | Path, flag: str = "--model") -> tuple[Path, s
             raise UserError(f"{flag} {text} is neither a folder nor a Hub id (user/name); pass a folder made by "
                             "`dfc-vae export` or a Hub repository id")
         return path, path.resolve().name
-    hub = _hub(f"{flag} {text} (a Hugging Face Hub id)")
+    hub = _hub(f"{flag} {text} (no such folder here, so a Hugging Face Hub id)")
     try:
         folder = hub.snapshot_download(repo_id=text)
     except Exception as e:  # offline, unknown repository, no access: the Hub's own exception types vary by version
