@@ -9,7 +9,6 @@ Batch sizes stay parameters of each call: they are part of what makes a run's nu
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
