@@ -7,7 +7,7 @@ back. `create_app` wraps it in a small Starlette app serving one static page
 (dfc_vae/app/studio_page/index.html) and a JSON/PNG API:
 
     GET  /                  the page
-    GET  /api/info          attribute names, image size, run, limits
+    GET  /api/info          attribute names (in slider order, with their marks), image size, run, its provenance, limits
     POST /api/faces         body: the photo's bytes (?aligned=1: already an aligned crop) -> face
     POST /api/random        {"temperature": T, "seed": S?} -> face
     POST /api/render        {"face", "settings": {name: alpha}, "other", "mix"} -> the edit, PNG (S x S)
@@ -27,6 +27,7 @@ headless browser test offline.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import itertools
 import secrets
@@ -96,16 +97,26 @@ class Studio:
 
     @property
     def attribute_names(self) -> list[str]:
-        return list(self.vectors.names) if self.vectors is not None else []
+        """The sliders, in order: attributes the classifier scores first; none for those without a vector."""
+        return list(self.attribute_notes)
+
+    @functools.cached_property
+    def attribute_notes(self) -> dict[str, str]:
+        """Each slider's attribute -> "" (scored), "few examples" or "not measured" (editing.attributes)."""
+        from dfc_vae.editing.attributes import attribute_notes
+        from dfc_vae.evaluation.classifier import scored_attributes
+
+        return attribute_notes(self.vectors, scored_attributes(self.run.path)) if self.vectors is not None else {}
 
     def info(self) -> dict:
         from dfc_vae.editing import align
 
-        return {"run": Path(self.run.path).name, "step": self.run.step, "image_size": self.size,
+        return {"run": self.run.name, "step": self.run.step, "image_size": self.size,
                 "attributes": self.attribute_names, "alpha_limit": ALPHA_LIMIT,
                 "temperature_limit": TEMPERATURE_LIMIT, "align": align.available(),
                 "max_upload_bytes": MAX_UPLOAD_BYTES, "max_upload_pixels": MAX_UPLOAD_PIXELS,
-                "notes": provenance(bool(self.run.meta.get("synthetic")), self.run.meta.get("vgg_weights", ""))}
+                "notes": provenance(bool(self.run.meta.get("synthetic")), self.run.meta.get("vgg_weights", "")),
+                "model": self.run.description, "attribute_notes": self.attribute_notes}
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -219,7 +230,7 @@ class Studio:
         if other:
             change += f"; blended {float(mix):.2f} towards face {other}"
         caption = self.info()["notes"] + [f"{face.source} | reconstruction | edit: {change}",
-                                          f"model {Path(self.run.path).name} step {self.run.step}"]
+                                          f"model {self.run.name} step {self.run.step}: {self.run.description}"]
         path = self.workdir / f"strip{next(self._files)}.png"
         try:
             save_png(path, grid(cells, 3), caption, {"settings": change})

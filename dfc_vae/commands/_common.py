@@ -9,12 +9,20 @@ RUNS_HELP = "run directories made by `dfc-vae train`"
 DATA_HELP = "the faces: CelebA, a labelled folder or synthetic faces (default: the run's data)"
 LABELS_HELP = "labels file of a folder of images (default: DIR/labels.csv, or the run's)"
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda (default: auto)"
+MODEL_HELP = ("an exported model instead of a run: a folder made by `dfc-vae export`, or a Hugging Face Hub id "
+              'user/name (pip install "dfc_vae[hub]"); its attribute vectors are used unless --attributes is given')
 
 
-def add_run_argument(parser: argparse.ArgumentParser, help: str | None = None, several: bool = False) -> None:
-    """--run RUN (required); `several`: one or more runs, a list."""
+def add_run_argument(parser: argparse.ArgumentParser, help: str | None = None, several: bool = False,
+                     model: bool = False) -> None:
+    """--run RUN (required); `several`: one or more runs, a list; `model`: --run RUN or --model DIR_OR_ID, one
+    of them (commands that only use a model, never write into its run)."""
     if several:
         parser.add_argument("--run", required=True, nargs="+", metavar="RUN", help=help or RUNS_HELP)
+    elif model:
+        group = parser.add_mutually_exclusive_group(required=True)
+        group.add_argument("--run", help=help or RUN_HELP)
+        group.add_argument("--model", metavar="DIR_OR_ID", help=MODEL_HELP)
     else:
         parser.add_argument("--run", required=True, help=help or RUN_HELP)
 
@@ -25,9 +33,10 @@ def add_data_arguments(parser: argparse.ArgumentParser, data_help: str = DATA_HE
     parser.add_argument("--labels", help=labels_help)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, data_help: str = DATA_HELP, labels_help: str = LABELS_HELP) -> None:
-    """--run, --data, --labels: the run and the faces it is measured on."""
-    add_run_argument(parser)
+def add_run_arguments(parser: argparse.ArgumentParser, data_help: str = DATA_HELP, labels_help: str = LABELS_HELP,
+                      model: bool = False) -> None:
+    """--run (or with `model`, --model), --data, --labels: the model and the faces it is measured on."""
+    add_run_argument(parser, model=model)
     add_data_arguments(parser, data_help, labels_help)
 
 
@@ -36,13 +45,51 @@ def add_device_argument(parser: argparse.ArgumentParser, help: str = DEVICE_HELP
     parser.add_argument("--device", default="auto", choices=DEVICES, help=help)
 
 
+def open_model(args: argparse.Namespace):
+    """The model of --run or --model, on --device (a LoadedRun)."""
+    from dfc_vae.runs.run import load_model_or_run
+
+    return load_model_or_run(args.run, getattr(args, "model", None), args.device)
+
+
+def model_vectors(args: argparse.Namespace, loaded, required: bool = False):
+    """The attribute vectors: --attributes, else those of the exported model (--model); None where neither
+    has any, or with `required`, a UserError saying what to pass."""
+    from dfc_vae.app.export import exported_vectors
+    from dfc_vae.util.errors import UserError
+
+    vectors = exported_vectors(loaded, args.attributes)
+    if vectors is None and required:
+        where = f"the model {args.model} has no attribute vectors" if getattr(args, "model", None) else "a run needs them"
+        raise UserError(f"no attribute vectors: {where}; pass --attributes FILE (made by `dfc-vae attributes`)")
+    return vectors
+
+
+def default_output(args: argparse.Namespace, name: str):
+    """Where an output goes without --out: into the run (--run), or the current folder (--model: an exported
+    model's folder, perhaps the Hub's cache, is not written into)."""
+    from pathlib import Path
+
+    return Path(args.run) / name if args.run else Path(name)
+
+
+def model_lock(args: argparse.Namespace, command: str):
+    """The run's lock for a command that may write into it (its classifier). An exported model takes none: the
+    one thing written into it, a classifier trained for other data, is written atomically."""
+    import contextlib
+
+    from dfc_vae.util.runlock import run_lock
+
+    return run_lock(args.run, command, create=False) if args.run else contextlib.nullcontext()
+
+
 def open_run_and_faces(args: argparse.Namespace):
-    """The run (--run on --device) and the faces it is measured on (--data, --labels); their notes are printed."""
+    """The model (--run or --model, on --device) and the faces it is measured on (--data, --labels); their notes
+    are printed."""
     from dfc_vae.data.faces import report_notes
     from dfc_vae.runs.split import open_faces_for_run
-    from dfc_vae.runs.run import load_run
 
-    loaded = load_run(args.run, args.device)
+    loaded = open_model(args)
     faces = open_faces_for_run(loaded, args.data, args.labels)
     report_notes(faces)
     return loaded, faces

@@ -75,6 +75,9 @@ def _run(args: argparse.Namespace) -> None:
         what += f", merged with {len(merged)} file(s) into {len(vectors.names)} vectors,"
     vectors.save(out)
     print(f"{what} written to {out}")
+    if vectors.constant:
+        print(f"no vector for {len(vectors.constant)} attribute(s) whose labels are all one value (marked in the file; "
+              f"edit, the figures and the studio refuse them): {', '.join(vectors.constant)}")
     if args.classifier:
         from dfc_vae.evaluation.classifier import MIN_ACCURACY, classifier_for_run
 

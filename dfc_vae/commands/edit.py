@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_argument
+from dfc_vae.commands._common import add_device_argument, add_run_argument, model_vectors, open_model
 
 HELP = "edit your own face photo with attribute vectors (e.g. --set Smiling=1); --align for any photo"
 ORDER = 70
@@ -11,8 +11,9 @@ ORDER = 70
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="an aligned face photo like CelebA's (178x218; other sizes are rescaled), "
                                       "or with --align any photo")
-    add_run_argument(parser)
-    parser.add_argument("--attributes", required=True, help="attribute-vector file from `dfc-vae attributes`")
+    add_run_argument(parser, model=True)
+    parser.add_argument("--attributes", help="attribute-vector file from `dfc-vae attributes` (default with --model: "
+                                             "the exported model's)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                         help="add VALUE times the attribute's vector (repeatable; negative removes it)")
     parser.add_argument("--out", required=True, help="output PNG: input, reconstruction, edit (with --align: the "
@@ -24,15 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dfc_vae.editing.attributes import load_attribute_vectors
     from dfc_vae.editing.edit import edit_photo, parse_settings
     from dfc_vae.util.errors import UserError
-    from dfc_vae.runs.run import load_run
 
     if args.largest and not args.align:
         raise UserError("--largest chooses among the faces --align finds; add --align")
-    loaded = load_run(args.run, args.device)
-    vectors = load_attribute_vectors(args.attributes, loaded.config.latent_dim)
+    loaded = open_model(args)
+    vectors = model_vectors(args, loaded, required=True)
     settings = parse_settings(args.settings, vectors.names)
+    for name in settings:
+        vectors.vector(name)  # one with no vector (its labels were all one value) is refused before any work
     out = edit_photo(loaded, vectors, args.image, settings, args.out, args.align, args.largest)
     print(f"edited face written to {out}")

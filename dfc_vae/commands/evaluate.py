@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_arguments
+from dfc_vae.commands._common import add_device_argument, add_run_arguments, default_output, open_model
 from dfc_vae.util.argtypes import nonnegative_int, seed
 
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
@@ -13,10 +13,10 @@ TSNE_FACES = 500
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_arguments(parser)
+    add_run_arguments(parser, model=True)
     parser.add_argument("--allow-missing", action="store_true",
                         help="use the images present when the labels list some that are not there")
-    parser.add_argument("--out", help="folder for report.md, CSVs and PNGs (default: RUN/eval)")
+    parser.add_argument("--out", help="folder for report.md, CSVs and PNGs (default: RUN/eval; with --model: eval here)")
     parser.add_argument("--color-by", default="Smiling",
                         help="attribute that colours the latent PCA plot (default: Smiling, or the data's first)")
     parser.add_argument("--vgg-weights", help="VGG19 weights for the feature distance: imagenet, random or PATH (default: the run's)")
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dfc_vae.evaluation.evaluate import evaluate
 
-    out = evaluate(args.run, args.data, args.out, args.color_by, args.vgg_weights, args.device, args.cache_dir,
+    out = evaluate(open_model(args) if args.model else args.run, args.data, args.out or default_output(args, "eval"), args.color_by, args.vgg_weights, args.device, args.cache_dir,
                    args.seed, progress=not args.no_progress, labels=args.labels,
                    allow_missing=args.allow_missing or None, tsne_faces=args.tsne_faces)
     s = json.loads((out / "summary.json").read_text())

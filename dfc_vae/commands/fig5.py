@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_arguments, open_run_and_faces
+from dfc_vae.commands._common import add_device_argument, add_run_arguments, model_lock, open_run_and_faces
 from dfc_vae.util.choices import INTERPOLATIONS
 
 HELP = ("the paper's Figure 5, measured: interpolation between latent vectors of faces (and of prior samples); "
@@ -12,7 +12,7 @@ ORDER = 80
 
 def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags Figures 5 and 6 share."""
-    add_run_arguments(parser)
+    add_run_arguments(parser, model=True)
     parser.add_argument("--out", required=True, help="PNG path; .csv and .json are written beside it")
     parser.add_argument("--faces", type=int, default=200, help="faces (rows) measured per row kind (default 200)")
     parser.add_argument("--show", type=int, default=1, help="rows drawn per row kind (default 1)")
@@ -64,11 +64,9 @@ def run(args: argparse.Namespace) -> None:
 
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.figures import FIG5_ROWS, as_dict, figure5
-    from dfc_vae.util.runlock import run_lock
-
     check_figure_numbers(args)
     endpoints = _endpoints(args.pairs)
-    with run_lock(args.run, "fig5", create=False):  # the run's classifier may be trained and written
+    with model_lock(args, "fig5"):  # the run's classifier may be trained and written
         loaded, faces = open_run_and_faces(args)
         faces.check_attributes([n for row in FIG5_ROWS for n in row.labels_needed])
         clf = classifier_for_run(loaded, faces, args.cache_dir)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import open_run_and_faces
+from dfc_vae.commands._common import model_lock, model_vectors, open_run_and_faces
 from dfc_vae.commands.fig5 import add_figure_arguments, check_figure_numbers
 
 HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
@@ -12,7 +12,7 @@ ORDER = 81
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_figure_arguments(parser)
-    parser.add_argument("--attributes", required=True, help="file from `dfc-vae attributes`")
+    parser.add_argument("--attributes", help="file from `dfc-vae attributes` (default with --model: the exported model's)")
     parser.add_argument("--edit", action="append", default=[], metavar="+NAME[:COND]",
                         help="a row kind such as +Smiling, +Eyeglasses:Male, +Bangs:~Male; write removals as --edit=-Eyeglasses (default: the paper's five)")
     parser.add_argument("--alpha-min", type=float, default=0.0)
@@ -35,20 +35,20 @@ def run(args: argparse.Namespace) -> None:
 
     import torch
 
-    from dfc_vae.editing.attributes import load_attribute_vectors
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.figure6 import figure6
     from dfc_vae.evaluation.figures import FIG6_ROWS, as_dict, parse_edit
-    from dfc_vae.util.runlock import run_lock
 
     check_figure_numbers(args, few_steps="--steps must be at least 2")
     _check_alpha_range(args.alpha_min, args.alpha_max)
     faces_by_id = dict(item.split("=", 1) for item in args.face if "=" in item)
-    with run_lock(args.run, "fig6", create=False):  # the run's classifier may be trained and written
+    with model_lock(args, "fig6"):  # the run's classifier may be trained and written
         loaded, faces = open_run_and_faces(args)
         edits = [parse_edit(e, faces.attribute_names) for e in args.edit] or list(FIG6_ROWS)
         faces.check_attributes([n for e in edits for n in e.labels_needed])
-        vectors = load_attribute_vectors(args.attributes, loaded.config.latent_dim)
+        vectors = model_vectors(args, loaded, required=True)
+        for e in edits[:len(args.edit)]:  # an --edit with no vector (labels all one value) is refused; the default
+            vectors.vector(e.attribute)     # rows leave such an attribute out, as a row without faces
         clf = classifier_for_run(loaded, faces, args.cache_dir)
         res = figure6(loaded, faces, vectors, clf, args.out, edits=edits,
                       alphas=torch.linspace(args.alpha_min, args.alpha_max, args.steps), n_faces=args.faces,

@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_arguments
+from dfc_vae.commands._common import add_device_argument, add_run_arguments, default_output, open_model
 from dfc_vae.util.argtypes import positive_int
 from dfc_vae.util.choices import SPLIT_NAMES
 
@@ -12,22 +12,21 @@ ORDER = 41
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser, data_help="the faces: CelebA, a folder of images or synthetic faces (default: the run's data)",
-                      labels_help="labels file of a folder of images (its split column, if any, is used)")
+                      labels_help="labels file of a folder of images (its split column, if any, is used)", model=True)
     parser.add_argument("--split", default="test", choices=SPLIT_NAMES)
     parser.add_argument("--n", type=positive_int, default=32, help="number of faces")
-    parser.add_argument("--out", help="PNG to write (default: RUN/reconstructions.png)")
+    parser.add_argument("--out", help="PNG to write (default: RUN/reconstructions.png; with --model: "
+                                      "reconstructions.png here)")
     add_device_argument(parser)
     parser.add_argument("--cache-dir", help="image cache folder (default: the run's)")
 
 
 def run(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from dfc_vae.runs.split import open_faces_for_run
-    from dfc_vae.runs.run import load_run, reconstruct_grid
+    from dfc_vae.runs.run import reconstruct_grid
 
-    loaded = load_run(args.run, args.device)
+    loaded = open_model(args)
     faces = open_faces_for_run(loaded, args.data, args.labels)
-    out = reconstruct_grid(loaded, faces, args.out or Path(args.run) / "reconstructions.png", args.split, args.n,
+    out = reconstruct_grid(loaded, faces, args.out or default_output(args, "reconstructions.png"), args.split, args.n,
                            args.cache_dir)
     print(f"wrote {out}")

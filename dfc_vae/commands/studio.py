@@ -2,15 +2,16 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_argument
+from dfc_vae.commands._common import add_device_argument, add_run_argument, model_vectors, open_model
 
 HELP = "a local web page to explore a trained model: your photo, attribute sliders, blends, random faces"
 ORDER = 75
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_argument(parser)
-    parser.add_argument("--attributes", help="attribute-vector file from `dfc-vae attributes` (one slider per attribute)")
+    add_run_argument(parser, model=True)
+    parser.add_argument("--attributes", help="attribute-vector file from `dfc-vae attributes` (one slider per attribute; "
+                                             "default with --model: the exported model's)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
@@ -32,9 +33,6 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"--port {args.port} is not a port number; give one between 1 and 65535, e.g. 7860")
     token = None if args.no_token else check_token(args.token) if args.token else new_token()
     require_web_libraries()
-    from dfc_vae.editing.attributes import load_attribute_vectors
-    from dfc_vae.runs.run import load_run
-
-    loaded = load_run(args.run, args.device)
-    vectors = load_attribute_vectors(args.attributes, loaded.config.latent_dim) if args.attributes else None
+    loaded = open_model(args)
+    vectors = model_vectors(args, loaded)
     serve(loaded, vectors, args.host, args.port, token)

@@ -29,6 +29,7 @@ from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.fileio import write_bytes
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
+FEW_EXAMPLES = 20  # an attribute with fewer labelled faces than this on either side has a noisy vector
 
 
 def encode_split(run, data=None, split: str = "train", cache_dir=None, batch_size: int = 512,
@@ -88,10 +89,33 @@ class AttributeVectors:
     def latent_dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    @property
+    def constant(self) -> list[str]:
+        """The attributes whose labels were all one value (no face with it, or none without it): they have
+        no direction, only a zero row kept so that the file lists every label column."""
+        return [n for n, p, q in zip(self.names, self.n_pos, self.n_neg) if p == 0 or q == 0]
+
+    @property
+    def usable(self) -> list[str]:
+        """The attributes with a vector: every name but the constant ones."""
+        constant = set(self.constant)
+        return [n for n in self.names if n not in constant]
+
+    def examples(self, name: str) -> int:
+        """The labelled faces on the rarer side of an attribute (with or without it)."""
+        i = self.names.index(name)
+        return int(min(self.n_pos[i], self.n_neg[i]))
+
     def vector(self, name: str) -> torch.Tensor:
-        """(D,) vector of one attribute; unknown names are a UserError listing the valid ones."""
+        """(D,) vector of one attribute; unknown names are a UserError listing the valid ones, and so is an
+        attribute whose labels were all one value (it has no vector to add)."""
         check_names([name], self.names)
-        return self.vectors[self.names.index(name)]
+        i = self.names.index(name)
+        if name in self.constant:
+            raise UserError(f"attribute '{name}' has no vector: its labels were all one value ({self.n_pos[i]} faces "
+                            f"with it, {self.n_neg[i]} without); choose another or recompute the vectors on faces "
+                            "labelled both ways")
+        return self.vectors[i]
 
     def combination(self, weights: dict[str, float]) -> torch.Tensor:
         """(D,) sum_i weights[name_i] * v_i."""
@@ -107,7 +131,8 @@ class AttributeVectors:
         tensors = {"vectors": self.vectors.float().contiguous().cpu(),
                    "n_pos": torch.as_tensor(np.asarray(self.n_pos, dtype=np.int64)),
                    "n_neg": torch.as_tensor(np.asarray(self.n_neg, dtype=np.int64))}
-        metadata = {"format": FILE_FORMAT, "names": json.dumps(list(self.names)), "meta": json.dumps(self.meta)}
+        metadata = {"format": FILE_FORMAT, "names": json.dumps(list(self.names)), "meta": json.dumps(self.meta),
+                    "constant": json.dumps(self.constant)}  # for other readers; ours derive it from the counts
         write_bytes(path, save(tensors, metadata=metadata))
         return Path(path)
 
@@ -222,6 +247,19 @@ def merge_attribute_vectors(*files_or_vectors) -> AttributeVectors:
         meta["synthetic"] = any(p.meta.get("synthetic") for p in parts)
     return AttributeVectors(names, torch.stack([rows[n][0] for n in names]), np.array([rows[n][1] for n in names]),
                             np.array([rows[n][2] for n in names]), meta)
+
+
+def attribute_notes(vectors: AttributeVectors, scored: list[str] | None) -> dict[str, str]:
+    """The usable attributes in the order to offer them, each with a note: those the run's classifier
+    scores first (note ""), then the rest marked "few examples" (fewer than FEW_EXAMPLES labelled faces
+    on one side) or "not measured" (no classifier, or one that cannot judge it). Constant ones are left out."""
+    scored_set = set(scored or ())
+    first = [n for n in vectors.usable if n in scored_set]
+    rest = [n for n in vectors.usable if n not in scored_set]
+    notes = {n: "" for n in first}
+    for n in rest:
+        notes[n] = "few examples" if vectors.examples(n) < FEW_EXAMPLES else "not measured"
+    return notes
 
 
 __all__ = ["ATTRIBUTE_NAMES", "encode_split", "attribute_vectors", "AttributeVectors", "load_attribute_vectors",

@@ -126,7 +126,7 @@ def edit_photo(run, vectors, image: str | Path, settings: dict[str, float], out:
     change = ", ".join(f"{n} {w:+g}" for n, w in settings.items())
     caption = provenance(bool(vectors.meta.get("synthetic") or run.meta.get("synthetic")), run.meta.get("vgg_weights", "")) + [
         f"input {Path(image).name} ({size}px, shown x{factor}{', aligned' if align else ''}) | reconstruction | edit: {change}",
-        f"model {Path(run.path).name} step {run.step}; vectors from {vectors.meta.get('split', '?')} split "
+        f"model {run.name} step {run.step}; vectors from {vectors.meta.get('split', '?')} split "
         f"of {vectors.meta.get('data_description', '?')}"]
     metadata = {"settings": change, "image": str(image)}
     if not align:

@@ -132,6 +132,15 @@ def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> A
     return AttributeClassifier(model.to(device).eval(), info["names"], info["report"])
 
 
+def scored_attributes(folder: str | Path) -> list[str] | None:
+    """The attributes the classifier kept in `folder` (a run, an exported model, or its classifier/) may
+    score; None where no classifier was trained."""
+    folder = Path(folder)
+    if not (folder / FOLDER / "classifier.json").is_file() and not (folder / "classifier.json").is_file():
+        return None
+    return load_classifier(folder).scored()
+
+
 def train_classifier(data, image_size: int, crop: str = "official", cache_dir=None, epochs: int = 4,
                      batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device: str | torch.device = "cpu",
                      max_train: int = 0, progress: bool = True) -> AttributeClassifier:

@@ -122,12 +122,12 @@ def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
             "label_only_max_abs_gap": float((hidden.test_accuracy - hidden.majority_baseline).abs().max()) if len(hidden) else None}
 
 
-def evaluate(run_dir: str | Path, data=None, out: str | Path | None = None,
+def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None = None,
              color_by: str = "Smiling", vgg_weights: str | None = None, device: str = "auto",
              cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True, labels=None,
              allow_missing: bool | None = None, tsne_faces: int = TSNE_FACES) -> Path:
-    """Evaluate the run in `run_dir` on `data` (a FaceSet or a folder; default: the data it was
-    trained on, with its labels); returns `out`.
+    """Evaluate the run in `run_dir` (or a model already loaded, e.g. an exported one) on `data` (a FaceSet
+    or a folder; default: the data it was trained on, with its labels); returns `out`.
 
     vgg_weights: for the VGG feature distance; default the run's own setting. color_by: the
     attribute that colours the latent PCA (default Smiling; with data that lacks it, its first).
@@ -186,7 +186,7 @@ class _Inputs:
 
 def _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, labels, allow_missing) -> _Inputs:
     """Open the run and the data and check every input (a bad one is a UserError before any file is made)."""
-    run = load_run(run_dir, device)
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, device)
     faces = open_faces_for_run(run, data, labels, allow_missing)
     report_notes(faces)
     faces.require_labels()
@@ -195,7 +195,7 @@ def _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, 
     if color_by not in names and color_by == "Smiling":
         color_by = names[0]  # the default, on data labelled otherwise
     faces.check_attributes([color_by])
-    out = output_folder(out or Path(run_dir) / "eval", purpose=" for the report")
+    out = output_folder(out or run.path / "eval", purpose=" for the report")
     vgg = DFCLoss(run.config.loss if LOSS_LAYERS[run.config.loss] else "vae123",
                   vgg_weights=vgg_weights or run.config.vgg_weights).to(run.device)
     synthetic = faces.synthetic is not None
@@ -277,7 +277,7 @@ def _latent_pictures(inputs: _Inputs, probe: _Probe, rec: Reconstruction, corr: 
 
 
 def _who(run: LoadedRun) -> str:
-    return f"{run.path.name} ({run.config.loss}, step {run.step})"
+    return f"{run.name} ({run.config.loss}, step {run.step})"
 
 
 def _summary(inputs: _Inputs, probe: _Probe, rec: Reconstruction, n_active: int) -> dict:

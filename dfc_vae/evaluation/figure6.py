@@ -33,7 +33,8 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
         rows = faces.select(edit.faces, n_faces, seed, 100 + salt)
         if edit.name in faces_by_id:
             rows = np.r_[faces.by_id(faces_by_id[edit.name]), rows][:n_faces]
-        if len(rows) == 0:  # e.g. a tiny test split without eyeglasses: nothing to draw or measure
+        if len(rows) == 0 or edit.attribute in vectors.constant:  # e.g. a tiny test split without eyeglasses, or
+            # labels all one value (no vector to add): nothing to draw or measure
             measured[edit.name] = EditRowCount(0, edit.attribute, edit.sign)
             continue
         z = walk(faces.encode(rows, batch_size=256)[0], edit.sign * vectors.vector(edit.attribute), alphas)  # (B, K, D)

@@ -179,21 +179,27 @@ class DFCVAE(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "DFCVAE":
-        """Load a model written by `save_pretrained` (or `dfc-vae export`); returns it in eval mode."""
+        """Load a model written by `save_pretrained` (or `dfc-vae export`): a folder, or a Hugging Face Hub
+        id (user/name, with the extra dfc_vae[hub]). Returns it in eval mode on `map_location` ('auto':
+        CUDA when available)."""
         from safetensors.torch import load_file
 
-        directory = Path(directory)
+        from dfc_vae.util.device import resolve_device
+        from dfc_vae.util.hub import resolve_model
+
+        device = resolve_device(map_location) if isinstance(map_location, str) else map_location
+        directory, _ = resolve_model(directory, "from_pretrained:")
         cfg_path, weights_path = directory / "config.json", directory / "model.safetensors"
         if not cfg_path.is_file() or not weights_path.is_file():
             raise UserError(f"{directory} is not an exported model (needs config.json and model.safetensors); "
                             "make one with `dfc-vae export --run RUN --out DIR`")
         model = cls(ModelConfig.from_dict(json.loads(cfg_path.read_text())["model"]))
-        state = load_file(str(weights_path), device=str(map_location))
+        state = load_file(str(weights_path))  # on the CPU, where the model was built; moved below as a whole
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
             raise UserError(f"{weights_path} does not fit its config.json ({str(e).splitlines()[0]}); re-export the model") from e
-        return model.eval()
+        return model.to(device).eval()
 
 
 def _identity_calibration_if_missing(module, state_dict, prefix, *args) -> None:

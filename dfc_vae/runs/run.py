@@ -1,7 +1,9 @@
-"""Using a trained run: load its model, draw samples, reconstruct faces."""
+"""Using a trained model: load it from a run directory or an exported folder (or Hub id), draw samples,
+reconstruct faces."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +14,9 @@ from dfc_vae.runs.checkpoint import latest_checkpoint, load_checkpoint
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.util.device import resolve_device
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import enlarge, grid, provenance, save_png, to_uint8
+from dfc_vae.util.images import RANDOM_VGG, enlarge, grid, provenance, save_png, to_uint8
 from dfc_vae.model.network import DFCVAE
 from dfc_vae.runs.split import FaceSplit
-from dfc_vae.util.fileio import output_folder
 
 
 @dataclass
@@ -26,10 +27,41 @@ class LoadedRun:
     meta: dict  # provenance: data, synthetic, VGG weights ...
     step: int
     device: torch.device
+    source: str = ""  # where the model came from when not a run directory: an exported folder's name or a Hub id
 
     @property
     def caption(self) -> list[str]:
         return provenance(self.meta.get("synthetic", False), self.meta.get("vgg_weights", ""))
+
+    @property
+    def name(self) -> str:
+        """How captions name the model: the run's folder, the exported folder or the Hub id."""
+        return self.source or self.path.name
+
+    @property
+    def description(self) -> str:
+        """The provenance line of the model (its model card says it too): loss, data, VGG weights, steps, size."""
+        return describe_model(self.config, self.meta, self.step)
+
+
+LOSS_TITLES = {"vae123": "VAE-123 (VGG19 relu1_1, relu2_1, relu3_1 feature loss)",
+               "vae345": "VAE-345 (VGG19 relu3_1, relu4_1, relu5_1 feature loss)", "pvae": "PVAE (pixel loss)"}
+
+
+def vgg_description(vgg_weights: str) -> str:
+    """The VGG weights a model was trained with, said plainly."""
+    if vgg_weights.startswith("random"):
+        return RANDOM_VGG
+    if vgg_weights.startswith("none") or not vgg_weights:
+        return "no VGG19 (pixel loss)" if vgg_weights else "VGG19 weights not recorded"
+    return "VGG19 with ImageNet weights" if vgg_weights.startswith("imagenet") else f"VGG19 weights from {vgg_weights}"
+
+
+def describe_model(config: TrainConfig, meta: dict, step: int) -> str:
+    """One line: which model, trained how long on which faces with which VGG weights."""
+    data = meta.get("data_description") or ("synthetic faces" if meta.get("synthetic") else str(config.data or "?"))
+    return (f"{LOSS_TITLES.get(config.loss, config.loss)}, {config.image_size}x{config.image_size}, {step:,} steps "
+            f"on {data}; {vgg_description(meta.get('vgg_weights', ''))}")
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None) -> LoadedRun:
@@ -38,6 +70,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist; pass --run a folder made by `dfc-vae train`")
     path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if path is None and is_export(run_dir):
+        raise UserError(f"{run_dir} is an exported model, not a run directory; pass it as --model {run_dir}")
     if path is None or not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a dfc_vae run with a checkpoint (no config.json or checkpoints/latest.pt); "
                         "train one with `dfc-vae train --out RUN`")
@@ -60,6 +94,37 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint
     return LoadedRun(run_dir, model.to(device).eval(), config, ckpt.get("meta", {}), ckpt["step"], device)
 
 
+def is_export(folder: Path) -> bool:
+    """Whether `folder` holds a model written by `save_pretrained` (`dfc-vae export`)."""
+    return (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+
+
+def load_exported(dir_or_id: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """The model of an exported folder (or a Hub id, through the extra dfc_vae[hub]), in eval mode, with the
+    settings and provenance its config.json keeps. Old exports without those load with the defaults."""
+    from dfc_vae.util.hub import resolve_model
+
+    folder, source = resolve_model(dir_or_id)
+    if not is_export(folder):
+        raise UserError(f"--model {dir_or_id} holds no exported model (config.json and model.safetensors); make one "
+                        "with `dfc-vae export --run RUN --out DIR`, or pass a run directory as --run")
+    device = resolve_device(device) if isinstance(device, str) else device
+    model = DFCVAE.from_pretrained(folder, map_location=device)
+    saved = json.loads((folder / "config.json").read_text())
+    settings = {**saved.get("training_config", {}), "image_size": model.config.image_size,
+                "latent_dim": model.config.latent_dim, "base_channels": model.config.base_channels}
+    try:
+        config = TrainConfig(**settings)
+    except TypeError as e:
+        raise UserError(f"{folder / 'config.json'} was written by another version of dfc_vae ({e}); re-export it") from e
+    return LoadedRun(folder, model, config, saved.get("meta", {}), int(saved.get("step", 0)), device, source)
+
+
+def load_model_or_run(run: str | Path | None, model: str | Path | None, device: str | torch.device = "cpu") -> LoadedRun:
+    """A run directory (--run) or an exported model (--model, a folder or Hub id): whichever was given."""
+    return load_exported(model, device) if model is not None else load_run(run, device)
+
+
 @torch.no_grad()
 def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, temperature: float = 1.0) -> Path:
     """Decode n draws of z ~ N(0, temperature^2 I) into one PNG grid."""
@@ -68,7 +133,7 @@ def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, tem
     z = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
     images = to_uint8(run.model.decode(z.to(run.device)))
     save_png(out, grid(images, int(np.ceil(np.sqrt(n)))),
-             run.caption + [f"{run.path.name} step {run.step}: {n} samples, z ~ N(0, {temperature:g}^2 I), seed {seed}"])
+             run.caption + [f"{run.name} step {run.step}: {n} samples, z ~ N(0, {temperature:g}^2 I), seed {seed}"])
     return Path(out)
 
 
@@ -91,7 +156,7 @@ def reconstruct_grid(run: LoadedRun, data, out: str | Path, split: str = "test",
         rows += [to_uint8(x[i:i + 8]), to_uint8(recon[i:i + 8])]
     caption = provenance(synthetic, run.meta.get("vgg_weights", ""))
     save_png(out, grid(np.concatenate(rows), min(8, len(x))),
-             caption + [f"{run.path.name} step {run.step}: {split} faces (odd rows) and reconstructions (even rows)"])
+             caption + [f"{run.name} step {run.step}: {split} faces (odd rows) and reconstructions (even rows)"])
     return Path(out)
 
 
@@ -115,12 +180,3 @@ def compare_reconstructions(runs: dict[str, LoadedRun], data, out: str | Path, s
         f"{name} (step {run.step})" for name, run in runs.items()) + ", in that order"]
     save_png(out, grid(enlarge(np.concatenate(rows)), len(x)), caption)
     return Path(out)
-
-
-def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None) -> Path:
-    """Write a run's model as model.safetensors + config.json (with the run's provenance)."""
-    loaded = load_run(run_dir, "cpu", checkpoint)
-    out = output_folder(out)
-    loaded.model.save_pretrained(out, extra={"step": loaded.step, "meta": loaded.meta,
-                                             "training_config": loaded.config.to_dict()})
-    return out

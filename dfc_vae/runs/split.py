@@ -9,8 +9,6 @@ Batch sizes stay parameters of each call: they are part of what makes a run's nu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -139,4 +137,4 @@ class FaceSplit:
         """The caption lines that say what made a picture of these faces: provenance, data, model."""
         run = self.run
         return provenance(self.faces.synthetic is not None, run.meta.get("vgg_weights", "")) + [
-            f"{self.faces.description}, {self.split} split; model {Path(run.path).name} step {run.step}"]
+            f"{self.faces.description}, {self.split} split; model {run.name} step {run.step}"]

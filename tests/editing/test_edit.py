@@ -30,11 +30,11 @@ def edit(setup, image, *sets, out):
 
 def test_edit_a_synthetic_photo(setup, tmp_path):
     out = tmp_path / "edited.png"
-    assert edit(setup, setup[2], "Smiling=1", "Eyeglasses=0.8", out=out) == 0
+    assert edit(setup, setup[2], "Smiling=1", "Male=0.8", out=out) == 0
     img = Image.open(out)
     factor = SHOW_SIZE // 32
     assert img.width >= 3 * 32 * factor and img.height > 32 * factor  # input | reconstruction | edit, caption
-    assert "Smiling +1, Eyeglasses +0.8" in img.text["settings"]
+    assert "Smiling +1, Male +0.8" in img.text["settings"]
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])

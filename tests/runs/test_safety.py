@@ -55,7 +55,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
 
 def test_export_writes_safetensors_that_load_back(trained_tiny_run, tmp_path, capsys):
     assert main(["export", "--run", str(trained_tiny_run), "--out", str(tmp_path / "exported")]) == 0
-    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     model = DFCVAE.from_pretrained(tmp_path / "exported")
     state = load_checkpoint(trained_tiny_run / "checkpoints" / "latest.pt")["model"]
     for k, v in model.state_dict().items():

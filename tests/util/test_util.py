@@ -124,6 +124,12 @@ def test_the_shared_flags_keep_their_defaults_and_choices():
     assert (args.run, args.data, args.labels, args.device) == ("R", None, None, "auto")
     with pytest.raises(SystemExit):
         p.parse_args(["--run", "R", "--device", "tpu"])
+    either = argparse.ArgumentParser()
+    add_run_argument(either, model=True)
+    assert (either.parse_args(["--model", "user/name"]).model, either.parse_args(["--run", "R"]).run) == ("user/name", "R")
+    for wrong in ([], ["--run", "R", "--model", "M"]):  # one of them, not both
+        with pytest.raises(SystemExit):
+            either.parse_args(wrong)
     several = argparse.ArgumentParser()
     add_run_argument(several, several=True)
     assert several.parse_args(["--run", "A", "B"]).run == ["A", "B"]
@@ -133,16 +139,24 @@ def test_the_shared_flags_keep_their_defaults_and_choices():
 
 def test_every_command_with_a_device_or_a_run_takes_them_alike():
     from dfc_vae.cli import build_parser
+    from dfc_vae.commands._common import MODEL_HELP
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    with_device = set()
+    with_device, with_model = set(), set()
     for name, parser in sub.choices.items():
         flags = {s: a for a in parser._actions for s in a.option_strings}
         if "--device" in flags:
             with_device.add(name)
             assert tuple(flags["--device"].choices) == choices.DEVICES, name
             assert flags["--device"].default == ("auto" if name != "train" else None), name  # train: runs/config.py's default
-        if "--run" in flags:
-            assert flags["--run"].required and "made by `dfc-vae train`" in flags["--run"].help, name
+        if "--run" in flags:  # required: alone, or as one of --run RUN | --model DIR_OR_ID
+            group = next((g for g in parser._mutually_exclusive_groups if flags["--run"] in g._group_actions), None)
+            assert flags["--run"].required or (group and group.required and [a.dest for a in group._group_actions]
+                                                == ["run", "model"]), name
+            assert "made by `dfc-vae train`" in flags["--run"].help, name
+        if "--model" in flags:
+            with_model.add(name)
+            assert flags["--model"].help == MODEL_HELP and flags["--model"].metavar == "DIR_OR_ID", name
     assert {"attributes", "edit", "evaluate", "fig5", "fig6", "gap", "reconstruct", "sample", "studio",
             "train"} <= with_device
+    assert with_model == {"edit", "evaluate", "fig5", "fig6", "reconstruct", "sample", "studio"}  # they only use a model
