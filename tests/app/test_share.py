@@ -181,12 +181,13 @@ def test_studio_with_model_says_where_it_came_from_and_orders_its_sliders(shared
 
     _, exported, photo = shared
     started = {}
-    monkeypatch.setattr(studio_module, "serve", lambda run, vectors, host, port: started.update(run=run, vectors=vectors))
+    monkeypatch.setattr(studio_module, "serve", lambda run, vectors, host, port, token: started.update(run=run, vectors=vectors))
     assert main(["studio", "--model", str(exported), "--device", "cpu"]) == 0
     run, vectors = started["run"], started["vectors"]
     studio = studio_module.Studio(run, vectors)
-    with TestClient(studio_module.create_app(studio)) as client:
-        assert 'id="model"' in client.get("/").text
+    token = "a-studio-token-for-this-test"
+    with TestClient(studio_module.create_app(studio, token), base_url="http://127.0.0.1:7860") as client:
+        assert 'id="model"' in client.get(f"/?token={token}").text  # the printed URL: sets the cookie
         info = client.get("/api/info").json()
         assert info["run"] == "exported" and info["model"] == run.description
         scored = load_classifier(exported).scored()
