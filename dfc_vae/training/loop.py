@@ -41,7 +41,7 @@ from dfc_vae.training.measures import (CALIBRATION_IMAGES, EVAL_IMAGES, evaluate
                                        save_epoch_grids)
 from dfc_vae.training.rundir import (RESUMABLE_OVERRIDES, check_run_dir, merge_resume_config, resume_from,
                                      run_directory)
-from dfc_vae.util.device import autocast_for, resolve_device, resolve_precision
+from dfc_vae.util.device import autocast_for, autotune_convolutions, resolve_device, resolve_precision
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json
 from dfc_vae.util.images import provenance
@@ -172,6 +172,7 @@ def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class)
         torch.use_deterministic_algorithms(True)
     # the device first: the process group's backend follows it (gloo for --device cpu on a GPU host)
     procs, device = setup_processes(resolve_device(cfg.device))
+    autotune_convolutions(device, cfg.deterministic)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     data = _load_data(cfg, faces, procs, device, progress)

@@ -1,0 +1,53 @@
+"""CUDA paths a CPU can show with device counts, errors and the environment monkeypatched: each
+rank binds a GPU it can see, cuDNN's autotuner follows --deterministic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dfc_vae.training import distributed
+
+TINY = dict(loss="pvae", vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1,
+            checkpoint_every=0, device="cpu", epochs=1)
+
+
+@pytest.mark.parametrize("local_rank, visible, gpu", [(3, 1, 0), (3, 8, 3), (5, 2, 1)])
+def test_each_rank_binds_a_gpu_it_can_see(monkeypatch, local_rank, visible, gpu):
+    bound, made = [], []
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)  # one per rank: SLURM --gpus-per-task=1
+    monkeypatch.setattr(torch.cuda, "set_device", bound.append)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, **kw: made.append((backend, kw)))
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: local_rank)
+    procs, device = distributed.setup(torch.device("cuda"))
+    assert device == torch.device("cuda", gpu) and bound == [device]
+    assert made == [("nccl", {"device_id": device})] and procs.world == 8
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_cudnn_autotunes_on_cuda_unless_deterministic_and_the_cpu_is_left_alone(monkeypatch, deterministic):
+    from dfc_vae.util.device import autotune_convolutions
+
+    before = torch.backends.cudnn.benchmark
+    autotune_convolutions(torch.device("cpu"), not before)
+    assert torch.backends.cudnn.benchmark is before
+    try:
+        autotune_convolutions(torch.device("cuda", 0), deterministic)
+        assert torch.backends.cudnn.benchmark is (not deterministic)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+@pytest.mark.slow  # trains a model
+def test_training_sets_the_autotuner_for_the_device_it_trains_on(synth_root, tmp_path, monkeypatch):
+    from dfc_vae.runs.config import TrainConfig
+    from dfc_vae.training import loop
+
+    seen = []
+    monkeypatch.setattr(loop, "autotune_convolutions", lambda device, deterministic: seen.append((device, deterministic)))
+    loop.train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"), max_steps=1,
+                           deterministic=True, **TINY), progress=False)
+    assert seen == [(torch.device("cpu"), True)]
