@@ -17,6 +17,28 @@ def gather_rows(images: np.ndarray, rows) -> np.ndarray:
     return images[rows[order]][np.argsort(order)]
 
 
+UPLOAD_CHUNK_BYTES = 64 << 20  # the host memory an upload holds at once
+
+
+def upload_rows(images: np.ndarray, rows, device: torch.device, chunk_bytes: int | None = None) -> torch.Tensor:
+    """Rows images[rows] of a memory-mapped (N, ...) uint8 cache as one tensor on `device`, in the order
+    asked, read from the map a chunk at a time: the host never holds more than one chunk (a whole
+    training split is GBs at 128 px and above, on every rank at once under torchrun)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = torch.empty((len(rows), *images.shape[1:]), dtype=torch.uint8, device=device)
+    per = max(1, (chunk_bytes or UPLOAD_CHUNK_BYTES) // max(int(np.prod(images.shape[1:])), 1))
+    for lo in range(0, len(rows), per):
+        out[lo:lo + per].copy_(torch.from_numpy(gather_rows(images, rows[lo:lo + per])))
+    return out
+
+
+def fits_on_device(images: np.ndarray, count: int, device: torch.device) -> bool:
+    """Whether `count` rows of `images` would take under half of the GPU's free memory (never on a CPU)."""
+    if device.type != "cuda":
+        return False
+    return count * int(np.prod(images.shape[1:])) < 0.5 * torch.cuda.mem_get_info(device)[0]
+
+
 class BatchSource:
     """Random batches of faces from a cache, as (B, 3, S, S) float tensors in [0, 1], channels_last.
 
@@ -38,10 +60,8 @@ class BatchSource:
         self.indices = np.sort(indices)
         self.source = images  # memory-mapped cache: pages come from the OS page cache, not our heap
         self.on_device = None
-        if device.type == "cuda":  # the whole split on the GPU when it fits: batches gathered there
-            need = len(indices) * int(np.prod(images.shape[1:]))
-            if need < 0.5 * torch.cuda.mem_get_info(device)[0]:
-                self.on_device = torch.from_numpy(np.ascontiguousarray(images[self.indices])).to(device)
+        if fits_on_device(images, len(indices), device):  # the whole split on the GPU: batches gathered there
+            self.on_device = upload_rows(images, self.indices, device)
 
     def batches(self, epoch: int, start: int = 0):
         """Yield the batches of `epoch` from batch number `start` on.

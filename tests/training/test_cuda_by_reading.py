@@ -3,6 +3,7 @@ rank binds a GPU it can see, cuDNN's autotuner follows --deterministic."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,3 +52,46 @@ def test_training_sets_the_autotuner_for_the_device_it_trains_on(synth_root, tmp
     loop.train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"), max_steps=1,
                            deterministic=True, **TINY), progress=False)
     assert seen == [(torch.device("cpu"), True)]
+
+
+class _Recorded:
+    """A memory-mapped cache that records how many rows each read takes."""
+
+    def __init__(self, images):
+        self.images, self.shape, self.reads = images, images.shape, []
+
+    def __getitem__(self, rows):
+        self.reads.append(len(rows))
+        return self.images[rows]
+
+
+def test_the_split_goes_to_the_device_a_chunk_at_a_time_in_the_order_asked():
+    from dfc_vae.data.batches import upload_rows
+
+    images = np.random.default_rng(0).integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+    recorded = _Recorded(images)
+    rows = np.array([7, 2, 9, 30, 31, 40, 1])
+    out = upload_rows(recorded, rows, torch.device("cpu"), chunk_bytes=3 * 48)
+    assert out.dtype == torch.uint8 and torch.equal(out, torch.from_numpy(images[rows]))
+    assert recorded.reads == [3, 3, 1]  # never more than a chunk of the split on the host
+
+
+def test_a_split_held_on_the_device_gives_the_batches_of_the_host_path(monkeypatch):
+    from dfc_vae.data import batches
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    recorded = _Recorded(images)
+    indices = np.arange(3, 40)
+    host = batches.BatchSource(images, indices, 8, torch.device("cpu"), seed=5, flip=True)
+    monkeypatch.setattr(batches, "fits_on_device", lambda images, count, device: True)
+    monkeypatch.setattr(batches, "UPLOAD_CHUNK_BYTES", 10 * 192)
+    held = batches.BatchSource(recorded, indices, 8, torch.device("cpu"), seed=5, flip=True)
+    assert held.on_device is not None and max(recorded.reads) == 10 and sum(recorded.reads) == len(indices)
+    for x, y in zip(host.batches(1), held.batches(1)):
+        assert torch.equal(x, y)
+
+
+def test_nothing_is_held_on_a_cpu_device():
+    from dfc_vae.data.batches import fits_on_device
+
+    assert not fits_on_device(np.zeros((4, 8, 8, 3), np.uint8), 4, torch.device("cpu"))
