@@ -86,6 +86,13 @@ def any_process(flag, procs: Processes, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def sum_over_processes(t: torch.Tensor, procs: Processes) -> torch.Tensor:
+    """`t` summed over all processes, in place (one process: `t` as it is)."""
+    if procs.world > 1:
+        dist.all_reduce(t)
+    return t
+
+
 class _AllReduceSum(torch.autograd.Function):
     """Sum a tensor over all processes; the gradient of every process's input is the sum of the
     gradients that reach the output in all processes (each process's loss depends on every input)."""

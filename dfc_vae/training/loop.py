@@ -300,10 +300,10 @@ def _skip_batch(t: _Training, out: dict, saved_bn: list[torch.Tensor]) -> None:
 def _log_window(t: _Training) -> None:
     """The metrics row of the steps since the last one (the one host sync of the window)."""
     now = time.perf_counter()
-    row = t.window.read()
+    row = t.window.read(t.procs)  # over all processes' shards of the global batches
     if any_process(not math.isfinite(row["loss"]), t.procs, t.device):
         _diverged(t.run, t.step, nonfinite_terms(row))
-    row.update(step=t.step, epoch=t.epoch, images_per_s=row.pop("n") * t.procs.world / (now - t.t_last),
+    row.update(step=t.step, epoch=t.epoch, images_per_s=row.pop("n") / (now - t.t_last),
                elapsed_s=now - t.t_start)
     t.t_last = now
     if t.procs.is_main:
