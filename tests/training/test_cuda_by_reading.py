@@ -9,8 +9,6 @@ import torch
 
 from dfc_vae.training import distributed
 
-TINY = dict(loss="pvae", vgg_weights="random", image_size=32, latent_dim=8, batch_size=16, log_every=1,
-            checkpoint_every=0, device="cpu", epochs=1)
 
 
 @pytest.mark.parametrize("local_rank, visible, gpu", [(3, 1, 0), (3, 8, 3), (5, 2, 1)])
@@ -44,13 +42,14 @@ def test_cudnn_autotunes_on_cuda_unless_deterministic_and_the_cpu_is_left_alone(
 
 @pytest.mark.slow  # trains a model
 def test_training_sets_the_autotuner_for_the_device_it_trains_on(synth_root, tmp_path, monkeypatch):
-    from dfc_vae.runs.config import TrainConfig
+    from tiny import tiny_config
+
     from dfc_vae.training import loop
 
     seen = []
     monkeypatch.setattr(loop, "autotune_convolutions", lambda device, deterministic: seen.append((device, deterministic)))
-    loop.train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"), max_steps=1,
-                           deterministic=True, **TINY), progress=False)
+    loop.train(tiny_config(data=str(synth_root), out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"), epochs=1,
+                           max_steps=1, deterministic=True), progress=False)
     assert seen == [(torch.device("cpu"), True)]
 
 

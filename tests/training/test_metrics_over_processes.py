@@ -8,6 +8,7 @@ import torch
 
 from dfc_vae.training import distributed
 from dfc_vae.training.logs import StepWindow
+from processes import in_two_processes
 
 pytestmark = pytest.mark.slow  # starts processes
 
@@ -21,36 +22,16 @@ def _shard(rank: int, step: int):
     return out, mu
 
 
-def _read(rank, port, results):
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+def _read(rank):
     window = StepWindow(3, torch.device("cpu"))
     for step in range(3):
         window.add(*_shard(rank, step))
-    results[rank] = window.read(distributed.Processes(rank, 2))
-    torch.distributed.destroy_process_group()
+    return window.read(distributed.Processes(rank, 2))
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
 def test_the_metrics_row_is_that_of_the_global_batches_on_every_rank():
-    import multiprocessing as mp
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        results = manager.dict()
-        procs = [ctx.Process(target=_read, args=(r, port, results)) for r in range(2)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(120)
-        assert [p.exitcode for p in procs] == [0, 0]
-        rows = dict(results)
+    rows = in_two_processes(_read)
     one = StepWindow(3, torch.device("cpu"))  # one process, the global batches: both shards together
     for step in range(3):
         (a, mu_a), (b, mu_b) = _shard(0, step), _shard(1, step)
