@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import to_unit_float
+from dfc_vae.util.images import to_tensor, to_unit_float
 
 
 def gather_rows(images: np.ndarray, rows) -> np.ndarray:
@@ -62,6 +62,18 @@ class BatchSource:
         self.on_device = None
         if fits_on_device(images, len(indices), device):  # the whole split on the GPU: batches gathered there
             self.on_device = upload_rows(images, self.indices, device)
+
+    def floats(self, rows) -> torch.Tensor:
+        """Cache rows `rows` of the split (ascending) as (N, 3, S, S) floats in [0, 1] on the device:
+        gathered from the split held on the GPU, so nothing is read or copied from the host, else read
+        from the map and copied there."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.on_device is None:
+            return to_tensor(gather_rows(self.source, rows)).to(self.device)
+        at = np.searchsorted(self.indices, rows)
+        if not np.array_equal(self.indices[np.minimum(at, len(self.indices) - 1)], rows):
+            raise ValueError("rows outside the training split")
+        return to_unit_float(self.on_device[torch.from_numpy(at).to(self.device)])
 
     def batches(self, epoch: int, start: int = 0):
         """Yield the batches of `epoch` from batch number `start` on.

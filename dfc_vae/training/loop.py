@@ -154,10 +154,12 @@ class _Training:
     def calibrate(self) -> dict:
         """Fit the latent's calibration (rank 0: the one whose weights are saved); its KL before and after.
         The weights' average first gets the BatchNorm statistics of its own weights."""
+        # the faces come from the training split where it is held on the GPU: no host conversion or copy
+        read = self.data.source.floats
         if self.average:
-            self.average.recompute_batchnorm(self.data.cache.images, self.data.calibration_idx, self.device)
+            self.average.recompute_batchnorm(self.data.cache.images, self.data.calibration_idx, self.device, read=read)
         return fit_latent_calibration(self.shown, self.data.cache.images, self.data.calibration_idx, self.device,
-                                      self.cfg.calibrate_latent)
+                                      self.cfg.calibrate_latent, read=read)
 
 
 def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> _Training:

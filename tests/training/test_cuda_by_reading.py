@@ -94,3 +94,20 @@ def test_nothing_is_held_on_a_cpu_device():
     from dfc_vae.data.batches import fits_on_device
 
     assert not fits_on_device(np.zeros((4, 8, 8, 3), np.uint8), 4, torch.device("cpu"))
+
+
+def test_calibration_faces_come_from_the_held_split_as_the_host_path_reads_them(monkeypatch):
+    from dfc_vae.data import batches
+    from dfc_vae.runs.split import read_rows
+
+    images = np.random.default_rng(2).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    indices = np.arange(3, 40, 2)
+    host = batches.BatchSource(images, indices, 4, torch.device("cpu"))
+    monkeypatch.setattr(batches, "fits_on_device", lambda images, count, device: True)
+    held = batches.BatchSource(images, indices, 4, torch.device("cpu"))
+    rows = indices[[0, 2, 3, 7, 18]]
+    for source in (host, held):
+        got = source.floats(rows)
+        assert torch.equal(got, read_rows(images, rows)) and got.stride() == read_rows(images, rows).stride()
+    with pytest.raises(ValueError, match="outside"):
+        held.floats(np.array([4]))
