@@ -1,28 +1,36 @@
-"""Every CUDA path of dfc_vae, run once on this machine's GPU, in at most about 5 minutes; a markdown report.
+"""Every CUDA path of dfc_vae, run once on this machine's GPU, and what it measures; a markdown report.
 
-    python experiments/gpu_check.py [--out gpu_check.md] [--work DIR] [--budget 300]
+    python experiments/gpu_check.py [--out gpu_check.md] [--work DIR] [--budget 1500] [--docs docs/benchmarks.md]
 
-Checks, in order (each passes, fails with its error, or is skipped with the reason):
+Checks, in order (each passes, fails with its error, or is skipped with the reason; each has its own
+time limit, and none starts once the budget is spent; the measurements come first):
   device       the GPU, its compute capability, whether it computes bf16 natively
+  utilization  vae123 images/s at 64x64, batch 64 and 256, bf16 and fp32, eager and --compile, against
+               the matmul peak measured here (written into docs/benchmarks.md's GPU table)
+  sync_free    50 training steps (--flip, weight average) under torch.cuda.set_sync_debug_mode("error")
+  real_loop    images/s from a short `dfc-vae train` run's metrics.csv, and the cost of an epoch's end
   bf16         a bf16-autocast training step: finite fp32 loss within 2% of the fp32 step's
   channels     channels_last: weights, batches and activations keep NHWC strides
   fused_adam   the fused Adam kernel steps the parameters
   batches      the training split held on the GPU and the pinned-memory path give the same batches
   compile      a torch.compile step matches the eager one
-  resume       a short --deterministic training, SIGKILLed after its first checkpoints and resumed,
-               ends bitwise equal to an uninterrupted one (parameters and optimizer state)
+  resume       a short --deterministic training with --ema-decay and --flip, SIGKILLed after its first
+               checkpoints and resumed, ends bitwise equal to an uninterrupted one (weights, their
+               average, optimizer state); fails if the run ends before the kill
   figures      attribute vectors, the attribute classifier, Figures 5 and 6 on CUDA
+  end_to_end   `dfc-vae demo` at 64x64 and `dfc-vae evaluate` of its run on the GPU: times, the four targets
+  memory       peak GPU memory of training, calibration and evaluation at 64, 128 and 256 px
   ddp_cpu      torchrun with 2 processes and --device cpu on this GPU host (gloo, not NCCL)
   ddp_nccl     torchrun with 2 processes on 2 GPUs (NCCL), when two are visible
-  benchmark    the benchmark's training rows (vae123) at batch 64 and 256
 Faces are synthetic (dfc_vae.synth) and VGG19 has random weights: the checks need no download.
-Without a CUDA GPU it says so in one line and exits with status 2.
+Without a CUDA GPU it says so in one line and exits with status 2; `--dry-run` runs every check on the
+CPU at toy sizes instead (their numbers mean nothing; the GPU table is not written).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import contextlib
 import json
 import os
 import signal
@@ -38,10 +46,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "experiments"))
+
+from gpu_check_perf import PerfChecks, write_gpu_table  # noqa: E402 (found through the path above)
 
 FACES = 768  # synthetic faces: a few training epochs of batch 64, a test split for the figures
 SIZE = 64
-BUDGET_S = 300.0
+BUDGET_S = 1500.0
+LIMIT_S = 300.0  # a check's own time limit unless it names one
 
 
 @dataclass
@@ -56,20 +68,41 @@ class Skip(Exception):
     """A check that cannot run here (the reason is its message)."""
 
 
+class OverLimit(Exception):
+    """A check ran past its own time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise OverLimit in this (the main) thread once `seconds` have passed inside the block."""
+    def expire(signum, frame):
+        raise OverLimit(f"ran past its {seconds:.0f} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 # ----------------------------------------------------------------------------- running and reporting
 
 
 def run_checks(checks, budget_s: float = BUDGET_S, clock=time.monotonic) -> list[Result]:
-    """Run (name, fn) checks in order; fn() returns a detail line, raises Skip or fails. A check that
-    would start after `budget_s` seconds is skipped (the whole run stays within the budget)."""
+    """Run (name, fn) or (name, fn, limit_s) checks in order; fn() returns a detail line, raises Skip or
+    fails, and fails when it runs past its limit (LIMIT_S unless named). A check that would start after
+    `budget_s` seconds is skipped (the whole run stays within the budget)."""
     results, start = [], clock()
-    for name, fn in checks:
+    for name, fn, *limit in checks:
         t0 = clock()
         if t0 - start > budget_s:
             results.append(Result(name, "skipped", f"not started: the {budget_s:.0f} s budget was spent", 0.0))
             continue
         try:
-            status, detail = "pass", fn()
+            with time_limit(limit[0] if limit else LIMIT_S):
+                status, detail = "pass", fn()
         except Skip as e:
             status, detail = "skipped", str(e)
         except (Exception, SystemExit) as e:  # noqa: BLE001 (a failing check is reported, the others still run)
@@ -105,23 +138,35 @@ def machine() -> str:
 # ----------------------------------------------------------------------------- the checks
 
 
-class Checks:
+class Checks(PerfChecks):
     """The CUDA checks, sharing one synthetic dataset, its cache and a short trained run."""
 
-    def __init__(self, work: Path, device: torch.device | None = None, faces: int = FACES, size: int = SIZE):
+    def __init__(self, work: Path, device: torch.device | None = None, faces: int = FACES, size: int = SIZE,
+                 dry: bool = False):
         self.work = work
         self.device = device or torch.device("cuda", 0)  # another device: the parts a CPU can run, in tests
-        self.faces, self.size = faces, size
+        self.faces, self.size, self.dry = faces, size, dry
         self.data = None
         self.cache = None
         self.run_dir = None  # the uninterrupted run of `resume`, reused by `figures`
+        self.table_rows = []  # the utilization rows, for docs/benchmarks.md
+
+    # each check's own time limit, in seconds: the measurements first, so a spent budget drops the others
+    LIMITS = {"device": 30, "utilization": 600, "sync_free": 120, "real_loop": 300, "bf16": 120, "channels": 60,
+              "fused_adam": 60, "batches": 60, "compile": 300, "resume": 400, "figures": 300, "end_to_end": 900,
+              "memory": 300, "ddp_cpu": 200, "ddp_nccl": 300}
 
     def all(self):
-        return [("device", self.check_device), ("bf16", self.check_bf16), ("channels", self.check_channels_last),
-                ("fused_adam", self.check_fused_adam), ("batches", self.check_batches),
-                ("compile", self.check_compile), ("resume", self.check_resume), ("figures", self.check_figures),
-                ("ddp_cpu", self.check_ddp_cpu), ("ddp_nccl", self.check_ddp_nccl),
-                ("benchmark", self.check_benchmark)]
+        return [("device", self.check_device), ("utilization", self.check_utilization),
+                ("sync_free", self.check_sync_free), ("real_loop", self.check_real_loop), ("bf16", self.check_bf16),
+                ("channels", self.check_channels_last), ("fused_adam", self.check_fused_adam),
+                ("batches", self.check_batches), ("compile", self.check_compile), ("resume", self.check_resume),
+                ("figures", self.check_figures), ("end_to_end", self.check_end_to_end), ("memory", self.check_memory),
+                ("ddp_cpu", self.check_ddp_cpu), ("ddp_nccl", self.check_ddp_nccl)]
+
+    def limited(self):
+        """(name, check, its time limit) in order, for run_checks."""
+        return [(name, fn, self.LIMITS[name]) for name, fn in self.all()]
 
     # -- shared pieces
 
@@ -277,7 +322,8 @@ class Checks:
 
         precision = resolve_precision("auto", self.device)
         # 4 epochs of about 9 steps, a checkpoint every 2: the kill lands mid-epoch or at an epoch's end
-        args = ["--epochs", "4", "--deterministic", "--precision", precision, "--checkpoint-every", "2"]
+        args = ["--epochs", "4", "--deterministic", "--precision", precision, "--checkpoint-every", "2",
+                "--ema-decay", "0.99", "--flip"]
         straight = self.work / "run_straight"
         self._dfc_vae(self._train_args(straight, self.device.type, *args), timeout=150)
         self.run_dir = straight
@@ -297,9 +343,9 @@ class Checks:
                     break
             time.sleep(0.05)
         proc.wait()
-        if proc.returncode == 0:
-            note = "it finished before the kill came; resumed from its end"
-        elif proc.returncode == -signal.SIGKILL:
+        if proc.returncode == 0:  # nothing was resumed mid-run: the check would show nothing
+            raise AssertionError("the run ended before the kill at its step-6 checkpoint; nothing was resumed")
+        if proc.returncode == -signal.SIGKILL:
             note = f"killed (SIGKILL) after its step-{at} checkpoint"
         else:
             raise RuntimeError(f"the run to kill failed by itself: {proc.stderr.read().strip().splitlines()[-1:]}")
@@ -307,11 +353,13 @@ class Checks:
         a = load_checkpoint(latest_checkpoint(straight))
         b = load_checkpoint(latest_checkpoint(killed))
         assert a["step"] == b["step"] > 6, (a["step"], b["step"])
-        differ = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+        differ = [f"{part} {k}" for part in ("model", "trained_model") for k in a[part]
+                  if not torch.equal(a[part][k], b[part][k])]
         for i, (sa, sb) in enumerate(zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values())):
             differ += [f"optimizer {i} {k}" for k in sa if not torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb[k]))]
         assert not differ, f"{len(differ)} tensors differ, first {differ[0]}"
-        return f"{note}; at step {a['step']} parameters and optimizer state bitwise equal to the uninterrupted run"
+        return (f"{note}; at step {a['step']} weights, their average and optimizer state bitwise equal to the "
+                "uninterrupted run")
 
     def check_figures(self) -> str:
         from dfc_vae.editing.attributes import compute_attribute_vectors
@@ -352,47 +400,42 @@ class Checks:
         assert meta["world_size"] == 2 and meta["device"].startswith("cuda"), meta
         return "2 processes on 2 GPUs (NCCL, SyncBatchNorm) trained 8 steps and resumed to 12"
 
-    def check_benchmark(self) -> str:
-        from dfc_vae.util.device import resolve_precision
-
-        spec = importlib.util.spec_from_file_location("benchmark", REPO / "experiments" / "benchmark.py")
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-        cache = self._dataset()
-        precision = resolve_precision("auto", self.device)
-        rows = []
-        for batch in (64, 256):
-            r = bench.run_train_worker("vae123", cache, self.device, 5.0, False, precision, batch)
-            memory = f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
-            if r.get("gpu_peak") is not None:
-                memory = f"GPU peak {r['gpu_peak'] / 2**30:.2f} GiB"
-                if r.get("gpu_cache"):
-                    memory += f" (of which the split held on the GPU {r['gpu_cache'] / 2**30:.2f} GiB)"
-            rows.append(f"batch {batch}: {r['images_per_s']:,.0f} images/s, "
-                        f"{r['flops_per_step'] / 1e9:.0f} GFLOP/step, {memory}")
-        return f"vae123 {precision}: " + "; ".join(rows)
-
 
 def check_this_machine(args) -> bool:
-    """Run every check within the budget and write the report; returns whether any check failed."""
+    """Run every check within the budget, write the report (and, measured on a GPU, the GPU table of
+    --docs); returns whether any check failed."""
     from dfc_vae.util.errors import UserError
     from dfc_vae.util.fileio import output_folder, write_text
 
     if args.work:
         output_folder(args.work, "--work", " for the faces, caches and runs")
-    if not torch.cuda.is_available():
-        raise UserError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); nothing to check")
+    if not args.dry_run and not torch.cuda.is_available():
+        raise UserError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); nothing to check "
+                        "(--dry-run runs the checks on the CPU)")
     # every process started from here (trainings, torchrun, the benchmark's workers) imports this checkout
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     t0 = time.monotonic()
     if args.work:
         Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as work:
-        results = run_checks(Checks(Path(work)).all(), args.budget)
-    text = report(results, machine(), time.monotonic() - t0)
+        if args.dry_run:  # toy sizes on the CPU: every check runs, no number means anything
+            checks = Checks(Path(work), torch.device("cpu"), faces=160, size=SIZE, dry=True)
+        else:
+            checks = Checks(Path(work))
+        results = run_checks(checks.limited(), args.budget)
+    where = describe_cpu_dry_run() if args.dry_run else machine()
+    text = report(results, where, time.monotonic() - t0)
     write_text(args.out, text)
+    if checks.table_rows and not args.dry_run and args.docs:
+        write_gpu_table(Path(args.docs), where, checks.table_rows)
     print(text)
     return any(r.status == "FAIL" for r in results)
+
+
+def describe_cpu_dry_run() -> str:
+    from dfc_vae.util.machine import describe_machine
+
+    return f"DRY RUN on the CPU ({describe_machine('cpu')}; torch {torch.__version__}): toy sizes, no GPU measured"
 
 
 def main(argv=None) -> int:
@@ -402,6 +445,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="gpu_check.md", help="markdown report to write (default: gpu_check.md)")
     p.add_argument("--work", help="folder for the faces, caches and runs (default: a temporary folder)")
     p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds after which no further check starts")
+    p.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"),
+                   help="markdown file whose GPU table the measured rows replace ('' for none; "
+                        "default: this checkout's docs/benchmarks.md)")
+    p.add_argument("--dry-run", action="store_true", help="run every check on the CPU at toy sizes (for tests)")
     args = p.parse_args(argv)
     failed = []
     status = exit_status("gpu_check", lambda: failed.append(check_this_machine(args)))

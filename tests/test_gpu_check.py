@@ -82,3 +82,39 @@ def test_the_checks_a_cpu_can_run_pass_on_a_cpu(tmp_path):
     assert "all" in checks.check_fused_adam()
     with pytest.raises(AssertionError, match="not held on the GPU"):  # a CPU holds no split on a GPU
         checks.check_batches()
+
+
+def test_a_check_past_its_own_time_limit_fails_and_the_next_still_runs():
+    import time
+
+    results = gpu_check.run_checks([("slow", lambda: time.sleep(5) or "done", 0.2), ("next", lambda: "ran")])
+    assert [(r.name, r.status) for r in results] == [("slow", "FAIL"), ("next", "pass")]
+    assert "limit" in results[0].detail and results[0].seconds < 2
+
+
+def test_the_measurements_come_first_and_every_check_has_its_own_limit():
+    checks = gpu_check.Checks(Path("."), torch.device("cpu")).limited()
+    assert [name for name, *_ in checks][:4] == ["device", "utilization", "sync_free", "real_loop"]
+    assert all(limit > 0 for _, _, limit in checks)
+
+
+def test_the_gpu_table_is_written_between_its_markers(tmp_path):
+    from gpu_check_perf import TABLE_END, TABLE_START, write_gpu_table
+
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(f"# Benchmarks\n\n{TABLE_START}\nNot measured yet.\n{TABLE_END}\n\nthe rest\n")
+    write_gpu_table(docs, "GPU NVIDIA H200, driver 550, CUDA 12.4; torch 2.x",
+                    [("bf16", 64, "eager", "25,000", "5.3", "12%")])
+    text = docs.read_text()
+    assert "Not measured yet" not in text and text.endswith(f"{TABLE_END}\n\nthe rest\n")
+    assert "on GPU NVIDIA H200, driver 550, CUDA 12.4" in text and "| bf16 | 64 | eager | 25,000 | 5.3 | 12% |" in text
+    real = (Path(__file__).parents[1] / "docs" / "benchmarks.md").read_text()
+    assert TABLE_START in real and TABLE_END in real  # where a run on a GPU machine writes it
+
+
+def test_every_new_check_runs_in_a_dry_run_on_the_cpu(tmp_path):
+    checks = gpu_check.Checks(tmp_path, torch.device("cpu"), faces=160, size=64, dry=True)
+    new = [c for c in checks.limited() if c[0] in ("utilization", "sync_free", "real_loop", "end_to_end", "memory")]
+    results = gpu_check.run_checks(new, budget_s=3600)
+    assert [(r.name, r.status) for r in results] == [(c[0], "pass") for c in new], [r.detail for r in results]
+    assert checks.table_rows and all(row[2] == "eager" for row in checks.table_rows)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import to_unit_float
+from dfc_vae.util.images import to_tensor, to_unit_float
 
 
 def gather_rows(images: np.ndarray, rows) -> np.ndarray:
@@ -15,6 +15,28 @@ def gather_rows(images: np.ndarray, rows) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.int64)
     order = np.argsort(rows, kind="stable")
     return images[rows[order]][np.argsort(order)]
+
+
+UPLOAD_CHUNK_BYTES = 64 << 20  # the host memory an upload holds at once
+
+
+def upload_rows(images: np.ndarray, rows, device: torch.device, chunk_bytes: int | None = None) -> torch.Tensor:
+    """Rows images[rows] of a memory-mapped (N, ...) uint8 cache as one tensor on `device`, in the order
+    asked, read from the map a chunk at a time: the host never holds more than one chunk (a whole
+    training split is GBs at 128 px and above, on every rank at once under torchrun)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = torch.empty((len(rows), *images.shape[1:]), dtype=torch.uint8, device=device)
+    per = max(1, (chunk_bytes or UPLOAD_CHUNK_BYTES) // max(int(np.prod(images.shape[1:])), 1))
+    for lo in range(0, len(rows), per):
+        out[lo:lo + per].copy_(torch.from_numpy(gather_rows(images, rows[lo:lo + per])))
+    return out
+
+
+def fits_on_device(images: np.ndarray, count: int, device: torch.device) -> bool:
+    """Whether `count` rows of `images` would take under half of the GPU's free memory (never on a CPU)."""
+    if device.type != "cuda":
+        return False
+    return count * int(np.prod(images.shape[1:])) < 0.5 * torch.cuda.mem_get_info(device)[0]
 
 
 class BatchSource:
@@ -38,10 +60,20 @@ class BatchSource:
         self.indices = np.sort(indices)
         self.source = images  # memory-mapped cache: pages come from the OS page cache, not our heap
         self.on_device = None
-        if device.type == "cuda":  # the whole split on the GPU when it fits: batches gathered there
-            need = len(indices) * int(np.prod(images.shape[1:]))
-            if need < 0.5 * torch.cuda.mem_get_info(device)[0]:
-                self.on_device = torch.from_numpy(np.ascontiguousarray(images[self.indices])).to(device)
+        if fits_on_device(images, len(indices), device):  # the whole split on the GPU: batches gathered there
+            self.on_device = upload_rows(images, self.indices, device)
+
+    def floats(self, rows) -> torch.Tensor:
+        """Cache rows `rows` of the split (ascending) as (N, 3, S, S) floats in [0, 1] on the device:
+        gathered from the split held on the GPU, so nothing is read or copied from the host, else read
+        from the map and copied there."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.on_device is None:
+            return to_tensor(gather_rows(self.source, rows)).to(self.device)
+        at = np.searchsorted(self.indices, rows)
+        if not np.array_equal(self.indices[np.minimum(at, len(self.indices) - 1)], rows):
+            raise ValueError("rows outside the training split")
+        return to_unit_float(self.on_device[torch.from_numpy(at).to(self.device)])
 
     def batches(self, epoch: int, start: int = 0):
         """Yield the batches of `epoch` from batch number `start` on.

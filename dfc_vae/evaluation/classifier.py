@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dfc_vae.data.batches import fits_on_device, upload_rows
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.data.sources import open_faces
 from dfc_vae.runs.split import FaceSplit, open_faces_for_run
@@ -62,7 +63,7 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     Training sees blurred copies so that the classifier's verdicts carry over to the VAE's
     decoded faces, which are smoother than the photos."""
     r = 2
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-t.view(1, -1) ** 2 / (2 * sigma.view(-1, 1).clamp_min(1e-3) ** 2))
     k = k / k.sum(1, keepdim=True)  # (B, 5)
     b, c, h, w = x.shape
@@ -169,31 +170,24 @@ def train_classifier(data, image_size: int, crop: str = "official", cache_dir=No
     names = faces.attribute_names
     labels = torch.tensor(faces.labels[names].to_numpy(), dtype=torch.float32)
     g = torch.Generator().manual_seed(seed)
-    torch_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     device = torch.device(device)
-    model = AttributeCNN(image_size, len(names)).to(device)
-    torch.random.set_rng_state(torch_state)
+    model = _initial_model(image_size, len(names), seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (len(train_idx) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    images = torch.from_numpy(np.ascontiguousarray(every.uint8(train_idx)))  # (N, S, S, 3) uint8
-    y_train = labels[train_idx]
+    images = _training_images(every, train_idx, device)  # (N, S, S, 3) uint8, on the GPU when it fits there
+    y_train = labels[train_idx].to(device)
     max_sigma = image_size / 32
     bar = tqdm(total=steps, desc="train attribute classifier", unit="step", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     model.train()
     for epoch in range(epochs):
         order = torch.randperm(len(train_idx), generator=g)
+        order_there = _to(order, images.device)  # once per epoch: batches are gathered where the images are
         for b in range(len(train_idx) // batch_size):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            x = images[idx].permute(0, 3, 1, 2).float().div_(255)
-            flip = torch.rand(len(idx), generator=g) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-            sigma = torch.rand(len(idx), generator=g) * max_sigma
-            sigma = torch.where(torch.rand(len(idx), generator=g) < 0.3, torch.zeros_like(sigma), sigma)
-            x = _blur(x, sigma)
-            loss = F.binary_cross_entropy_with_logits(model(x.to(device)), y_train[idx].to(device))
+            idx = order_there[b * batch_size:(b + 1) * batch_size]
+            x = _augmented(images[idx], g, max_sigma, device)
+            loss = F.binary_cross_entropy_with_logits(model(x), y_train[_to(idx, device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -211,6 +205,41 @@ def train_classifier(data, image_size: int, crop: str = "official", cache_dir=No
                        "train_seconds": round(time.perf_counter() - t0, 1),
                        "min_accuracy": MIN_ACCURACY, "min_balanced_accuracy": MIN_BALANCED})
     return clf
+
+
+def _initial_model(image_size: int, num_attributes: int, seed: int) -> AttributeCNN:
+    """A new AttributeCNN whose weights are drawn on the CPU from `seed` alone. Only the CPU generator is
+    seeded, and the caller's state of it is restored after: a GPU's generators are never touched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return AttributeCNN(image_size, num_attributes)
+
+
+def _training_images(split: FaceSplit, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The training faces as one uint8 tensor: on the GPU (uploaded a chunk at a time) when they fit
+    there, so that batches are gathered, flipped and blurred without a host copy; else on the host."""
+    if fits_on_device(split.cache.images, len(rows), device):
+        return upload_rows(split.cache.images, rows, device)
+    return torch.from_numpy(np.ascontiguousarray(split.uint8(rows)))
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device`; from the host to a GPU through pinned memory, so the copy does not wait."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def _augmented(x: torch.Tensor, g: torch.Generator, max_sigma: float, device: torch.device) -> torch.Tensor:
+    """A batch of (B, S, S, 3) uint8 faces as (B, 3, S, S) floats on `device`, each flipped with
+    probability 1/2 and blurred (30% not at all, else by sigma uniform in [0, max_sigma)); the random
+    draws come from `g` on the CPU, in this order, and only they are copied to the device."""
+    x = _to(x, device).permute(0, 3, 1, 2).float().div_(255)
+    flip = torch.rand(len(x), generator=g) < 0.5
+    x = torch.where(_to(flip, device).view(-1, 1, 1, 1), x.flip(3), x)
+    sigma = torch.rand(len(x), generator=g) * max_sigma
+    sigma = torch.where(torch.rand(len(x), generator=g) < 0.3, torch.zeros_like(sigma), sigma)
+    return _blur(x, _to(sigma, device))
 
 
 def _report(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict:

@@ -44,10 +44,11 @@ def read_rows(images: np.ndarray, rows) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_rows(model, images: np.ndarray, rows, device, batch_size: int = 512, raw: bool = False,
-                progress: bool = False, desc: str = "encoding") -> tuple[torch.Tensor, torch.Tensor]:
+                progress: bool = False, desc: str = "encoding", read=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and log-variances (N, D), float32 on the CPU, of cache rows images[rows]
     ((N, S, S, 3) uint8), in eval mode, `batch_size` images per forward pass; `raw` for the training
-    view of the latent (model.encode_raw), else the calibrated one (model.encode)."""
+    view of the latent (model.encode_raw), else the calibrated one (model.encode). `read(rows)`, when
+    given, hands over the rows' floats on the device instead (training: from the split held on the GPU)."""
     from tqdm.auto import tqdm
 
     rows = np.asarray(rows, dtype=np.int64)
@@ -55,7 +56,8 @@ def encode_rows(model, images: np.ndarray, rows, device, batch_size: int = 512, 
     encode = model.encode_raw if raw else model.encode
     mus, logvars = [], []
     for i in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", disable=not progress):
-        mu, logvar = encode(read_rows(images, rows[i:i + batch_size]).to(device))
+        batch = rows[i:i + batch_size]
+        mu, logvar = encode(read(batch) if read is not None else read_rows(images, batch).to(device))
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
     if not mus:

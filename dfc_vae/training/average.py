@@ -33,10 +33,12 @@ class WeightAverage:
         torch._foreach_lerp_(self._params, self._trained, 1 - decay)
 
     @torch.no_grad()
-    def recompute_batchnorm(self, images: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 256) -> None:
+    def recompute_batchnorm(self, images: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 256,
+                            read=None) -> None:
         """BatchNorm statistics of the averaged weights: the mean over training-mode forward passes of
         images[rows] (uint8 cache rows), with the training view's sampled z; the global RNG is left as
-        it was, so training goes on drawing what it would have drawn."""
+        it was, so training goes on drawing what it would have drawn. `read(rows)`, when given, hands
+        over the rows' floats on the device (training: from the split held on the GPU)."""
         norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         momenta = [m.momentum for m in norms]
         for m in norms:
@@ -45,7 +47,9 @@ class WeightAverage:
         self.model.train()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for i in range(0, len(rows), batch_size):
-                x = read_rows(images, rows[i:i + batch_size]).to(device, memory_format=torch.channels_last)
+                batch = rows[i:i + batch_size]
+                x = read(batch) if read is not None else read_rows(images, batch)
+                x = x.to(device, memory_format=torch.channels_last)
                 self.model(x)
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum

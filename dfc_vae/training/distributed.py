@@ -35,6 +35,13 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def local_gpu() -> torch.device:
+    """This process's GPU: LOCAL_RANK among the GPUs it sees. A launcher that gives each rank its own
+    GPUs (SLURM's --gpus-per-task=1, CUDA_VISIBLE_DEVICES set per rank) leaves fewer visible than
+    LOCAL_RANK counts, so the index wraps around what is visible instead of naming a GPU that is not."""
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1))
+
+
 def backend_for(device: torch.device) -> str:
     """NCCL for CUDA tensors, gloo for CPU ones: chosen from the device training resolved, not from
     whether a GPU exists (`--device cpu` on a GPU host trains with gloo)."""
@@ -43,12 +50,12 @@ def backend_for(device: torch.device) -> str:
 
 def setup(device: torch.device) -> tuple[Processes, torch.device]:
     """Join torchrun's process group (made here unless the caller made one) and take this process's
-    GPU (LOCAL_RANK) when training on CUDA; returns the processes and the device to train on."""
+    GPU when training on CUDA; returns the processes and the device to train on."""
     world = world_size()
     if world == 1:
         return Processes(), device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = local_gpu()
         torch.cuda.set_device(device)
     made = not dist.is_initialized()
     if made:
@@ -77,6 +84,13 @@ def any_process(flag, procs: Processes, device: torch.device) -> bool:
     t = torch.as_tensor(flag, device=device).to(torch.int32).reshape(1)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def sum_over_processes(t: torch.Tensor, procs: Processes) -> torch.Tensor:
+    """`t` summed over all processes, in place (one process: `t` as it is)."""
+    if procs.world > 1:
+        dist.all_reduce(t)
+    return t
 
 
 class _AllReduceSum(torch.autograd.Function):

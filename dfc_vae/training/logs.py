@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from dfc_vae.training.distributed import Processes, sum_over_processes
 from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_text
@@ -92,12 +93,18 @@ class StepWindow:
         self.steps += 1
         self.n += mu.shape[0]
 
-    def read(self) -> dict:
-        """The window's mean loss terms, active units and image count (n); then starts a new window."""
-        loss, recon, kl = (self.sums / max(self.steps, 1)).tolist()
-        mean = self.mu_sum / max(self.n, 1)
-        var = self.mu_sq / max(self.n, 1) - mean.pow(2)
-        row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > ACTIVE_UNIT_THRESHOLD).sum()), "n": self.n}
+    def read(self, procs: Processes | None = None) -> dict:
+        """The window's mean loss terms, active units and image count (n) over the global batches of all
+        processes, as one process would log them for the same batches (each process's terms are those
+        of its equal shard: their mean over processes is the global batch's); then starts a new window."""
+        sums, mu_sum, mu_sq, n = self.sums, self.mu_sum, self.mu_sq, self.n
+        if procs is not None and procs.world > 1:
+            moments = sum_over_processes(torch.cat([sums, mu_sum, mu_sq]), procs)
+            sums, (mu_sum, mu_sq), n = moments[:3] / procs.world, moments[3:].chunk(2), n * procs.world
+        loss, recon, kl = (sums / max(self.steps, 1)).tolist()
+        mean = mu_sum / max(n, 1)
+        var = mu_sq / max(n, 1) - mean.pow(2)
+        row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > ACTIVE_UNIT_THRESHOLD).sum()), "n": n}
         self.sums.zero_(), self.mu_sum.zero_(), self.mu_sq.zero_()
         self.steps = self.n = 0
         return row

@@ -41,7 +41,7 @@ from dfc_vae.training.measures import (CALIBRATION_IMAGES, EVAL_IMAGES, evaluate
                                        save_epoch_grids)
 from dfc_vae.training.rundir import (RESUMABLE_OVERRIDES, check_run_dir, merge_resume_config, resume_from,
                                      run_directory)
-from dfc_vae.util.device import autocast_for, resolve_device, resolve_precision
+from dfc_vae.util.device import autocast_for, autotune_convolutions, resolve_device, resolve_precision
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json
 from dfc_vae.util.images import provenance
@@ -154,10 +154,12 @@ class _Training:
     def calibrate(self) -> dict:
         """Fit the latent's calibration (rank 0: the one whose weights are saved); its KL before and after.
         The weights' average first gets the BatchNorm statistics of its own weights."""
+        # the faces come from the training split where it is held on the GPU: no host conversion or copy
+        read = self.data.source.floats
         if self.average:
-            self.average.recompute_batchnorm(self.data.cache.images, self.data.calibration_idx, self.device)
+            self.average.recompute_batchnorm(self.data.cache.images, self.data.calibration_idx, self.device, read=read)
         return fit_latent_calibration(self.shown, self.data.cache.images, self.data.calibration_idx, self.device,
-                                      self.cfg.calibrate_latent)
+                                      self.cfg.calibrate_latent, read=read)
 
 
 def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> _Training:
@@ -172,6 +174,7 @@ def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class)
         torch.use_deterministic_algorithms(True)
     # the device first: the process group's backend follows it (gloo for --device cpu on a GPU host)
     procs, device = setup_processes(resolve_device(cfg.device))
+    autotune_convolutions(device, cfg.deterministic)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     data = _load_data(cfg, faces, procs, device, progress)
@@ -299,10 +302,10 @@ def _skip_batch(t: _Training, out: dict, saved_bn: list[torch.Tensor]) -> None:
 def _log_window(t: _Training) -> None:
     """The metrics row of the steps since the last one (the one host sync of the window)."""
     now = time.perf_counter()
-    row = t.window.read()
+    row = t.window.read(t.procs)  # over all processes' shards of the global batches
     if any_process(not math.isfinite(row["loss"]), t.procs, t.device):
         _diverged(t.run, t.step, nonfinite_terms(row))
-    row.update(step=t.step, epoch=t.epoch, images_per_s=row.pop("n") * t.procs.world / (now - t.t_last),
+    row.update(step=t.step, epoch=t.epoch, images_per_s=row.pop("n") / (now - t.t_last),
                elapsed_s=now - t.t_start)
     t.t_last = now
     if t.procs.is_main:

@@ -23,16 +23,18 @@ CALIBRATION_IMAGES = 10_000  # per-dimension means and second moments to ~1.4% (
 
 
 @torch.no_grad()
-def fit_latent_calibration(model: DFCVAE, images: np.ndarray, rows: np.ndarray, device, enabled: bool = True) -> dict:
+def fit_latent_calibration(model: DFCVAE, images: np.ndarray, rows: np.ndarray, device, enabled: bool = True,
+                           read=None) -> dict:
     """Fit the model's latent calibration (model/network.py) to the eval-mode posteriors of images[rows]
     (uint8 cache rows); returns their mean KL per image in the raw and the calibrated latent.
     Touches no random state, no BatchNorm statistics and nothing the optimizer sees, so training,
-    and resuming it, go on exactly as without it. `enabled=False` keeps the identity."""
+    and resuming it, go on exactly as without it. `enabled=False` keeps the identity. `read`: as encode_rows'."""
     if not enabled:
         return {}
     # encode_rows hands the posteriors back on the CPU; the fit and its KLs are computed on the
     # device, where the model's calibration buffers are
-    mu, logvar = (t.to(device) for t in encode_rows(model, images, rows, device, batch_size=512, raw=True))
+    mu, logvar = (t.to(device) for t in encode_rows(model, images, rows, device, batch_size=512, raw=True,
+                                                                read=read))
     model.calibrate_latent(mu, logvar)
     return {"kl_uncalibrated": float(kl_divergence(mu, logvar).mean()),
             "kl_calibrated": float(kl_divergence(*model.calibrated(mu, logvar)).mean())}

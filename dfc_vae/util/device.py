@@ -44,3 +44,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def autocast_for(device: torch.device, precision: str):
     """bf16 autocast (convolutions and matmuls in bf16, fp32 master weights) or plain fp32."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+
+def autotune_convolutions(device: torch.device, deterministic: bool) -> None:
+    """On CUDA, let cuDNN time its convolution algorithms once per shape and keep the fastest (a
+    training run's shapes never change, so the timing is paid once). A --deterministic run keeps
+    cuDNN's fixed choice: the autotuner's pick can differ between runs, and with it the numbers.
+    The CPU is left alone (the setting means nothing there)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic

@@ -17,6 +17,7 @@ from dfc_vae.data.batches import BatchSource
 from dfc_vae.util.device import resolve_precision
 from dfc_vae.util.errors import UserError
 from dfc_vae.training.loop import train
+from processes import in_two_processes
 from tiny import tiny_settings
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
@@ -104,35 +105,15 @@ def test_a_decision_about_a_bad_batch_is_one_for_all_processes():
     assert distributed.any_process(False, one, torch.device("cpu")) is False
 
 
-def _agree(rank, port, results):
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+def _agree(rank):
     procs = distributed.Processes(rank, 2)
-    results[rank] = (distributed.any_process(rank == 1, procs, torch.device("cpu")),  # only rank 1's loss is NaN
-                     distributed.any_process(False, procs, torch.device("cpu")))
-    torch.distributed.destroy_process_group()
+    return (distributed.any_process(rank == 1, procs, torch.device("cpu")),  # only rank 1's loss is NaN
+            distributed.any_process(False, procs, torch.device("cpu")))
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
 def test_two_processes_agree_on_a_flag_that_holds_on_one_of_them():
-    import multiprocessing as mp
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        results = manager.dict()
-        procs = [ctx.Process(target=_agree, args=(r, port, results)) for r in range(2)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(120)
-        assert [p.exitcode for p in procs] == [0, 0]
-        assert dict(results) == {0: (True, False), 1: (True, False)}
+    assert in_two_processes(_agree) == {0: (True, False), 1: (True, False)}
 
 
 def test_nan_weights_never_overwrite_the_last_good_checkpoint(synth_root, tmp_path, monkeypatch):
