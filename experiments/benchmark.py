@@ -194,7 +194,7 @@ def studio_latency(device: torch.device, repeats: int = 50) -> tuple[float, floa
     from dfc_vae.app.studio import Studio, png_bytes
     from dfc_vae.data.synth import render_face
 
-    config = TrainConfig(image_size=SIZE)
+    config = TrainConfig(image_size=SIZE, crop="official")  # a run records its resolved crop; CelebA-aligned faces here
     run = LoadedRun(Path("benchmark"), DFCVAE(config.model_config()).to(device).eval(), config, {}, 0, device)
     vectors = AttributeVectors(["Smiling"], torch.randn(1, config.latent_dim), np.ones(1), np.ones(1))
     buf = io.BytesIO()

@@ -97,6 +97,13 @@ def test_benchmark_prints_and_writes_every_row_at_a_tiny_size(tmp_path, capsys):
         assert float(row.split(" | ")[2].replace(",", "")) > 0
 
 
+def test_benchmark_times_the_studio(capsys):
+    bench = _script("benchmark")
+    assert bench.main(["--studio", "--device", "cpu"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| studio"))
+    assert "a slider move alone" in row and float(row.split(" | ")[2]) > 0  # updates per second, measured
+
+
 def test_benchmark_refuses_a_baseline_shorter_than_two_batches(capsys):
     bench = _script("benchmark")
     with pytest.raises(SystemExit) as e:
