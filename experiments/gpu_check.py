@@ -52,6 +52,7 @@ from gpu_check_perf import PerfChecks, write_gpu_table  # noqa: E402 (found thro
 
 FACES = 768  # synthetic faces: a few training epochs of batch 64, a test split for the figures
 SIZE = 64
+DRY_SIZE = 32  # a dry run's faces: every check runs on a CPU in minutes
 BUDGET_S = 1500.0
 LIMIT_S = 300.0  # a check's own time limit unless it names one
 
@@ -240,9 +241,15 @@ class Checks(PerfChecks):
 
     # -- the checks
 
+    def _cuda_only(self) -> None:
+        """A dry run on the CPU skips the checks that are statements about a CUDA device."""
+        if self.dry:
+            raise Skip("dry run: a statement about the CUDA device, nothing to check on the CPU")
+
     def check_device(self) -> str:
         from dfc_vae.util.device import native_bf16, resolve_device, resolve_precision
 
+        self._cuda_only()
         assert resolve_device("auto").type == "cuda"
         p = torch.cuda.get_device_properties(0)
         return (f"{p.name}, capability {p.major}.{p.minor}; bf16 native: {native_bf16(self.device)}; "
@@ -292,6 +299,7 @@ class Checks(PerfChecks):
 
         from dfc_vae.data.batches import BatchSource
 
+        self._cuda_only()
         cache = self._dataset()
         idx = np.arange(len(cache.ids))
         held = BatchSource(cache.images, idx, 64, self.device, seed=3, flip=True)
@@ -419,7 +427,7 @@ def check_this_machine(args) -> bool:
         Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         if args.dry_run:  # toy sizes on the CPU: every check runs, no number means anything
-            checks = Checks(Path(work), torch.device("cpu"), faces=160, size=SIZE, dry=True)
+            checks = Checks(Path(work), torch.device("cpu"), faces=160, size=DRY_SIZE, dry=True)
         else:
             checks = Checks(Path(work))
         results = run_checks(checks.limited(), args.budget)
