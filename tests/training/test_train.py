@@ -225,7 +225,7 @@ def test_precision_auto_is_bf16_where_the_cpu_computes_it_natively_and_a_bf16_st
     ("--alpha", "-1", "a finite number >= 0"), ("--beta", "inf", "a finite number >= 0"),
     ("--workers", "-3", "an integer >= 0"), ("--checkpoint-every", "-1", "an integer >= 0"),
     ("--max-steps", "-5", "an integer >= 0"), ("--batch-size", "0", "an integer >= 1"),
-    ("--latent-dim", "0", "an integer >= 1"), ("--beta1", "1", "a finite number >= 0 and < 1"),
+    ("--latent-dim", "0", "an integer from 1 to 4096"), ("--beta1", "1", "a finite number >= 0 and < 1"),
 ])
 def test_a_setting_out_of_range_is_refused_as_a_flag_and_in_toml(flag, value, allowed, synth_root, tmp_path, capsys):
     name = flag[2:].replace("-", "_")
