@@ -235,8 +235,9 @@ def _write_report(out: Path, r: _Results, say) -> Path:
     write_json(out / MARKER, {"status": "done", "settings": r.settings.__dict__, "vgg_weights": r.vgg,
                               "numbers": as_dict(r.numbers), "targets_met": met,
                               "vector_methods": {m: as_dict(h) for m, h in r.methods.items()}, "times_s": r.times,
-                              "wall_s": round(r.wall, 1)})
-    say(f"done in {r.wall:.0f}s: {sum(met.values())}/{len(TARGETS)} targets met; report: {report}")
+                              "wall_s": round(r.wall, 1), "machine": describe_machine(r.run.device)})
+    say(f"done in {r.wall:.0f}s on {describe_machine(r.run.device)}: {sum(met.values())}/{len(TARGETS)} targets met; "
+        f"report: {report}")
     return report
 
 
@@ -281,9 +282,9 @@ def _header(r: _Results) -> list[str]:
             f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "
             f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps; "
             + (f"the weights' moving average (decay {s.ema_decay})." if s.ema_decay else "the last weights."),
-            f"Machine: {describe_machine(run.device)}, torch {torch.__version__}, device {run.device}, training arithmetic "
-            f"{run.meta.get('precision', 'fp32')}. Wall time: **{r.wall:.0f} s** "
-            f"({', '.join(f'{k} {v:.0f}s' for k, v in r.times.items())})."]
+            f"Wall time: **{r.wall:.0f} s** on {describe_machine(run.device)} "
+            f"({', '.join(f'{k} {v:.0f}s' for k, v in r.times.items())}); torch {torch.__version__}, device "
+            f"{run.device}, training arithmetic {run.meta.get('precision', 'fp32')}."]
 
 
 def _targets_section(numbers: Headline) -> list[str]:

@@ -35,7 +35,7 @@ import torch
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.util.fileio import write_json, write_text
-from dfc_vae.util.images import figure, grid, save_png, to_uint8
+from dfc_vae.util.images import grid, save_figure, to_uint8
 from dfc_vae.editing.latent import default_alphas, interpolate
 from dfc_vae.runs.split import FaceSplit
 
@@ -347,20 +347,21 @@ class _Sheet:
             drawn = [name for name in row_names for _ in range(min(self.n_show, summary.rows[name].faces))]
             left, right = ends or (None, None)
             columns = [left] * bool(left) + [f"{a:g}" for a in _rounded(self.alphas)] + [right] * bool(right)
-            image, where = figure(self.cells, drawn, columns, self.faces.footer(), corner="alpha =")
             caption = self.faces.caption() + [title] + [f"  {name}" for name in drawn]
-            result.png, result.csv = _write(out, image, caption, result.table, summary, where)
+            result.png, result.csv = _write(out, self.cells, caption, result.table, summary,
+                                            dict(row_labels=drawn, column_labels=columns, footer=self.faces.footer(),
+                                                 corner="alpha ="))
         return result
 
 
-def _write(out, image: np.ndarray, caption: list[str], table: pd.DataFrame, summary, where: dict):
+def _write(out, rows: list[np.ndarray], caption: list[str], table: pd.DataFrame, summary, layout: dict):
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {out} should end in .png")
     csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
     write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
     write_json(json_path, as_dict(summary))
-    save_png(out, image, metadata={"summary": json_path.name, "caption": " | ".join(caption), **where})
+    save_figure(out, rows, caption, metadata={"summary": json_path.name}, **layout)
     return out, csv_path
 
 

@@ -124,9 +124,12 @@ def figure_cell(picture: Image.Image, r: int, c: int) -> np.ndarray:
     return np.asarray(picture.convert("RGB"))[y:y + size, x:x + size]
 
 
-def one_line(caption: list[str]) -> str:
-    """Caption lines as the one line under a figure."""
-    return "; ".join(caption)
+def save_figure(path: str | Path, rows: list[np.ndarray], caption: list[str], row_labels: list[str] | None = None,
+                footer: str | None = None, metadata: dict | None = None, **layout) -> None:
+    """`figure` written as a PNG: under it one line (`footer`, default the caption's lines joined), and the whole
+    `caption` and where the cells are in its text chunks. `layout`: figure's column_labels, corner, min_cell."""
+    image, where = figure(rows, row_labels, footer=footer or "; ".join(caption), **layout)
+    save_png(path, image, metadata={**(metadata or {}), "caption": " | ".join(caption), **where})
 
 
 def add_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
