@@ -11,11 +11,12 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-# Reference costs, in seconds, of the demo's steps per unit of work (docs/demo.md, Measurements log).
+# Reference costs, in seconds, of the demo's steps per unit of work: the defaults took synth 30 s, training 626 s
+# (17,070 steps of batch 8, 5 epochs), classifier 43 s (2 epochs) and figures 36 s there (docs/demo.md).
 SYNTH_PER_FACE = 30 / 34000
-TRAIN_STEP_FIXED = 0.013  # a training step's cost at 32x32: a fixed part, plus one per image of the batch
+TRAIN_STEP_FIXED = 0.0145  # a training step's cost at 32x32: a fixed part, plus one per image of the batch
 TRAIN_STEP_PER_IMAGE = 0.0026
-EPOCH_END = 3.0  # calibration, held-out evaluation, grids and checkpoint
+EPOCH_END = 5.0  # calibration, held-out evaluation, grids and checkpoint
 CLASSIFIER_PER_IMAGE = 43 / (2 * 27316)  # per training image and epoch
 FIGURE_PER_FACE = 12 / 300  # each of Figure 5, Figure 6 and the prior gap, per face per row kind
 TRAIN_SHARE = 0.8  # the training split's share of the faces (CelebA's proportions)
