@@ -2,16 +2,15 @@
 
 synthetic faces -> decoded-image cache -> train a VAE-123 -> attribute vectors -> attribute
 classifier -> Figure 5 -> Figure 6 -> report.md with the measured numbers against the targets.
-The defaults are sized to finish within 10 minutes on a 2-core CPU.
+The defaults finish in under 10 minutes on a 2-core CPU with AMX and in about 12.5 on one without (docs/demo.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.tables import markdown_table
 from dfc_vae.util.machine import describe_machine
 from dfc_vae.util.images import synthetic_faces
+from dfc_vae.app.demo_progress import DemoWork, Progress
 
 if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
@@ -40,31 +40,38 @@ TARGETS = {
 }
 
 
+def _setting(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class DemoSettings:
-    """The demo's defaults: the one place they live (the CLI's flags are built from them)."""
+    """The demo's defaults: the one place they live (the CLI's flags, with their help, are built from them)."""
 
-    # synthetic faces, in CelebA's split proportions (~80% train, ~10% test): enough for a test split
-    # with 200+ faces wearing eyeglasses at CelebA's 6.5% (200+ faces per edit)
-    n: int = 34000
-    image_size: int = 32
+    # CelebA's split proportions (~80% train, ~10% test): a test split with 200+ faces wearing eyeglasses at CelebA's
+    # 6.5% (200+ faces per edit)
+    n: int = _setting(34000, "synthetic faces rendered (about 80% train, 10% test)")
+    image_size: int = _setting(32, "face size in pixels the VAE is trained at")
     # 5 epochs: the fifth takes the worst leak under 10% at every seed measured (docs/demo.md)
-    epochs: int = 5
+    epochs: int = _setting(5, "passes of the VAE over the training faces")
     # at 32x32 a CPU costs about the same per image from batch 8 to 64, so within the same time a small
     # batch buys eight times the optimizer steps; the paper's 64 gives blurrier faces (docs/demo.md)
-    batch_size: int = 8
-    classifier_epochs: int = 2  # 2 passes over 27k faces: >= 99% test accuracy on every drawn attribute
-    faces_per_edit: int = 300  # test faces per Fig. 5 / Fig. 6 row kind (fewer where the test split has fewer)
-    show: int = 2  # rows drawn per row kind
-    seed: int = 0
-    reduction: str = "sum"  # the loss scale (model/losses.py): sum or paper
+    batch_size: int = _setting(8, "the VAE's batch size")
+    lr: float = _setting(5e-4, "Adam's learning rate (the paper's: 5e-4)")
+    lr_schedule: str = _setting("constant", "constant, or cosine: a decay to 0 over the training (after the warm-up)")
+    warmup_steps: int = _setting(0, "optimizer steps of a linear warm-up of the learning rate (0: none)")
     # the weights evaluated and used: their moving average over ~1,000 steps (training.average.WeightAverage); at the
     # demo's constant rate the last weights swing from epoch to epoch (docs/demo.md)
-    ema_decay: float = 0.999
-    # attribute vectors (editing/attributes.py): regression keeps an edit off the attributes it co-occurs with; the
-    # report measures the other method on the same run too
-    vector_method: str = "regression"
-    vgg_weights: str = "auto"  # auto: ImageNet if it can be had, random otherwise
+    ema_decay: float = _setting(0.999, "decay per step of the weights' moving average, the weights used (0: the last)")
+    # 2 passes over 27k faces: >= 99% test accuracy on every drawn attribute
+    classifier_epochs: int = _setting(2, "passes of the attribute classifier over the training faces")
+    faces_per_edit: int = _setting(300, "test faces per Figure 5 / Figure 6 row kind (fewer where the split has fewer)")
+    show: int = _setting(2, "rows drawn per row kind in the figures")
+    seed: int = _setting(0, "seed of the faces, the training and the figures' choices")
+    reduction: str = _setting("sum", "the loss scale (model/losses.py): sum (per-image sums) or paper")
+    # regression keeps an edit off the attributes it co-occurs with; the report measures the other method too
+    vector_method: str = _setting("regression", "attribute vectors: regression or mean-difference")
+    vgg_weights: str = _setting("auto", "VGG19's weights: auto (ImageNet if it can be had), imagenet, random or a PATH")
 
 
 def _imagenet_available(timeout: float = 10.0) -> bool:
@@ -108,24 +115,6 @@ def _prepare_out(out: Path) -> None:
     write_json(out / MARKER, {"status": "running"})
 
 
-class _Steps:
-    """The demo's numbered progress lines ("[3/8   42s] ...") and the seconds each timed step took."""
-
-    def __init__(self, say):
-        self.say, self.t0, self.times = say, time.perf_counter(), {}
-
-    @contextlib.contextmanager
-    def step(self, k: int, text: str, timed: str | None = None):
-        self.say(f"[{k}/8 {time.perf_counter() - self.t0:5.0f}s] {text}")
-        t = time.perf_counter()
-        yield
-        if timed:
-            self.times[timed] = round(time.perf_counter() - t, 1)
-
-    def wall(self) -> float:
-        return time.perf_counter() - self.t0
-
-
 @dataclass
 class _Results:
     """What the demo made and measured: its report's contents."""
@@ -158,14 +147,15 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     out = Path(out)
     _prepare_out(out)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    steps = _Steps(say)
+    steps = Progress(say, DemoWork(s.n, s.epochs, s.batch_size, s.classifier_epochs, s.faces_per_edit))
     with steps.step(1, f"rendering {s.n} synthetic CelebA-format faces (seed {s.seed})", "synth"):
         data = render_celeba(out / "data", n=s.n, seed=s.seed, progress=progress)
     with steps.step(2, "choosing the perceptual network's weights"):
         vgg = choose_vgg_weights(s.vgg_weights, say)
     with steps.step(3, f"training VAE-123 at {s.image_size}x{s.image_size}, {s.epochs} epochs, batch {s.batch_size}",
                     "train"):
-        run_dir = train(_train_config(s, data, out / "run", vgg, cache_dir), progress=progress)
+        run_dir = train(_train_config(s, data, out / "run", vgg, cache_dir), progress=progress,
+                        on_progress=steps.training)
     run = load_run(run_dir, "auto")
     with steps.step(4, f"attribute vectors (both methods; {s.vector_method} drawn) over the training split",
                     "attribute_vectors"):
@@ -191,6 +181,7 @@ def _train_config(s: DemoSettings, data: Path, run_out: Path, vgg: str, cache_di
 
     return TrainConfig(data=str(data), out=str(run_out), loss="vae123", vgg_weights=vgg, image_size=s.image_size,
                        reduction=s.reduction, ema_decay=s.ema_decay, epochs=s.epochs, batch_size=s.batch_size,
+                       lr=s.lr, lr_schedule=s.lr_schedule, warmup_steps=s.warmup_steps,
                        seed=s.seed, cache_dir=str(cache_dir), checkpoint_every=0, device="auto").validate()
 
 
@@ -217,7 +208,7 @@ def _edits_with(run, data, vectors, clf, f5, s: DemoSettings, cache_dir: Path) -
     return headline(f5, f6.summary)
 
 
-def _figures(steps: _Steps, s: DemoSettings, run, data, vectors, clf, figs: Path, cache_dir: Path, progress: bool):
+def _figures(steps: Progress, s: DemoSettings, run, data, vectors, clf, figs: Path, cache_dir: Path, progress: bool):
     """Steps 6 to 8: Figures 5 and 6 and the prior gap, written into `figs`; returns their summaries."""
     from dfc_vae.evaluation.diagnostics import prior_gap
     from dfc_vae.evaluation.figure6 import figure6
@@ -245,8 +236,9 @@ def _write_report(out: Path, r: _Results, say) -> Path:
     write_json(out / MARKER, {"status": "done", "settings": r.settings.__dict__, "vgg_weights": r.vgg,
                               "numbers": as_dict(r.numbers), "targets_met": met,
                               "vector_methods": {m: as_dict(h) for m, h in r.methods.items()}, "times_s": r.times,
-                              "wall_s": round(r.wall, 1)})
-    say(f"done in {r.wall:.0f}s: {sum(met.values())}/{len(TARGETS)} targets met; report: {report}")
+                              "wall_s": round(r.wall, 1), "machine": describe_machine(r.run.device)})
+    say(f"done in {r.wall:.0f}s on {describe_machine(r.run.device)}: {sum(met.values())}/{len(TARGETS)} targets met; "
+        f"report: {report}")
     return report
 
 
@@ -291,9 +283,9 @@ def _header(r: _Results) -> list[str]:
             f"{s.reduction} reduction), {s.vector_method} attribute vectors, {s.epochs} epochs, "
             f"batch {s.batch_size}, seed {s.seed}; {run.step} optimizer steps; "
             + (f"the weights' moving average (decay {s.ema_decay})." if s.ema_decay else "the last weights."),
-            f"Machine: {describe_machine(run.device)}, torch {torch.__version__}, device {run.device}, training arithmetic "
-            f"{run.meta.get('precision', 'fp32')}. Wall time: **{r.wall:.0f} s** "
-            f"({', '.join(f'{k} {v:.0f}s' for k, v in r.times.items())})."]
+            f"Wall time: **{r.wall:.0f} s** on {describe_machine(run.device)} "
+            f"({', '.join(f'{k} {v:.0f}s' for k, v in r.times.items())}); torch {torch.__version__}, device "
+            f"{run.device}, training arithmetic {run.meta.get('precision', 'fp32')}."]
 
 
 def _targets_section(numbers: Headline) -> list[str]:

@@ -14,9 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="dfc_vae_demo", help="folder for everything the demo makes (default: dfc_vae_demo)")
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: OUT/cache)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (step lines only)")
-    for f in fields(DemoSettings):  # the smaller-scale knobs (tests, quick looks); defaults fit 10 min on 2 cores
+    for f in fields(DemoSettings):
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, type=type(f.default), default=f.default, help=argparse.SUPPRESS)
+        parser.add_argument(flag, type=type(f.default), default=f.default, metavar=f.name.upper(),
+                            help=f"{f.metadata['help']} (default: {f.default})".replace("%", "%%"))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -44,7 +44,7 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
         sheet.draw([np.concatenate([inputs[i][None], to_uint8(shown[i])]) for i in range(min(n_show, len(rows)))])
     summary = Figure6Summary(measured, _rounded(alphas), judge.trusted, vectors.meta)
     title = f"Fig. 6: input, then z + alpha * v_attribute for alpha = {summary.alphas[0]:g} ... {summary.alphas[-1]:g}, rows:"
-    return sheet.finish(out, title, [e.name for e in edits], summary)
+    return sheet.finish(out, title, [e.name for e in edits], summary, ends=("input", None))
 
 
 def edit_measures(probs: torch.Tensor, names: list[str], attribute: str, sign: int, trusted=None) -> EditMeasures:

@@ -35,7 +35,7 @@ import torch
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.util.fileio import write_json, write_text
-from dfc_vae.util.images import grid, save_png, to_uint8
+from dfc_vae.util.images import grid, save_figure, to_uint8
 from dfc_vae.editing.latent import default_alphas, interpolate
 from dfc_vae.runs.split import FaceSplit
 
@@ -335,24 +335,33 @@ class _Sheet:
     def draw(self, rows: list[np.ndarray]) -> None:
         self.cells.extend(rows)
 
-    def finish(self, out, title: str, row_names: list[str], summary) -> FigureResult:
-        """The figure's result; with `out`, also its PNG (captioned with the rows drawn), CSV and JSON."""
+    def finish(self, out, title: str, row_names: list[str], summary, ends=None) -> FigureResult:
+        """The figure's result; with `out`, also its PNG, CSV and JSON. The PNG is drawn as a paper's figure: each
+        row's name at its left, alpha above the columns (`ends`: (left, right), the labels of the input columns at
+        either end, None where there is none), the
+        provenance in one line under it; its text chunks hold the whole caption."""
         result = FigureResult(None, None, summary, pd.concat(self.tables, ignore_index=True))
         if out is not None:
-            drawn = [f"  {name}" for name in row_names for _ in range(min(self.n_show, summary.rows[name].faces))]
-            caption = self.faces.caption() + [title] + drawn
-            result.png, result.csv = _write(out, compose(self.cells), caption, result.table, summary)
+            if not self.cells:
+                raise UserError("nothing to draw: no rows")
+            drawn = [name for name in row_names for _ in range(min(self.n_show, summary.rows[name].faces))]
+            left, right = ends or (None, None)
+            columns = [left] * bool(left) + [f"{a:g}" for a in _rounded(self.alphas)] + [right] * bool(right)
+            caption = self.faces.caption() + [title] + [f"  {name}" for name in drawn]
+            result.png, result.csv = _write(out, self.cells, caption, result.table, summary,
+                                            dict(row_labels=drawn, column_labels=columns, footer=self.faces.footer(),
+                                                 corner="alpha ="))
         return result
 
 
-def _write(out, image: np.ndarray, caption: list[str], table: pd.DataFrame, summary):
+def _write(out, rows: list[np.ndarray], caption: list[str], table: pd.DataFrame, summary, layout: dict):
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {out} should end in .png")
     csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
     write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
     write_json(json_path, as_dict(summary))
-    save_png(out, image, caption, {"summary": json_path.name})
+    save_figure(out, rows, caption, metadata={"summary": json_path.name}, **layout)
     return out, csv_path
 
 
@@ -440,4 +449,5 @@ def figure5(run, data, classifier, out: str | Path | None = None, n_faces: int =
         measured[row.name] = interpolation_measures(probs, judge.scored, judge.trusted, row.attribute)
         sheet.draw(_interpolation_cells(ends, shown, min(n_show, len(z)), run.config.image_size))
     title = f"Fig. 5 ({method} interpolation, alpha = 0 ... 1 in {steps} steps; real inputs at the ends of data rows), rows:"
-    return sheet.finish(out, title, [r.name for r in rows], _figure5_summary(measured, method, alphas, judge.trusted))
+    return sheet.finish(out, title, [r.name for r in rows], _figure5_summary(measured, method, alphas, judge.trusted),
+                        ends=("input", "input"))

@@ -18,6 +18,9 @@ from dfc_vae.model.losses import LOSS_NAMES, REDUCTIONS
 from dfc_vae.model.network import MAX_BASE_CHANNELS, MAX_LATENT_DIM, ModelConfig
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def _opt(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
@@ -54,6 +57,10 @@ class TrainConfig:
     lr_halving: int = _opt(0, "halve the learning rate at the start of epochs N, 2N, 3N, ... (N = 2: the official code's "
                               "intended schedule; a misplaced line there halves it at every step of even epochs); "
                               "0: constant, as the paper", min=0)
+    lr_schedule: str = _opt("constant", "constant (the paper; halved by --lr-halving if set) or cosine: after the warm-up, "
+                            "from --lr down to 0 along a half cosine over the steps of --epochs (--max-steps cuts it short)",
+                            choices=LR_SCHEDULES)
+    warmup_steps: int = _opt(0, "raise the rate linearly from lr/N to lr over the first N optimizer steps (0: none)", min=0)
     ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights, this decay per step (e.g. 0.999: "
                               "about the last 1,000 steps; Polyak averaging): the averaged weights are the ones evaluated, "
                               "calibrated, drawn and saved as the run's model; 0: the last weights, as the paper",

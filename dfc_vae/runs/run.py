@@ -14,7 +14,7 @@ from dfc_vae.runs.checkpoint import latest_checkpoint, load_checkpoint
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.util.device import resolve_device
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import RANDOM_VGG, enlarge, grid, provenance, save_png, to_uint8
+from dfc_vae.util.images import RANDOM_VGG, provenance, save_figure, to_uint8
 from dfc_vae.model.network import DFCVAE
 from dfc_vae.runs.split import FaceSplit
 
@@ -132,8 +132,11 @@ def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, tem
         raise UserError("--n must be at least 1")
     z = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
     images = to_uint8(run.model.decode(z.to(run.device)))
-    save_png(out, grid(images, int(np.ceil(np.sqrt(n)))),
-             run.caption + [f"{run.name} step {run.step}: {n} samples, z ~ N(0, {temperature:g}^2 I), seed {seed}"])
+    ncol = int(np.ceil(np.sqrt(n)))
+    blank = np.full((ncol * ncol - n, *images.shape[1:]), 255, np.uint8)  # the last row's empty places
+    images = np.concatenate([images, blank])
+    save_figure(out, [images[i:i + ncol] for i in range(0, n, ncol)],
+                run.caption + [f"{run.name} step {run.step}: {n} samples, z ~ N(0, {temperature:g}^2 I), seed {seed}"])
     return Path(out)
 
 
@@ -151,12 +154,12 @@ def reconstruct_grid(run: LoadedRun, data, out: str | Path, split: str = "test",
     mean. `data`: a FaceSet or a folder (None: the run's data)."""
     x, synthetic = _split_images(run, data, split, n, cache_dir, progress)
     recon = run.model.decode(run.model.encode(x)[0])
-    rows = []
-    for i in range(0, len(x), 8):  # inputs row, then their reconstructions
-        rows += [to_uint8(x[i:i + 8]), to_uint8(recon[i:i + 8])]
+    rows, width = [], min(8, len(x))
+    for i in range(0, len(x), 8):  # inputs row, then their reconstructions (the last pair padded blank)
+        rows += [_padded(to_uint8(x[i:i + 8]), width), _padded(to_uint8(recon[i:i + 8]), width)]
     caption = provenance(synthetic, run.meta.get("vgg_weights", ""))
-    save_png(out, grid(np.concatenate(rows), min(8, len(x))),
-             caption + [f"{run.name} step {run.step}: {split} faces (odd rows) and reconstructions (even rows)"])
+    save_figure(out, rows, caption + [f"{run.name} step {run.step}: {split} faces (odd rows) and reconstructions "
+                                      "(even rows)"], [f"{split} faces", "reconstructions"] * (len(rows) // 2))
     return Path(out)
 
 
@@ -176,7 +179,14 @@ def compare_reconstructions(runs: dict[str, LoadedRun], data, out: str | Path, s
     x, synthetic = _split_images(first, data, split, n, cache_dir, progress)
     rows = [to_uint8(x)] + [to_uint8(run.model.decode(run.model.encode(x.to(run.device))[0])) for run in runs.values()]
     caption = provenance(synthetic, first.meta.get("vgg_weights", ""))
+    footer = "; ".join(caption + [f"{split} split"])
     caption += [f"row 1: {len(x)} {split} faces; rows 2-{len(runs) + 1}: their reconstructions by " + ", ".join(
         f"{name} (step {run.step})" for name, run in runs.items()) + ", in that order"]
-    save_png(out, grid(enlarge(np.concatenate(rows)), len(x)), caption)
+    save_figure(out, rows, caption, [f"{split} faces"] + [f"{name} (step {run.step})" for name, run in runs.items()],
+                footer=footer)
     return Path(out)
+
+
+def _padded(images: np.ndarray, width: int) -> np.ndarray:
+    """(N, S, S, 3) -> (width, S, S, 3), blank (white) after the N images."""
+    return np.concatenate([images, np.full((width - len(images), *images.shape[1:]), 255, np.uint8)])

@@ -135,6 +135,13 @@ class FaceSplit:
     def ids(self, rows) -> list[str]:
         return [str(self.labels.index[r]) for r in rows]
 
+    def footer(self) -> str:
+        """The one line under a figure of these faces: the data (saying when it is synthetic), the VGG weights
+        when they are random, the split and the model."""
+        run = self.run
+        return "; ".join([self.faces.description, *provenance(False, run.meta.get("vgg_weights", "")),
+                          f"{self.split} split; model {run.name} step {run.step}"])
+
     def caption(self) -> list[str]:
         """The caption lines that say what made a picture of these faces: provenance, data, model."""
         run = self.run

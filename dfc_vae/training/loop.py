@@ -59,12 +59,14 @@ class TrainingDiverged(UserError):
     """A loss term or the weights became NaN/Inf; the last good checkpoint is kept."""
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, tensorboard: bool = False) -> Path:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, tensorboard: bool = False,
+          on_progress: Callable[[int, int], None] | None = None) -> Path:
     """Train a DFC-VAE as `cfg` says; returns the run directory.
 
     Every setting is checked before anything is written; the run directory is locked (util/runlock.py)
     for as long as training runs, so a second `train` on it is refused. `tensorboard` also writes
-    the logged rows as TensorBoard event files into RUN/tensorboard (the `tensorboard` extra)."""
+    the logged rows as TensorBoard event files into RUN/tensorboard (the `tensorboard` extra). `on_progress(step,
+    total_steps)` is called (rank 0) with every metrics row: e.g. an estimate of the time left."""
     cfg.validate()
     if not cfg.data:
         raise UserError("no data given; pass --data DIR (CelebA, or faces from `dfc-vae synth`)")
@@ -79,12 +81,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, tensorb
     if launched_rank() != 0:  # under torchrun rank 0 alone writes, and holds the lock
         return _train(cfg, faces, resume, progress, writer_class)
     with run_lock(run, "train"):
-        return _train(cfg, faces, resume, progress, writer_class)
+        return _train(cfg, faces, resume, progress, writer_class, on_progress)
 
 
-def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> Path:
+def _train(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class, on_progress=None) -> Path:
     """Set up, then epochs (each ended by `_end_epoch`) until the last epoch or max_steps, then finish."""
     t = _set_up(cfg, faces, resume, progress, writer_class)
+    t.on_progress = on_progress
     while t.epoch < t.cfg.epochs and t.step < t.total_steps:
         if not _train_epoch(t):  # stopped inside the epoch (max_steps)
             break
@@ -123,6 +126,8 @@ class _Training:
     epoch: int
     batch_in_epoch: int
     total_steps: int
+    schedule_steps: int = 0  # the steps of the epochs asked for, which the rate's decay spans
+    per_step_rate: bool = False  # a warm-up or decay: each step sets its rate
     logs: Logs | None = None
     window: StepWindow | None = None
     check_each_step: bool = False  # read each step's loss back (a CPU step syncs anyway)
@@ -131,6 +136,7 @@ class _Training:
     t_start: float = 0.0
     t_last: float = 0.0  # when the last metrics row was written
     average: WeightAverage | None = None  # --ema-decay
+    on_progress: Callable[[int, int], None] | None = None  # told (step, total_steps) with each metrics row
 
     @property
     def shown(self) -> DFCVAE:
@@ -194,13 +200,15 @@ def _set_up(cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class)
     meta = {**faces.provenance(), "train_images": data.train_images, "cache": str(data.cache.path),
             "vgg_weights": loss_fn.vgg_weights_description, "dfc_vae": __version__, "torch": str(torch.__version__),
             "device": str(device), "precision": precision, "world_size": procs.world}
-    total_steps = cfg.epochs * data.source.num_batches
+    # the rate's schedule spans the epochs asked for; --max-steps stops inside it
+    schedule_steps = total_steps = cfg.epochs * data.source.num_batches
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     t = _Training(cfg=cfg, run=run, procs=procs, device=device, data=data, model=model, loss_fn=loss_fn,
                   optimizer=optimizer, step_fn=step_fn, autocast=autocast_for(device, precision), meta=meta,
                   caption=provenance(faces.synthetic is not None, meta["vgg_weights"]), step=step, epoch=epoch,
-                  batch_in_epoch=batch_in_epoch, total_steps=total_steps, average=average)
+                  batch_in_epoch=batch_in_epoch, total_steps=total_steps, schedule_steps=schedule_steps,
+                  per_step_rate=per_step_rate(cfg), average=average)
     t.logs = _open_logs(t, resume, progress, writer_class)
     t.window = StepWindow(cfg.latent_dim, device)
     t.check_each_step = device.type == "cpu" or cfg.skip_bad_batches > 0  # a CPU step syncs anyway
@@ -252,7 +260,7 @@ def _open_logs(t: _Training, resume: bool, progress: bool, writer_class) -> Logs
 def _train_epoch(t: _Training) -> bool:
     """The epoch's batches from batch_in_epoch on; False when training stops inside the epoch."""
     for group in t.optimizer.param_groups:  # from the epoch alone, so a resumed run gets the same rate
-        group["lr"] = learning_rate(t.cfg, t.epoch)
+        group["lr"] = learning_rate(t.cfg, t.epoch, t.step, t.schedule_steps)
     for x in t.data.source.batches(t.epoch, t.batch_in_epoch):
         _optimizer_step(t, x)
         if t.step >= t.total_steps and t.batch_in_epoch < t.data.source.num_batches:
@@ -276,6 +284,9 @@ def _optimizer_step(t: _Training, x: torch.Tensor) -> None:
         return
     t.optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
+    if t.per_step_rate:
+        for group in t.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, t.epoch, t.step, t.schedule_steps)
     t.optimizer.step()
     if t.average:
         t.average.update(t.step)
@@ -312,6 +323,8 @@ def _log_window(t: _Training) -> None:
         t.logs.metrics.append(row)
         add_scalars(t.logs.writer, "train", row, t.step)
         t.logs.bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", active=row["active_units"])
+        if t.on_progress:
+            t.on_progress(t.step, t.total_steps)
 
 
 def _end_epoch(t: _Training) -> None:
@@ -367,10 +380,25 @@ class TrainStep(nn.Module):
         return self.model.decode_raw(self.model.reparameterize(mu, logvar, eps)), mu, logvar
 
 
-def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    """The rate of the 0-based `epoch`: halved at the start of 1-based epochs N, 2N, ... (N = cfg.lr_halving).
-    The official code meant `if epoch % 2 == 0 then lr = lr / 2` once per even (1-based) epoch."""
-    return cfg.lr * 0.5 ** ((epoch + 1) // cfg.lr_halving) if cfg.lr_halving else cfg.lr
+def learning_rate(cfg: TrainConfig, epoch: int, step: int = 0, schedule_steps: int = 0) -> float:
+    """The rate of the 0-based optimizer `step` in the 0-based `epoch`, of a run planned for `schedule_steps`.
+
+    Halved at the start of 1-based epochs N, 2N, ... (N = cfg.lr_halving): the official code meant `if epoch % 2 == 0
+    then lr = lr / 2` once per even (1-based) epoch. A linear warm-up over cfg.warmup_steps, then with
+    cfg.lr_schedule "cosine" a half cosine from the rate down to 0 at `schedule_steps`. A function of the step alone,
+    so a resumed run takes the rates the uninterrupted one did."""
+    rate = cfg.lr * 0.5 ** ((epoch + 1) // cfg.lr_halving) if cfg.lr_halving else cfg.lr
+    if step < cfg.warmup_steps:
+        rate *= (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine" and schedule_steps:
+        done = min(1.0, max(0, step - cfg.warmup_steps) / max(1, schedule_steps - cfg.warmup_steps))
+        rate *= 0.5 * (1 + math.cos(math.pi * done))
+    return rate
+
+
+def per_step_rate(cfg: TrainConfig) -> bool:
+    """Whether the rate changes within an epoch (a warm-up or a decay), so that each step sets its own."""
+    return cfg.warmup_steps > 0 or cfg.lr_schedule != "constant"
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:

@@ -16,7 +16,7 @@ import torch
 from dfc_vae.model.losses import DFCLoss, active_units, kl_divergence
 from dfc_vae.model.network import DFCVAE
 from dfc_vae.runs.split import encode_rows
-from dfc_vae.util.images import grid, save_png, to_uint8
+from dfc_vae.util.images import save_figure, to_uint8
 
 EVAL_IMAGES = 1024
 CALIBRATION_IMAGES = 10_000  # per-dimension means and second moments to ~1.4% (sqrt(2 / n))
@@ -65,8 +65,11 @@ def save_epoch_grids(model: DFCVAE, x: torch.Tensor, folder: Path, epoch: int, s
     model.eval()
     xb = x[:16].to(device)
     recon = model.decode(model.encode(xb)[0])
-    pairs = np.concatenate([to_uint8(xb[:8]), to_uint8(recon[:8]), to_uint8(xb[8:16]), to_uint8(recon[8:16])])
-    save_png(folder / f"epoch_{epoch:03d}_recon.png", grid(pairs, 8), caption + [f"epoch {epoch}: rows 1 and 3 inputs, rows 2 and 4 reconstructions"])
+    pairs = [to_uint8(xb[:8]), to_uint8(recon[:8]), to_uint8(xb[8:16]), to_uint8(recon[8:16])]
+    save_figure(folder / f"epoch_{epoch:03d}_recon.png", [r for r in pairs if len(r) == len(pairs[0])],
+                caption + [f"epoch {epoch}: rows 1 and 3 inputs, rows 2 and 4 reconstructions"],
+                ["input", "reconstruction"] * 2)
     z = torch.randn(64, model.config.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    save_png(folder / f"epoch_{epoch:03d}_samples.png", grid(to_uint8(model.decode(z)), 8),
-             caption + [f"epoch {epoch}: decoded z ~ N(0, I)"])
+    samples = to_uint8(model.decode(z))
+    save_figure(folder / f"epoch_{epoch:03d}_samples.png", [samples[i:i + 8] for i in range(0, 64, 8)],
+                caption + [f"epoch {epoch}: decoded z ~ N(0, I)"])

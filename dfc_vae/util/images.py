@@ -47,6 +47,91 @@ def grid(images: np.ndarray, ncol: int, pad: int = 2, fill: int = 255) -> np.nda
     return out
 
 
+FIGURE_CELL = 64  # the least size a face is drawn at in a figure (32x32 faces: each pixel as 2 x 2)
+_FONT_SIZE = 13
+
+
+def _font(size: int = _FONT_SIZE):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # a scalable font where FreeType is there
+    except TypeError:  # Pillow without sized default fonts
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """`text` in lines no wider than `width` pixels, broken at spaces (a longer word stays whole)."""
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and font.getlength(candidate) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + [line] if line else lines
+
+
+def figure(rows: list[np.ndarray], row_labels: list[str] | None = None, column_labels: list[str] | None = None,
+           footer: str | None = None, corner: str | None = None, min_cell: int = FIGURE_CELL, pad: int = 4,
+           label_width: int = 170) -> tuple[np.ndarray, dict]:
+    """A figure as a paper draws one: rows of faces (each (C, S, S, 3) uint8; every row as long as the first),
+    each drawn at least `min_cell` px (nearest neighbour, util.images.enlarge), each row's label at its left
+    (wrapped to `label_width` px), the columns' labels above them (`corner`: what they are, above the rows'
+    labels) and one line under it (`footer`).
+    Returns the image and where its cells are: {"cells": "x0,y0,size,pitch"} (cell (r, c) starts at
+    x0 + c * pitch, y0 + r * pitch), for a PNG's text chunks."""
+    font = _font()
+    cells = [enlarge(r, min_cell) for r in rows]
+    ncol, size = cells[0].shape[0], cells[0].shape[1]
+    line_h = round(_FONT_SIZE * 1.3)
+    labels = [_wrap(t, font, label_width) for t in row_labels] if row_labels else []
+    texts = [line for ls in labels for line in ls] + [corner] * bool(corner)
+    left = (max(font.getlength(line) for line in texts) + 2 * pad) if texts else 0
+    left = int(np.ceil(left))
+    top = line_h + pad if column_labels else 0
+    width = left + ncol * (size + pad) + pad
+    bottom = line_h + pad if footer else 0
+    height = top + len(cells) * (size + pad) + pad + bottom
+    if footer:
+        width = max(width, int(np.ceil(font.getlength(footer))) + 2 * pad)
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    if corner and column_labels:
+        draw.text((left - pad, pad + line_h / 2), corner, fill=(0, 0, 0), font=font, anchor="rm")
+    for c, text in enumerate(column_labels or []):
+        x = left + pad + c * (size + pad) + size / 2
+        draw.text((x, pad + line_h / 2), text, fill=(0, 0, 0), font=font, anchor="mm")
+    for r, row in enumerate(cells):
+        y = top + pad + r * (size + pad)
+        for c in range(ncol):
+            img.paste(Image.fromarray(row[c]), (left + pad + c * (size + pad), y))
+        if r < len(labels):
+            block = labels[r]
+            y0 = y + size / 2 - line_h * (len(block) - 1) / 2
+            for i, line in enumerate(block):
+                draw.text((left - pad, y0 + i * line_h), line, fill=(0, 0, 0), font=font, anchor="rm")
+    if footer:
+        draw.text((pad, height - bottom + pad / 2), footer, fill=(90, 90, 90), font=font)
+    return np.asarray(img), {"cells": f"{left + pad},{top + pad},{size},{size + pad}"}
+
+
+def figure_cell(picture: Image.Image, r: int, c: int) -> np.ndarray:
+    """Cell (r, c) of a PNG drawn by `figure`, at its drawn size (H, H, 3) uint8."""
+    x0, y0, size, pitch = map(int, picture.text["cells"].split(","))
+    x, y = x0 + c * pitch, y0 + r * pitch
+    return np.asarray(picture.convert("RGB"))[y:y + size, x:x + size]
+
+
+def save_figure(path: str | Path, rows: list[np.ndarray], caption: list[str], row_labels: list[str] | None = None,
+                footer: str | None = None, metadata: dict | None = None, **layout) -> None:
+    """`figure` written as a PNG: under it one line (`footer`, default the caption's lines joined), and the whole
+    `caption` and where the cells are in its text chunks. `layout`: figure's column_labels, corner, min_cell."""
+    image, where = figure(rows, row_labels, footer=footer or "; ".join(caption), **layout)
+    save_png(path, image, metadata={**(metadata or {}), "caption": " | ".join(caption), **where})
+
+
 def add_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
     """Append a white strip with `lines` of text below `image` (PIL's built-in font)."""
     if not lines:

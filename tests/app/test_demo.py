@@ -17,6 +17,7 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     for k in range(1, 9):
         assert f"[{k}/8" in printed  # progress through every step
+    assert printed.count(" left] ") == 8  # each step's line says the time since the start and the time left
     for name in ("fig5_interpolation", "fig6_arithmetic"):
         for ext in ("png", "csv", "json"):
             assert (out / "figures" / f"{name}.{ext}").is_file()
@@ -26,6 +27,7 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "RANDOM" in report and "synthetic" in report and "figures/fig6_arithmetic.png" in report
     assert "The prior gap" in report and "posterior means of random faces" in report
+    assert "Wall time: **" in report and "torch threads" in report and ("no AMX" in report or "(AMX" in report)
     state = json.loads((out / "demo.json").read_text())
     assert state["status"] == "done" and set(state["targets_met"]) <= {
         "flip_Smiling", "flip_Eyeglasses", "others_changed_max_edit", "monotone_rows"}

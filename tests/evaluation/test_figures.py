@@ -13,7 +13,7 @@ from dfc_vae.util.images import to_tensor
 from dfc_vae.evaluation.diagnostics import aggregate_posterior, prior_gap
 from dfc_vae.evaluation.figure6 import edit_measures, figure6, measure_edits
 from dfc_vae.evaluation.figures import (FIG5_ROWS, _monotone, as_dict, compose, figure5, interpolation_measures, parse_edit)
-from dfc_vae.util.images import to_uint8
+from dfc_vae.util.images import figure_cell, to_uint8
 from dfc_vae.runs.run import load_run
 
 
@@ -38,13 +38,14 @@ def test_figure5_rows_endpoints_and_csv(tiny, synth_root, cache_dir, tmp_path):
     drawn = [r.name for r in FIG5_ROWS if summary[r.name].faces]
     assert len(table) == 11 * sum(summary[r.name].faces for r in FIG5_ROWS)
     assert sorted(table.alpha.unique()) == pytest.approx([i / 10 for i in range(11)])
-    png = np.asarray(Image.open(res.png).convert("RGB"))
-    assert png.shape[1] >= 13 * 34 + 2 and png.shape[0] > len(drawn) * 34 + 2  # 13 columns; caption below
-    # row 1 (non-smiling woman -> smiling woman): input, alpha 0 ... 1, input
+    picture = Image.open(res.png)
+    x0, y0, size, pitch = map(int, picture.text["cells"].split(","))
+    assert size >= 64 and picture.width >= x0 + 13 * pitch and picture.height > y0 + len(drawn) * pitch  # 13 columns
+    # row 1 (non-smiling woman -> smiling woman): input, alpha 0 ... 1, input; each face enlarged k x k
     first = table[(table.row == FIG5_ROWS[0].name) & (table.face == 0)].iloc[0]
     left = load_face(synth_root / "img_align_celeba" / first.image, 32)
     right = load_face(synth_root / "img_align_celeba" / first.image_right, 32)
-    cell = lambda c: png[2:34, 2 + c * 34: 34 + c * 34]  # noqa: E731
+    cell = lambda c: figure_cell(picture, 0, c)[::size // 32, ::size // 32]  # noqa: E731
     assert np.array_equal(cell(0), left) and np.array_equal(cell(12), right)
     with torch.no_grad():  # the alpha = 0 and 1 cells decode exactly the encoded endpoints
         mu = run.model.encode(to_tensor(np.stack([left, right])))[0]
@@ -59,8 +60,10 @@ def test_figure6_rows_and_measures(tiny, synth_root, cache_dir, tmp_path):
                   progress=False)
     assert res.csv.is_file() and res.png.with_suffix(".json").is_file()
     shown = sum(min(1, r.faces) for r in res.summary.rows.values())
-    png = np.asarray(Image.open(res.png).convert("RGB"))
-    assert png.shape[1] >= 12 * 34 + 2 and png.shape[0] >= shown * 34 + 2
+    picture = Image.open(res.png)
+    x0, y0, size, pitch = map(int, picture.text["cells"].split(","))
+    assert size >= 64 and picture.width >= x0 + 12 * pitch and picture.height >= y0 + shown * pitch  # input + 11 alphas
+    assert "synthetic faces" in picture.text["caption"] and "+Smiling" in picture.text["caption"]
     custom = figure6(run, synth_root, vectors, clf, None, edits=[parse_edit("+Bangs:~Male")], alphas=[0, 0.5, 2],
                      n_faces=2, cache_dir=cache_dir, progress=False)
     assert custom.summary.alphas == [0, 0.5, 2] and list(custom.summary.rows) == ["+Bangs:~Male"]

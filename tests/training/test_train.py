@@ -65,6 +65,29 @@ def test_learning_rate_halving_follows_the_official_codes_intent():
         TrainConfig(lr_halving=-1).validate()
 
 
+def test_warm_up_then_cosine_decay_by_the_step():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=4, lr_schedule="cosine")
+    rates = [learning_rate(cfg, 0, step, 14) for step in range(15)]
+    assert rates[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])  # linear up to the rate over 4 steps
+    assert rates[4] == pytest.approx(1e-3) and rates[9] == pytest.approx(5e-4)  # half way through the decay
+    assert rates[14] == 0 and all(a >= b for a, b in zip(rates[3:], rates[4:]))
+    assert learning_rate(TrainConfig(lr=1e-3, warmup_steps=4), 3, 100, 14) == 1e-3  # constant after its warm-up
+    with pytest.raises(UserError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear").validate()
+
+
+def test_resume_inside_a_cosine_schedule_matches_the_uninterrupted_run(synth_root, cache_dir, tmp_path):
+    cfg = dict(data=str(synth_root), cache_dir=str(cache_dir), epochs=2, lr_schedule="cosine", warmup_steps=3, **TINY)
+    straight = train(TrainConfig(out=str(tmp_path / "a"), **cfg), progress=False)
+    train(TrainConfig(out=str(tmp_path / "b"), max_steps=4, **cfg), progress=False)  # stopped inside epoch 1
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), **cfg), resume=True, progress=False)
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["step"] == b["step"] and a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+
+
 def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_root, cache_dir, tmp_path):
     # lr_halving=2: the resumed second epoch must run at the halved rate, as the uninterrupted one did
     cfg = dict(data=str(synth_root), cache_dir=str(cache_dir), lr_halving=2, **TINY)

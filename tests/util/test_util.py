@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,18 @@ def test_every_command_with_a_device_or_a_run_takes_them_alike():
     assert {"attributes", "edit", "evaluate", "fig5", "fig6", "gap", "reconstruct", "sample", "studio",
             "train"} <= with_device
     assert with_model == {"edit", "evaluate", "fig5", "fig6", "reconstruct", "sample", "studio"}  # they only use a model
+
+
+def test_a_figure_reads_as_a_papers():
+    from dfc_vae.util.images import figure
+
+    rows = [np.full((3, 32, 32, 3), v, np.uint8) for v in (40, 200)]
+    image, where = figure(rows, ["first row", "a second row with a long name to wrap"], ["input", "0", "1"],
+                          "synthetic faces; model run step 7")
+    x0, y0, size, pitch = map(int, where["cells"].split(","))
+    assert size == 64 and np.all(image[y0:y0 + size, x0:x0 + size] == 40)  # nearest-neighbour enlarged, not blurred
+    assert np.all(image[y0 + pitch:y0 + pitch + size, x0 + 2 * pitch:x0 + 2 * pitch + size] == 200)
+    ink = image.min(axis=2) < 128
+    assert ink[y0:y0 + size, :x0].any() and ink[y0 + pitch:y0 + pitch + size, :x0].any()  # each row's label at its left
+    assert ink[:y0, x0:].any()  # the columns' labels above them
+    assert (image[y0 + 2 * pitch:].min(axis=2) < 200).any() and image.shape[0] < y0 + 2 * pitch + 30  # one line under it
