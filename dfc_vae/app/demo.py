@@ -2,7 +2,7 @@
 
 synthetic faces -> decoded-image cache -> train a VAE-123 -> attribute vectors -> attribute
 classifier -> Figure 5 -> Figure 6 -> report.md with the measured numbers against the targets.
-The defaults finish in under 10 minutes on a 2-core CPU with AMX and in about 12.5 on one without (docs/demo.md).
+The defaults finish in under 10 minutes on a 2-core CPU with AMX and in 6 to 12.5 on one without (docs/demo.md).
 """
 
 from __future__ import annotations
