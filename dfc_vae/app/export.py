@@ -10,12 +10,17 @@ repository, which `--model DIR_OR_ID`, `load_model` and `DFCVAE.from_pretrained`
     figures/                     Figures 5 and 6, when the run has them
     README.md                    the model card (app/card.py): front matter for the Hub and how it was made
 
-Everything is read and checked before the first file is written, and each file is written atomically.
+Everything is read and checked before the first file is written. The files are written into a hidden folder
+inside `out` first and moved into place only when all of them are there, so a full disk or a failed write leaves
+`out` as it was (an earlier export in it included).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -106,6 +111,21 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | No
     if contents.scored is not None:
         copies.update({f"{CLASSIFIER_FOLDER}/{p.name}": p for p in sorted(classifier.iterdir()) if p.is_file()})
     card = model_card(contents, model_ref or str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))  # inside `out`: the moves below are renames
+    try:
+        _write_export(staging, contents, copies, card)
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_export(out: Path, contents, copies: dict[str, Path], card: str) -> None:
+    """The export's files (module doc) written into `out`."""
     run = contents.run
     run.model.save_pretrained(out, extra={
         "step": run.step, "meta": run.meta, "training_config": run.config.to_dict(), "run": run.path.name,
@@ -117,7 +137,6 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | No
     for target, source in copies.items():
         write_bytes(out / target, source.read_bytes())
     write_bytes(out / "README.md", card.encode())
-    return out
 
 
 def exported_vectors(run: LoadedRun, attributes: str | Path | None = None) -> AttributeVectors | None:

@@ -106,6 +106,31 @@ def test_the_export_holds_every_file_and_a_card_that_says_how_it_was_made(shared
     assert f'run, vectors = load_model("{exported}")' in card and f"dfc-vae studio --model {exported}" in card
 
 
+def test_an_export_that_fails_midway_leaves_the_folder_as_it_was(shared, tmp_path, monkeypatch):
+    """A full disk while the card is written: the earlier export in the folder is untouched, nothing new is
+    half there, and no hidden staging folder stays behind."""
+    from dfc_vae.app import export
+
+    run_dir, _, _ = shared
+    out = tmp_path / "exported"
+    assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("the user's own file")
+    (out / "model.safetensors").write_bytes(b"an earlier export's weights")  # what the new export would replace
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_bytes = export.write_bytes
+
+    def disk_full_at_the_card(path, data):
+        if path.name == "README.md":
+            raise OSError(28, "No space left on device")
+        write_bytes(path, data)
+
+    monkeypatch.setattr(export, "write_bytes", disk_full_at_the_card)
+    with pytest.raises(OSError):
+        export.export_run(run_dir, out)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
 def test_load_model_gives_the_run_s_model_and_vectors_ready_for_edit_faces(shared):
     run_dir, exported, photo = shared
     run, vectors = load_model(exported)
