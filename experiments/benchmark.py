@@ -252,8 +252,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     cache = open_cache(cache_path)
     # the model's size is the cache's: the benchmark's caches are SIZE, a dry run's smaller
     cfg = TrainConfig(loss=loss, vgg_weights="random", batch_size=batch, image_size=cache.images.shape[1])
-    # Page the whole cache in first: its share of the peak resident memory is then exactly its
-    # mapped pages (read back from /proc/self/smaps below), whatever the steps happened to touch.
+    # page the whole cache in first: its share of the peak RSS is then its mapped pages (/proc/self/smaps, below)
     int(np.asarray(cache.images).sum(dtype=np.uint64))
     source = BatchSource(cache.images, np.arange(len(cache.ids)), batch, device, seed=0)
     torch.manual_seed(0)
