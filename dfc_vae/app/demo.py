@@ -2,7 +2,7 @@
 
 synthetic faces -> decoded-image cache -> train a VAE-123 -> attribute vectors -> attribute
 classifier -> Figure 5 -> Figure 6 -> report.md with the measured numbers against the targets.
-The defaults finish in under 10 minutes on a 2-core CPU with AMX and in 6 to 12.5 on one without (docs/demo.md).
+The defaults finish in under 10 minutes on a 2-core CPU with AMX and in 5.5 to 12.5 on one without (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class DemoSettings:
     # 6.5% (200+ faces per edit)
     n: int = _setting(34000, "synthetic faces rendered (about 80% train, 10% test)")
     image_size: int = _setting(32, "face size in pixels the VAE is trained at")
-    # 5 epochs: the fifth takes the worst leak under 10% at every seed measured (docs/demo.md)
+    # 5 epochs: the fifth takes the worst leak under 10% at most seeds measured, not all (docs/demo.md)
     epochs: int = _setting(5, "passes of the VAE over the training faces")
     # at 32x32 a CPU costs about the same per image from batch 8 to 64, so within the same time a small
     # batch buys eight times the optimizer steps; the paper's 64 gives blurrier faces (docs/demo.md)
