@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+from typing import NoReturn
 
 from dfc_vae import __version__
 from dfc_vae import commands
+from dfc_vae.training.distributed import world_size
 from dfc_vae.util.errors import exit_status
 
 
@@ -62,5 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     return exit_status(f"dfc-vae {args.command}", lambda: args._run(args))
 
 
+def run() -> NoReturn:
+    """The process's entry point (the `dfc-vae` script, `python -m dfc_vae`): main's status as its exit status."""
+    status = main()
+    if world_size() > 1:
+        # A torchrun worker leaves without finalizing the interpreter: Gloo's worker threads may still be
+        # releasing the tensors of the last collective, which takes the GIL, and a thread that asks for the
+        # GIL while the interpreter finalizes aborts the process (SIGABRT, after a finished run). Every
+        # file is written and closed by now; only the terminal's buffers are left to flush.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
