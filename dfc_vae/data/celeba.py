@@ -114,11 +114,11 @@ def find_celeba(path: str | Path) -> CelebARoot:
         png = folder / "img_align_celeba_png"
         if not images.is_dir() and png.is_dir():
             images, layout = png, layout or "png"
-        archive = None
+        archive, synthetic = None, read_synthetic_marker(folder)
         if not images.is_dir() and (folder / ZIP_NAME).is_file():  # as downloaded: read in place
             images = folder / ZIP_NAME
             archive = open_zip(images, f"{ZIP_NAME} should be the zip of CelebA's aligned JPEGs; {REDOWNLOAD}",
-                               PUBLISHED[ZIP_NAME][0])
+                               None if synthetic else PUBLISHED[ZIP_NAME][0])
             kaggle_nested = any(name.startswith("img_align_celeba/img_align_celeba/") for name in archive.members)
         if not images.is_dir() and archive is None:
             raise UserError(f"{folder} has the annotation files but no img_align_celeba/ (or img_align_celeba_png/) "
@@ -126,7 +126,7 @@ def find_celeba(path: str | Path) -> CelebARoot:
                             f"without unpacking), or {GET_CELEBA}")
         if layout is None:
             layout = "kaggle" if (csv.is_file() and not txt.is_file()) or kaggle_nested else "official"
-        return CelebARoot(folder, images, layout, read_synthetic_marker(folder), archive)
+        return CelebARoot(folder, images, layout, synthetic, archive)
     raise UserError(f"{root} does not look like CelebA: expected list_attr_celeba.txt (official), celeba/list_attr_celeba.txt "
                     "(torchvision) or list_attr_celeba.csv (Kaggle) with img_align_celeba/ beside it")
 
