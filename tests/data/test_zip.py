@@ -20,31 +20,9 @@ from dfc_vae.data.sources import open_faces
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.util.errors import UserError
 
+from archives import ZIPPED, zip_folder, zipped_celeba
+
 N = 24
-# where each source keeps the annotation files and, inside the zip, the images
-ZIPPED = {"official": ("", "img_align_celeba/"), "torchvision": ("celeba/", "img_align_celeba/"),
-          "kaggle": ("", "img_align_celeba/img_align_celeba/")}
-
-
-def zip_folder(folder: Path, zip_path: Path, prefix: str, method=zipfile.ZIP_DEFLATED) -> None:
-    """Zip every file under `folder` with names `prefix` + its relative path, as zip -r does."""
-    with zipfile.ZipFile(zip_path, "w", method) as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, prefix + p.relative_to(folder).as_posix())
-
-
-def zipped_celeba(unpacked: Path, out: Path, layout: str) -> Path:
-    """The CelebA copy `unpacked` as downloaded: the annotation files and img_align_celeba.zip, no image folder."""
-    ann, inside = ZIPPED[layout]
-    shutil.copytree(unpacked, out, ignore=shutil.ignore_patterns("img_align_celeba"))
-    images = unpacked / ann / "img_align_celeba"
-    if layout == "kaggle":
-        images = images / "img_align_celeba"
-    zip_folder(images, out / ann / "img_align_celeba.zip", inside)
-    return out
-
-
 @pytest.fixture(scope="module")
 def unpacked(tmp_path_factory):
     base = tmp_path_factory.mktemp("unpacked")
