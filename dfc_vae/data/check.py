@@ -6,10 +6,11 @@ the split, and what training would do with it (or the one line that would stop i
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dfc_vae.data.archive import describe_head, open_zip, read_head
+from dfc_vae.data.archive import DamagedMember, describe_head, read_head, read_member
 from dfc_vae.data.celeba import (GET_CELEBA, IMAGE_SUFFIXES, LAST_TRAIN, LAST_VALID, LAST_IMAGE, PUBLISHED, ZIP_NAME,
                                  find_celeba)
 from dfc_vae.data.faces import read_synthetic_marker, synthetic_description
@@ -37,6 +38,11 @@ class DataCheck:
         if status == "WRONG" or (status == "missing" and name in NEEDED[1:2]):
             self.problems.append(f"{name}: {text}")
 
+    def stop(self, prefix: str, error: UserError) -> None:
+        """What would stop training, as a line of the report and a problem."""
+        self.lines.append(f"{prefix}: {error}")
+        self.problems.append(str(error))
+
     @property
     def report(self) -> str:
         return "\n".join(self.lines)
@@ -54,8 +60,8 @@ def check_data(path: str | Path, progress: bool = True, published: dict | None =
     what = synthetic_description(marker) if marker else "CelebA"
     check.lines.append(f"{what} in {folder}")
     check.lines.append("files:")
-    _check_files(check, folder, published, synthetic=marker is not None, progress=progress)
-    _check_images(check, folder)
+    summed = _check_files(check, folder, published, synthetic=marker is not None, progress=progress)
+    _check_images(check, folder, verify_zip=ZIP_NAME not in summed, progress=progress)
     _what_training_would_do(check, root)
     return check
 
@@ -64,8 +70,9 @@ def _has_any(folder: Path, published: dict) -> bool:
     return any((folder / name).exists() for name in list(published) + list(_KAGGLE.values()))
 
 
-def _check_files(check: DataCheck, folder: Path, published: dict, synthetic: bool, progress: bool) -> None:
-    """Each published file: missing, named for what it is when it is not that file, or its sum compared."""
+def _check_files(check: DataCheck, folder: Path, published: dict, synthetic: bool, progress: bool) -> set[str]:
+    """Each published file: missing, named for what it is when it is not that file, or its sum compared.
+    Returns the names of the files whose sums were compared."""
     to_sum = []
     for name, (size, md5) in published.items():
         path = folder / name
@@ -99,6 +106,7 @@ def _check_files(check: DataCheck, folder: Path, published: dict, synthetic: boo
             check.file("ok", path.name, f"{path.stat().st_size:,} bytes, MD5 {digest} as published")
         else:
             check.file("WRONG", path.name, f"MD5 {digest}, the published file's is {md5}: damaged, download it again")
+    return {path.name for path, _ in to_sum}
 
 
 def _md5_sums(paths: list[Path], progress: bool) -> list[str]:
@@ -119,17 +127,24 @@ def _md5_sums(paths: list[Path], progress: bool) -> list[str]:
     return sums
 
 
-def _check_images(check: DataCheck, folder: Path) -> None:
-    """The images (in the zip, or the unpacked folder) against the annotation rows, and the split."""
+def _check_images(check: DataCheck, folder: Path, verify_zip: bool, progress: bool) -> None:
+    """The images (in the zip, or the unpacked folder) against the annotation rows; with `verify_zip`, every
+    image in the zip read back against its CRC (a zip with no published sum: Kaggle's, synthetic faces)."""
     try:
         celeba = find_celeba(folder)
     except UserError as e:
-        check.lines.append(f"images: {e}")
-        check.problems.append(str(e))
+        check.stop("images", e)
         return
     if celeba.archive is not None:
         count = len(celeba.archive.images(IMAGE_SUFFIXES))
         where = f"{ZIP_NAME} ({celeba.layout} layout, read without unpacking)"
+        damaged = _damaged_members(celeba.archive, progress) if verify_zip else []
+        if damaged:
+            check.problems.append(f"{len(damaged)} images in {ZIP_NAME} are damaged (e.g. {damaged[0]}); "
+                                  "download it again")
+            where += f", {len(damaged):,} of them damaged"
+        elif verify_zip:
+            where = where[:-1] + "; every image matches its CRC)"
     else:
         count = sum(1 for p in celeba.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         where = f"{celeba.images} ({celeba.layout} layout)"
@@ -145,11 +160,33 @@ def _check_images(check: DataCheck, folder: Path) -> None:
                               f"{where.split(' (')[0]} holds {count:,}")
 
 
+def _damaged_members(archive, progress: bool) -> list[str]:
+    """The images of a zip whose bytes do not read back as recorded (each read once, in zip order)."""
+    from tqdm.auto import tqdm
+
+    members = sorted(archive.images(IMAGE_SUFFIXES), key=lambda m: m.offset)
+    damaged = []
+    fd = os.open(archive.path, os.O_RDONLY)
+    try:
+        with tqdm(total=sum(m.compressed for m in members), desc="CRC", unit="B", unit_scale=True,
+                  disable=not progress) as bar:
+            for m in members:
+                try:
+                    read_member(fd, m)
+                except DamagedMember as e:
+                    damaged.append(f"{m.name}: {e}")
+                bar.update(m.compressed)
+    finally:
+        os.close(fd)
+    return damaged
+
+
 def _data_rows(path: Path) -> int:
     """Rows of images in an annotation file: its lines less the count line and the header."""
     lines = [ln for ln in path.read_text(encoding="utf-8-sig", errors="replace").splitlines() if ln.strip()]
     skip = (1 if lines and lines[0].strip().isdigit() else 0)
-    if len(lines) > skip and not lines[skip].split(",")[0].split()[0].lower().endswith((".jpg", ".png")):
+    first = lines[skip].replace(",", " ").split() if len(lines) > skip else []
+    if first and not first[0].lower().endswith((".jpg", ".png")):
         skip += 1  # the header line
     return len(lines) - skip
 
@@ -158,8 +195,7 @@ def _what_training_would_do(check: DataCheck, root: Path) -> None:
     try:
         faces = open_faces(root)
     except UserError as e:
-        check.lines.append(f"training would stop: {e}")
-        check.problems.append(str(e))
+        check.stop("training would stop", e)
         return
     sizes = faces.split_sizes()
     official = tuple(sizes.values()) == OFFICIAL_SPLIT

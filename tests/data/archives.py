@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -28,3 +29,12 @@ def zipped_celeba(unpacked: Path, out: Path, layout: str) -> Path:
         images = images / "img_align_celeba"
     zip_folder(images, out / ann / "img_align_celeba.zip", inside)
     return out
+
+
+def flip_byte(zip_path: Path, member) -> None:
+    """Flip one byte in the middle of a member's data (a dfc_vae.data.archive.Member of `zip_path`)."""
+    with open(zip_path, "r+b") as f:
+        f.seek(member.offset + 30 + len(member.name.encode()) + member.compressed // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))

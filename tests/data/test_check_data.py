@@ -13,7 +13,7 @@ from dfc_vae.data.check import check_data
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.util.choices import SYNTHETIC_MARKER
 
-from archives import zipped_celeba
+from archives import flip_byte, zipped_celeba
 
 N = 20
 
@@ -43,6 +43,7 @@ def test_a_good_download_is_reported_on_one_screen_and_passes(download, capsys):
     assert out[0].startswith("synthetic faces") and "not CelebA" in out[0]
     assert any(f"images: {N} in img_align_celeba.zip" in ln and f"{N} rows in list_attr_celeba.txt" in ln for ln in out)
     assert any(ln.startswith("split: ") and "list_eval_partition" in ln for ln in out)
+    assert any("every image matches its CRC" in ln for ln in out)  # a zip with no published sum is read through
     assert any(f"training would: decode {N} faces from img_align_celeba.zip (never unpacked)" in ln for ln in out)
     assert out[-1].startswith("nothing wrong found")
 
@@ -80,6 +81,17 @@ def test_a_damaged_download_names_each_problem_and_exits_2(download, tmp_path, c
     assert "is a zip cut short" in out and "training would stop:" in out
     assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in download.iterdir()
                                                             if p.name != "list_eval_partition.txt")
+
+
+def test_a_damaged_image_in_a_zip_without_a_published_sum_is_found(download, tmp_path):
+    from dfc_vae.data.archive import open_zip
+
+    copy = tmp_path / "copy"
+    shutil.copytree(download, copy)
+    flip_byte(copy / "img_align_celeba.zip", open_zip(copy / "img_align_celeba.zip", "").members["img_align_celeba/000007.jpg"])
+    check = check_data(copy, progress=False)
+    assert len(check.problems) == 1
+    assert check.problems[0].startswith("1 images in img_align_celeba.zip are damaged (e.g. img_align_celeba/000007.jpg")
 
 
 def test_an_unpacked_copy_without_the_zip_and_a_wrong_count(download, tmp_path):

@@ -5,7 +5,6 @@ given as a zip, the cache shared with the unpacked folder, and failed downloads 
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from dfc_vae.data.sources import open_faces
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.util.errors import UserError
 
-from archives import ZIPPED, zip_folder, zipped_celeba
+from archives import ZIPPED, flip_byte, zip_folder, zipped_celeba
 
 N = 24
 @pytest.fixture(scope="module")
@@ -139,12 +138,7 @@ def test_a_damaged_image_in_the_zip_is_named_and_no_cache_is_left(zipped, tmp_pa
     images = _unzip(zipped["official"] / "img_align_celeba.zip", tmp_path / "x")
     zip_folder(images, data / "img_align_celeba.zip", "img_align_celeba/", zipfile.ZIP_STORED)  # bytes as they are
     faces = open_faces(data)
-    member = faces.archive.members[str(faces.paths[4])]
-    with open(data / "img_align_celeba.zip", "r+b") as f:  # one byte of the JPEG's data flipped
-        f.seek(member.offset + 30 + len(member.name) + member.compressed // 2)
-        byte = f.read(1)
-        f.seek(-1, os.SEEK_CUR)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    flip_byte(data / "img_align_celeba.zip", faces.archive.members[str(faces.paths[4])])
     with pytest.raises(UserError, match=f"1 images could not be read: img_align_celeba/{faces.ids[4]} .*CRC"):
         prepare_cache(faces, 32, None, tmp_path / "cache", workers=1, progress=False)
     assert not [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
