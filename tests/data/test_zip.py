@@ -5,6 +5,7 @@ given as a zip, the cache shared with the unpacked folder, and failed downloads 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -182,3 +183,6 @@ def test_training_from_the_zip_alone_equals_training_from_the_unpacked_folder(ti
             return [(r["step"], r["loss"], r["recon"], r["kl"]) for r in csv.DictReader(f)]
 
     assert losses(Path(run)) == losses(Path(tiny_trained_run))
+    meta = json.loads((Path(run) / "config.json").read_text())["meta"]
+    assert meta["archive"] == str(data / "img_align_celeba.zip") and "archive" not in json.loads(
+        (Path(tiny_trained_run) / "config.json").read_text())["meta"]
