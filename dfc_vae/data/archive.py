@@ -14,7 +14,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import NamedTuple
 
 from dfc_vae.util.errors import UserError
@@ -54,12 +54,8 @@ class ZipArchive:
     def images(self, suffixes) -> list[Member]:
         """The members whose names end in one of `suffixes` (any case), hidden files and macOS's
         resource forks (__MACOSX/, ._NAME) left out, in the order of their names."""
-        out = []
-        for name, member in self.members.items():
-            parts = PurePosixPath(name).parts
-            if any(p.startswith(".") or p == "__MACOSX" for p in parts) or not name.lower().endswith(suffixes):
-                continue
-            out.append(member)
+        out = [m for name, m in self.members.items()  # string tests: CelebA's zip has 202,599 members
+               if name.lower().endswith(suffixes) and not name.startswith((".", "__MACOSX/")) and "/." not in name]
         return sorted(out, key=lambda m: m.name)
 
     def read(self, name: str) -> bytes:

@@ -165,6 +165,10 @@ def test_a_zip_of_faces_keeps_its_labels_split_and_marker(unpacked, zipped, tmp_
     assert not open_faces(flat).attribute_names
     rc = main(["prepare", "--data", str(tmp_path / "nothing.zip"), "--cache-dir", str(tmp_path / "c")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+    (tmp_path / "only").mkdir()
+    shutil.copy(flat, tmp_path / "only" / "faces.zip")
+    with pytest.raises(UserError, match=f"pass --data {tmp_path / 'only' / 'faces.zip'}"):
+        open_faces(tmp_path / "only")
 
 
 @pytest.mark.slow
