@@ -38,11 +38,15 @@ from dfc_vae.util.tables import markdown_table
 def as_downloaded(unpacked: Path, out: Path, method: int) -> Path:
     """`unpacked` (official layout) as CelebA is downloaded: its annotation files and img_align_celeba.zip,
     its members compressed with `method` (zipfile.ZIP_DEFLATED or ZIP_STORED)."""
+    images = sorted((unpacked / "img_align_celeba").iterdir())
     if (out / ZIP_NAME).is_file():
-        return out
+        with zipfile.ZipFile(out / ZIP_NAME) as zf:
+            if len(zf.namelist()) == len(images):  # made in an earlier run with the same --dir and --n
+                return out
+    shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(unpacked, out, ignore=shutil.ignore_patterns("img_align_celeba"))
     with zipfile.ZipFile(out / ZIP_NAME, "w", method) as zf:
-        for path in sorted((unpacked / "img_align_celeba").iterdir()):
+        for path in images:
             zf.write(path, f"img_align_celeba/{path.name}")
     return out
 
