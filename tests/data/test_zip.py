@@ -190,3 +190,17 @@ def test_training_from_the_zip_alone_equals_training_from_the_unpacked_folder(ti
     meta = json.loads((Path(run) / "config.json").read_text())["meta"]
     assert meta["archive"] == str(data / "img_align_celeba.zip") and "archive" not in json.loads(
         (Path(tiny_trained_run) / "config.json").read_text())["meta"]
+
+
+def test_the_zip_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path, capsys):
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "experiments" / "benchmark_zip.py"
+    spec = importlib.util.spec_from_file_location("benchmark_zip", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--n", "12", "--rounds", "1", "--workers", "1", "--size", "32", "--dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "12 synthetic faces" in out and "| median |" in out and "zip / folder (median of each round's ratio)" in out
+    with zipfile.ZipFile(tmp_path / "stored" / "img_align_celeba.zip") as zf:
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED} and len(zf.namelist()) == 12
