@@ -58,7 +58,7 @@ def _fingerprint(faces, size: int, crop: str) -> str:
     mtimes; for images in a zip, their contents (`_content_key`)."""
     if faces.archive is not None:
         members = faces.archive.members
-        return _content_key(size, crop, faces.ids, ((members[str(p)].size, members[str(p)].crc) for p in faces.paths))
+        return _content_key(size, crop, faces.ids, ((members[p].size, members[p].crc) for p in faces.paths))
     h = hashlib.sha256(_bytes(f"v{CACHE_FORMAT_VERSION}|{size}|{crop}|{faces.kind}|{faces.root.resolve()}"))
     for name, path in zip(faces.ids, faces.paths):
         try:
@@ -178,7 +178,7 @@ def _make_cache(faces, ids, key, target, folder, image_size, crop, workers, prog
                         f"{len(ids) * image_size * image_size * 3 / 2**30:.2f} GiB free") from e
     try:
         if faces.archive is not None:
-            items, zip_path = [faces.archive.members[str(p)] for p in faces.paths], str(faces.archive.path)
+            items, zip_path = [faces.archive.members[p] for p in faces.paths], str(faces.archive.path)
         else:
             items, zip_path = [str(p) for p in faces.paths], None
         _decode_all(items, zip_path, array_path, image_size, crop, workers, progress)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -324,7 +324,7 @@ def _listing(celeba: CelebARoot) -> dict:
     folders: dict[str, dict] = {}
     for member in celeba.archive.images(IMAGE_SUFFIXES):
         folder, _, name = member.name.rpartition("/")
-        folders.setdefault(folder, {})[name] = PurePosixPath(member.name)
+        folders.setdefault(folder, {})[name] = member.name
     return max(folders.values(), key=len) if folders else {}
 
 

@@ -8,7 +8,7 @@ path opened through it), so annotations are parsed and images fingerprinted once
 
 A FaceSet holds, in cache order (row i of the cache is the face of ids[i]):
   ids        image names: CelebA's annotation names (000001.jpg), a folder's relative paths
-  paths      the files themselves (in a zip: the members' names, and `archive` is the zip)
+  paths      the files themselves (in a zip: the names of its members, strings; `archive` is the zip)
   labels     bool DataFrame indexed by ids, one column per attribute (possibly none)
   split      per image 0 (train), 1 (valid) or 2 (test)
 and its provenance: the source kind and layout, where the split came from, how many listed

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,7 +84,7 @@ def open_archive(path: Path, labels=None, allow_missing: bool = False, split_see
     marker = top + SYNTHETIC_MARKER
     synthetic = parse_synthetic_marker(archive.read(marker), path / marker) if marker in archive.members else None
     found = sorted(members)
-    faces = _face_set(path, path, found, {name: PurePosixPath(members[name].name) for name in found}, table,
+    faces = _face_set(path, path, found, {name: members[name].name for name in found}, table,
                       labels_file, allow_missing, split_seed, synthetic)
     faces.archive = archive
     return faces
