@@ -68,9 +68,6 @@ def open_archive(path: Path, labels=None, allow_missing: bool = False, split_see
     folder it was made of (one top-level folder holding everything is taken off the names)."""
     archive = open_zip(path, "give the zip of a folder of face images (zip -r faces.zip FOLDER), or the folder itself")
     top = top_folder(archive.members)
-    members = {m.name[len(top):]: m for m in archive.images(IMAGE_SUFFIXES) if m.name.startswith(top)}
-    if not members:
-        raise UserError(f"{path} holds no images (JPEG, PNG or WebP); give the zip of a folder of face images")
     labels_file, text = None, None
     if labels:
         labels_file = Path(labels).expanduser()
@@ -80,6 +77,13 @@ def open_archive(path: Path, labels=None, allow_missing: bool = False, split_see
         inside = next((top + name for name in LABEL_FILES if top + name in archive.members), None)
         if inside is not None:  # named as the zip's member, read from the zip
             labels_file, text = path / inside, archive.read(inside).decode("utf-8-sig", errors="replace")
+    prefix = top
+    if labels_file is not None and labels_file.name == LABEL_FILES[1] and any(
+            name.startswith(f"{top}{HQ_IMAGES}/") for name in archive.members):
+        prefix = f"{top}{HQ_IMAGES}/"  # as open_source: CelebAMask-HQ's photos, beside its attribute file
+    members = {m.name[len(prefix):]: m for m in archive.images(IMAGE_SUFFIXES) if m.name.startswith(prefix)}
+    if not members:
+        raise UserError(f"{path} holds no images (JPEG, PNG or WebP); give the zip of a folder of face images")
     table = read_labels(labels_file, text) if labels_file is not None else None
     marker = top + SYNTHETIC_MARKER
     synthetic = parse_synthetic_marker(archive.read(marker), path / marker) if marker in archive.members else None

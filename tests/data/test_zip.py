@@ -204,3 +204,18 @@ def test_the_zip_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path, capsys):
     assert "12 synthetic faces" in out and "| median |" in out and "zip / folder (median of each round's ratio)" in out
     with zipfile.ZipFile(tmp_path / "stored" / "img_align_celeba.zip") as zf:
         assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED} and len(zf.namelist()) == 12
+
+
+def test_celebamask_hq_as_a_zip_reads_its_photos_beside_its_attribute_file(unpacked, tmp_path):
+    ref = open_faces(unpacked["folder"])
+    hq = tmp_path / "CelebAMask-HQ"
+    shutil.copytree(unpacked["folder"], hq / "CelebA-HQ-img", ignore=shutil.ignore_patterns("*.csv", "*.json"))
+    rows = [f"{name} " + " ".join(" 1" if v else "-1" for v in row) for name, row in zip(ref.ids, ref.labels.to_numpy())]
+    header = " ".join(ref.attribute_names)
+    (hq / "CelebAMask-HQ-attribute-anno.txt").write_text(f"{len(rows)}\n{header}\n" + "\n".join(rows) + "\n")
+    (hq / "CelebAMask-HQ-mask-anno").mkdir()  # masks are no faces
+    (hq / "CelebAMask-HQ-mask-anno" / "0_hair.png").write_bytes((hq / "CelebA-HQ-img" / ref.ids[0]).read_bytes())
+    zip_folder(hq, tmp_path / "CelebAMask-HQ.zip", "CelebAMask-HQ/")
+    faces, unzipped = open_faces(tmp_path / "CelebAMask-HQ.zip"), open_faces(hq)
+    assert faces.ids == unzipped.ids == ref.ids
+    pd.testing.assert_frame_equal(faces.labels, unzipped.labels)
