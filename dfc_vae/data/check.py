@@ -17,7 +17,7 @@ from dfc_vae.data.faces import read_synthetic_marker, synthetic_description
 from dfc_vae.data.sources import open_faces
 from dfc_vae.util.errors import UserError
 
-NEEDED = (ZIP_NAME, "list_attr_celeba.txt", "list_eval_partition.txt")  # the rest of PUBLISHED is not read
+LABELS = "list_attr_celeba.txt"  # the one annotation file training cannot do without
 _CHUNK = 4 << 20  # bytes per read while summing: large enough to run at disk speed
 _KAGGLE = {"list_attr_celeba.txt": "list_attr_celeba.csv", "list_eval_partition.txt": "list_eval_partition.csv",
            "list_bbox_celeba.txt": "list_bbox_celeba.csv", "list_landmarks_align_celeba.txt": "list_landmarks_align_celeba.csv"}
@@ -35,7 +35,7 @@ class DataCheck:
 
     def file(self, status: str, name: str, text: str) -> None:
         self.lines.append(f"  {status:<8} {name:<32} {text}")
-        if status == "WRONG" or (status == "missing" and name in NEEDED[1:2]):
+        if status == "WRONG" or (status == "missing" and name == LABELS):
             self.problems.append(f"{name}: {text}")
 
     def stop(self, prefix: str, error: UserError) -> None:
