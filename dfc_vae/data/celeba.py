@@ -89,6 +89,7 @@ class CelebARoot:
     layout: str  # 'official', 'torchvision', 'kaggle' or 'png'
     synthetic: dict | None  # the marker of dfc_vae's rendered faces, None for real CelebA
     archive: ZipArchive | None = None  # img_align_celeba.zip, when the images are read from it (`images` is then the zip)
+    eval_folder: Path | None = None  # where list_eval_partition is when not beside the attributes (the Drive tree's Eval/)
 
     @property
     def description(self) -> str:
@@ -96,27 +97,31 @@ class CelebARoot:
 
 
 def find_celeba(path: str | Path) -> CelebARoot:
-    """Recognise the official, torchvision (ROOT/celeba/...) and Kaggle layouts under `path`."""
+    """Recognise the official (flat, or the Drive folder's Anno/, Eval/, Img/), torchvision (ROOT/celeba/...)
+    and Kaggle layouts under `path`."""
     root = Path(path).expanduser()
     if not root.exists():
         raise UserError(f"data folder {root} does not exist; pass --data the folder that holds CelebA "
                         "(or make synthetic faces with `dfc-vae synth --out DIR`)")
     if not root.is_dir():
         raise UserError(f"--data {root} is a file; pass the folder that holds img_align_celeba/ and list_attr_celeba.txt")
-    candidates = [(root, None), (root / "celeba", "torchvision")]
-    for folder, layout in candidates:
+    # (annotations, images' folder, layout): flat; torchvision's ROOT/celeba; the official Google Drive
+    # folder as downloaded, Anno/ (and Eval/ for the split) beside Img/
+    candidates = [(root, root, None), (root / "celeba", root / "celeba", "torchvision"),
+                  (root / "Anno", root / "Img", "official")]
+    for folder, base, layout in candidates:
         txt, csv = folder / "list_attr_celeba.txt", folder / "list_attr_celeba.csv"
         if not (txt.is_file() or csv.is_file()):
             continue
-        nested = folder / "img_align_celeba" / "img_align_celeba"
+        nested = base / "img_align_celeba" / "img_align_celeba"
         kaggle_nested = nested.is_dir()  # Kaggle's archive holds the images one folder deeper
-        images = nested if kaggle_nested else folder / "img_align_celeba"
-        png = folder / "img_align_celeba_png"
+        images = nested if kaggle_nested else base / "img_align_celeba"
+        png = base / "img_align_celeba_png"
         if not images.is_dir() and png.is_dir():
             images, layout = png, layout or "png"
         archive, synthetic = None, read_synthetic_marker(folder)
-        if not images.is_dir() and (folder / ZIP_NAME).is_file():  # as downloaded: read in place
-            images = folder / ZIP_NAME
+        if not images.is_dir() and (base / ZIP_NAME).is_file():  # as downloaded: read in place
+            images = base / ZIP_NAME
             archive = open_zip(images, f"{ZIP_NAME} should be the zip of CelebA's aligned JPEGs; {REDOWNLOAD}",
                                None if synthetic else PUBLISHED[ZIP_NAME][0])
             kaggle_nested = any(name.startswith("img_align_celeba/img_align_celeba/") for name in archive.members)
@@ -126,7 +131,8 @@ def find_celeba(path: str | Path) -> CelebARoot:
                             f"without unpacking), or {GET_CELEBA}")
         if layout is None:
             layout = "kaggle" if (csv.is_file() and not txt.is_file()) or kaggle_nested else "official"
-        return CelebARoot(folder, images, layout, synthetic, archive)
+        eval_folder = root / "Eval" if folder == root / "Anno" else None
+        return CelebARoot(folder, images, layout, synthetic, archive, eval_folder)
     raise UserError(f"{root} does not look like CelebA: expected list_attr_celeba.txt (official), celeba/list_attr_celeba.txt "
                     "(torchvision) or list_attr_celeba.csv (Kaggle) with img_align_celeba/ beside it")
 
@@ -141,10 +147,11 @@ def _lines(path: Path) -> list[str]:
 
 
 def _annotation_file(root: CelebARoot, stem: str) -> Path:
-    for ext in (".txt", ".csv"):
-        p = root.annotations / f"{stem}{ext}"
-        if p.is_file():
-            return p
+    for folder in (root.annotations, root.eval_folder or root.annotations):
+        for ext in (".txt", ".csv"):
+            p = folder / f"{stem}{ext}"
+            if p.is_file():
+                return p
     raise UserError(f"{root.annotations} has no {stem}.txt or {stem}.csv; copy it from your CelebA download")
 
 
@@ -237,7 +244,8 @@ def load_annotations(root: CelebARoot) -> pd.DataFrame:
 
 
 def has_partition(root: CelebARoot) -> bool:
-    return any((root.annotations / f"list_eval_partition{ext}").is_file() for ext in (".txt", ".csv"))
+    return any((folder / f"list_eval_partition{ext}").is_file() for ext in (".txt", ".csv")
+               for folder in (root.annotations, root.eval_folder or root.annotations))
 
 
 def partition_by_number(ids) -> np.ndarray:
@@ -261,7 +269,7 @@ KIND = "celeba"
 def recognises(root: Path) -> bool:
     """CelebA when its attribute or partition file is there (without the attribute file, find_celeba
     says what is missing)."""
-    return any((folder / f"{stem}{ext}").is_file() for folder in (root, root / "celeba")
+    return any((folder / f"{stem}{ext}").is_file() for folder in (root, root / "celeba", root / "Anno", root / "Eval")
                for stem in ("list_attr_celeba", "list_eval_partition") for ext in (".txt", ".csv"))
 
 
@@ -294,8 +302,8 @@ def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed
     if missing:
         example = ids[int(np.flatnonzero(~present)[0])]
         if not allow_missing:
-            beside = (f", or delete the partly unpacked {celeba.images.name}/ to read the {ZIP_NAME} beside it"
-                      if celeba.archive is None and (celeba.annotations / ZIP_NAME).is_file() else "")
+            zipped = celeba.archive is None and any((p / ZIP_NAME).is_file() for p in celeba.images.parents[:2])
+            beside = f", or delete the partly unpacked {celeba.images.name}/ to read the {ZIP_NAME} beside it" if zipped else ""
             raise UserError(f"{missing} of the {len(ids)} images listed in list_attr_celeba are missing from "
                             f"{celeba.images} (e.g. {example}); restore them{beside}, or pass --allow-missing to use "
                             f"the {len(ids) - missing} present")

@@ -56,7 +56,7 @@ def check_data(path: str | Path, progress: bool = True, published: dict | None =
     published = PUBLISHED if published is None else published
     folder = root / "celeba" if (root / "celeba").is_dir() and not _has_any(root, published) else root
     check = DataCheck(root)
-    marker = read_synthetic_marker(folder)
+    marker = read_synthetic_marker(folder) or read_synthetic_marker(folder / "Anno")
     what = synthetic_description(marker) if marker else "CelebA"
     check.lines.append(f"{what} in {folder}")
     check.lines.append("files:")
@@ -67,7 +67,12 @@ def check_data(path: str | Path, progress: bool = True, published: dict | None =
 
 
 def _has_any(folder: Path, published: dict) -> bool:
-    return any((folder / name).exists() for name in list(published) + list(_KAGGLE.values()))
+    return any(_where(folder, name).exists() for name in list(published) + list(_KAGGLE.values()))
+
+
+def _where(folder: Path, name: str) -> Path:
+    """The file `name` in `folder`, or in the Drive folder's Img/, Anno/ or Eval/ under it (`folder/name` when in none)."""
+    return next((p for p in (folder / sub / name for sub in ("", "Img", "Anno", "Eval")) if p.exists()), folder / name)
 
 
 def _check_files(check: DataCheck, folder: Path, published: dict, synthetic: bool, progress: bool) -> set[str]:
@@ -75,12 +80,12 @@ def _check_files(check: DataCheck, folder: Path, published: dict, synthetic: boo
     Returns the names of the files whose sums were compared."""
     to_sum = []
     for name, (size, md5) in published.items():
-        path = folder / name
+        path = _where(folder, name)
         if not path.is_file() and (folder / _KAGGLE.get(name, name)).is_file():
             check.file("found", _KAGGLE[name], "Kaggle's CSV copy: no published sum; checked by reading it below")
             continue
         if not path.is_file():
-            if name == ZIP_NAME and (folder / "img_align_celeba").is_dir():
+            if name == ZIP_NAME and (_where(folder, "img_align_celeba").is_dir()):
                 check.file("absent", name, "the unpacked img_align_celeba/ folder is used instead")
             elif name == ZIP_NAME:
                 check.file("missing", name, "the aligned faces: " + GET_CELEBA)
@@ -150,7 +155,7 @@ def _check_images(check: DataCheck, folder: Path, verify_zip: bool, progress: bo
         where = f"{celeba.images} ({celeba.layout} layout)"
     rows = {}
     for stem in ("list_attr_celeba", "list_eval_partition"):
-        p = next((folder / f"{stem}{ext}" for ext in (".txt", ".csv") if (folder / f"{stem}{ext}").is_file()), None)
+        p = next((_where(folder, stem + ext) for ext in (".txt", ".csv") if _where(folder, stem + ext).is_file()), None)
         if p is not None and describe_head(read_head(p)) is None:
             rows[p.name] = _data_rows(p)
     listed = ", ".join(f"{n:,} rows in {name}" for name, n in rows.items()) or "no annotation file"

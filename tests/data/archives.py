@@ -38,3 +38,13 @@ def flip_byte(zip_path: Path, member) -> None:
         byte = f.read(1)
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def drive_tree(download: Path, out: Path) -> Path:
+    """A flat download (annotation files and the zip) rearranged as the official Google Drive folder: Img/, Anno/, Eval/."""
+    for sub in ("Img", "Anno", "Eval"):
+        (out / sub).mkdir(parents=True)
+    for p in download.iterdir():
+        sub = "Img" if p.suffix == ".zip" else "Eval" if p.name.startswith("list_eval_partition") else "Anno"
+        shutil.copy(p, out / sub / p.name)
+    return out

@@ -20,7 +20,7 @@ from dfc_vae.data.sources import open_faces
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.util.errors import UserError
 
-from archives import ZIPPED, flip_byte, zip_folder, zipped_celeba
+from archives import ZIPPED, drive_tree, flip_byte, zip_folder, zipped_celeba
 
 N = 24
 @pytest.fixture(scope="module")
@@ -219,3 +219,13 @@ def test_celebamask_hq_as_a_zip_reads_its_photos_beside_its_attribute_file(unpac
     faces, unzipped = open_faces(tmp_path / "CelebAMask-HQ.zip"), open_faces(hq)
     assert faces.ids == unzipped.ids == ref.ids
     pd.testing.assert_frame_equal(faces.labels, unzipped.labels)
+
+
+def test_the_official_drive_folder_as_downloaded(unpacked, zipped, tmp_path, capsys):
+    drive = drive_tree(zipped["official"], tmp_path / "CelebA")  # Img/img_align_celeba.zip, Anno/, Eval/
+    faces = open_faces(drive)
+    _same(faces, open_faces(unpacked["official"]))
+    assert faces.archive.path == drive / "Img" / "img_align_celeba.zip" and faces.split_source == "list_eval_partition"
+    assert main(["check-data", str(drive), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"images: {N} in img_align_celeba.zip" in out and f"{N} rows in list_eval_partition.txt" in out
