@@ -229,3 +229,13 @@ def test_the_official_drive_folder_as_downloaded(unpacked, zipped, tmp_path, cap
     assert main(["check-data", str(drive), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert f"images: {N} in img_align_celeba.zip" in out and f"{N} rows in list_eval_partition.txt" in out
+
+
+def test_a_partly_unpacked_folder_beside_the_zip_says_the_zip_would_do(unpacked, zipped, tmp_path):
+    both = tmp_path / "both"
+    shutil.copytree(zipped["official"], both)
+    shutil.copytree(unpacked["official"] / "img_align_celeba", both / "img_align_celeba")
+    (both / "img_align_celeba" / "000005.jpg").unlink()  # unzip stopped short
+    with pytest.raises(UserError, match="1 of the 24 images .* delete the partly unpacked img_align_celeba/ to read the "
+                                        "img_align_celeba.zip beside it"):
+        open_faces(both)
