@@ -87,22 +87,25 @@ def wrote_line(png) -> str:
     return f"wrote {png}, {png.with_suffix('.csv').name} and {png.with_suffix('.json').name} (the full summary)"
 
 
-def _print_summary(res, notes: list[str]) -> None:
-    """At most about ten lines; the whole summary is in the JSON file beside the PNG."""
-    from dfc_vae.evaluation.figures import OwnAttributeMeasures
-
-    s = res.summary
-    print(f"Figure 5, {s.method} interpolation: {pct(s.monotone_rows)} of the rows monotone "
-          f"(the scores that change; tolerance {s.monotone_tolerance})")
-    for name, r in s.rows.items():
-        if not r.faces:
-            print(f"  {name}: no faces in the split")
-            continue
-        own = f"; {r.own_attribute} alone {pct(r.monotone_own_attribute)}" if isinstance(r, OwnAttributeMeasures) else ""
-        print(f"  {name}: {pct(r.monotone)} of {r.rows_with_changing_scores} rows{own}")
+def print_summary(title: str, res, row_line, notes: list[str]) -> None:
+    """At most about ten lines (the whole summary is in the JSON file beside the PNG): `title`, one line per row
+    kind (`row_line(measures)`, where it had faces), `notes`, and the files written."""
+    print(title)
+    for name, r in res.summary.rows.items():
+        print(f"  {name}: {row_line(r) if r.faces else 'no faces measured (none in the split, or no vector)'}")
     for line in notes:
         print(line)
     print(wrote_line(res.png))
+
+
+def _row_line(r) -> str:
+    """A Figure 5 row kind's measures in a few words."""
+    from dfc_vae.evaluation.figures import OwnAttributeMeasures
+
+    if not r.rows_with_changing_scores:
+        return f"no score changes along its {r.faces} rows"
+    own = f"; {r.own_attribute} alone {pct(r.monotone_own_attribute)}" if isinstance(r, OwnAttributeMeasures) else ""
+    return f"{pct(r.monotone)} of {r.rows_with_changing_scores} rows{own}"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -118,4 +121,7 @@ def run(args: argparse.Namespace) -> None:
                       seed=args.seed, steps=args.steps, method=args.method, endpoints=endpoints, split=args.split,
                       cache_dir=args.cache_dir)
     own = [row.attribute for row in FIG5_ROWS if row.attribute]
-    _print_summary(res, untrusted_lines(clf, own, res.summary.scored_attributes))
+    s = res.summary
+    print_summary(f"Figure 5, {s.method} interpolation: {pct(s.monotone_rows)} of the rows monotone (the scores that "
+                  f"change; tolerance {s.monotone_tolerance})", res, _row_line,
+                  untrusted_lines(clf, own, s.scored_attributes))

@@ -3,7 +3,8 @@
 import argparse
 
 from dfc_vae.commands._common import ATTRIBUTES_HELP, model_lock, model_vectors, open_run_and_faces
-from dfc_vae.commands.fig5 import add_figure_arguments, check_figure_numbers, figure_output, pct, untrusted_lines, wrote_line
+from dfc_vae.commands.fig5 import (add_figure_arguments, check_figure_numbers, figure_output, pct, print_summary,
+                                  untrusted_lines)
 
 HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
         "PNG, every cell's attribute scores (CSV), flip rates and side effects (JSON)")
@@ -30,21 +31,10 @@ def _check_alpha_range(low: float, high: float) -> None:
                         "--alpha-min below --alpha-max (e.g. --alpha-min 0 --alpha-max 1)")
 
 
-def _print_summary(res, notes: list[str]) -> None:
-    """At most about ten lines; the whole summary is in the JSON file beside the PNG."""
-    s = res.summary
-    print(f"Figure 6, z + alpha v for alpha = {s.alphas[0]:g} ... {s.alphas[-1]:g}: the faces that take the edit at "
-          f"alpha = {s.alphas[-1]:g} (at {s.alphas[0]:g}), and those whose other attributes change")
-    for name, r in s.rows.items():
-        if not r.faces:
-            print(f"  {name}: no faces in the split, or no vector")
-            continue
-        worst = f" (most: {r.others_changed_max_attribute} {pct(r.others_changed_max)})" if r.others_changed_max_attribute else ""
-        print(f"  {name}: {pct(r.flip_rate)} of {r.faces} faces ({pct(r.at_start)}); others changed "
-              f"{pct(r.others_changed)}{worst}")
-    for line in notes:
-        print(line)
-    print(wrote_line(res.png))
+def _row_line(r) -> str:
+    """A Figure 6 row kind's measures in a few words."""
+    worst = f" (most: {r.others_changed_max_attribute} {pct(r.others_changed_max)})" if r.others_changed_max_attribute else ""
+    return f"{pct(r.flip_rate)} of {r.faces} faces ({pct(r.at_start)}); others changed {pct(r.others_changed)}{worst}"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -68,4 +58,7 @@ def run(args: argparse.Namespace) -> None:
         res = figure6(loaded, faces, vectors, clf, figure_output(args, "fig6"), edits=edits,
                       alphas=torch.linspace(args.alpha_min, args.alpha_max, args.steps), n_faces=args.faces,
                       n_show=args.show, seed=args.seed, faces_by_id=faces_by_id, split=args.split, cache_dir=args.cache_dir)
-    _print_summary(res, untrusted_lines(clf, [e.attribute for e in edits], res.summary.scored_attributes))
+    first, last = res.summary.alphas[0], res.summary.alphas[-1]
+    print_summary(f"Figure 6, z + alpha v for alpha = {first:g} ... {last:g}: the faces that take the edit at alpha = "
+                  f"{last:g} (at {first:g}), and those whose other attributes change", res, _row_line,
+                  untrusted_lines(clf, [e.attribute for e in edits], res.summary.scored_attributes))

@@ -138,21 +138,33 @@ def save_figure(path: str | Path, rows: list[np.ndarray], caption: list[str], ro
     save_png(path, image, metadata={**(metadata or {}), "caption": " | ".join(caption), **where})
 
 
+_CAPTION_PAD = 4
+
+
+def _caption_lines(lines: list[str], width: int, font) -> list[str]:
+    """The caption's lines wrapped to a picture `width` px wide (an empty line stays one)."""
+    return [part for text in lines for part in (_wrap(text, font, width - 2 * _CAPTION_PAD) or [""])]
+
+
+def caption_height(lines: list[str], width: int) -> int:
+    """The height of the strip `add_caption` puts under a picture `width` px wide (0 without lines)."""
+    return _LINE_H * len(_caption_lines(lines, width, _font())) + 2 * _CAPTION_PAD if lines else 0
+
+
 def add_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
     """Append a white strip below `image` with `lines` of text, each wrapped to the image's width (a word
     wider than the image widens the strip to it)."""
     if not lines:
         return image
     img = Image.fromarray(image)
-    font, pad = _font(), 4
-    wrapped = [part for text in lines for part in (_wrap(text, font, img.width - 2 * pad) or [""])]
-    line_h = _LINE_H
+    font, pad = _font(), _CAPTION_PAD
+    wrapped = _caption_lines(lines, img.width, font)
     width = max(img.width, *(int(np.ceil(font.getlength(t))) + 2 * pad for t in wrapped))
-    out = Image.new("RGB", (width, img.height + line_h * len(wrapped) + 2 * pad), "white")
+    out = Image.new("RGB", (width, img.height + caption_height(lines, img.width)), "white")
     out.paste(img, (0, 0))
     draw = ImageDraw.Draw(out)
     for i, text in enumerate(wrapped):
-        draw.text((pad, img.height + pad + i * line_h), text, fill=(0, 0, 0), font=font)
+        draw.text((pad, img.height + pad + i * _LINE_H), text, fill=(0, 0, 0), font=font)
     return np.asarray(out)
 
 
