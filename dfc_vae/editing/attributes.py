@@ -258,7 +258,7 @@ def stale_vectors_note(vectors: AttributeVectors, run) -> str | None:
         return None
     source = Path(str(vectors.meta.get("run", "?"))).name
     return (f"the attribute vectors were computed at step {step} of {source}, the model is at step {run.step}; "
-            f"recompute them with `dfc-vae attributes --run RUN`")
+            f"recompute them with `dfc-vae attributes --run {'RUN' if run.source else run.path}`")
 
 
 def attribute_notes(vectors: AttributeVectors, scored: list[str] | None) -> dict[str, str]:
