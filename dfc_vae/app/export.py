@@ -139,16 +139,21 @@ def _write_export(out: Path, contents, copies: dict[str, Path], card: str) -> No
     write_bytes(out / "README.md", card.encode())
 
 
-def exported_vectors(run: LoadedRun, attributes: str | Path | None = None) -> AttributeVectors | None:
-    """The attribute vectors to use with a model: `attributes` when given, else those the export names
-    as its default (None for a run directory or an export without vectors)."""
-    if attributes:
-        return load_attribute_vectors(attributes, run.config.latent_dim)
+def default_vectors_file(run: LoadedRun) -> Path | None:
+    """The attribute-vector file a model comes with: a run directory's RUN/attributes_train.safetensors, the
+    file an export names as its default; None where there is none."""
     if not run.source:
-        return None
-    config = json.loads((run.path / "config.json").read_text())
-    name = config.get("default_attributes")
-    return load_attribute_vectors(run.path / name, run.config.latent_dim) if name else None
+        path = run.path / DEFAULT_VECTORS
+        return path if path.is_file() else None
+    name = json.loads((run.path / "config.json").read_text()).get("default_attributes")
+    return run.path / name if name else None
+
+
+def exported_vectors(run: LoadedRun, attributes: str | Path | None = None) -> AttributeVectors | None:
+    """The attribute vectors to use with a model: `attributes` when given, else its own
+    (default_vectors_file; None where it has none)."""
+    path = attributes or default_vectors_file(run)
+    return load_attribute_vectors(path, run.config.latent_dim) if path else None
 
 
 class ModelWithVectors(NamedTuple):

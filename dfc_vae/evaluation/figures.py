@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
+from dfc_vae.evaluation.classifier import MIN_ACCURACY, MIN_BALANCED
 from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import grid, save_figure, to_uint8
@@ -249,6 +250,16 @@ class AttributeJudge:
         return probs, shown
 
 
+def untrusted_note(classifier, attribute: str, advice: str = "train longer") -> str:
+    """Why the figures do not measure `attribute`: the test-split accuracy (or balanced accuracy) of the run's
+    classifier on it is below what AttributeClassifier.scored asks, so its verdicts on decoded faces would be
+    noise; `advice`: what to do about it."""
+    accuracy, balanced = classifier.report["accuracy"][attribute], classifier.report["balanced_accuracy"][attribute]
+    why = (f"test accuracy on {attribute} is {accuracy:.0%} < {MIN_ACCURACY:.0%}" if accuracy < MIN_ACCURACY else
+           f"balanced test accuracy on {attribute} is {balanced:.0%} < {MIN_BALANCED:.0%}")
+    return f"{attribute} not measured: the classifier's {why}; {advice}"
+
+
 def _monotone(p: torch.Tensor, tol: float = MONOTONE_TOL) -> torch.Tensor:
     """p: (B, K) scores along rows -> (B,) bool: non-decreasing, or non-increasing, within tol."""
     d = p[:, 1:] - p[:, :-1]
@@ -314,7 +325,7 @@ def compose(cells: list[np.ndarray], pad: int = 2) -> np.ndarray:
     if not cells:
         raise UserError("nothing to draw: no rows")
     ncol = cells[0].shape[0]
-    return grid(np.concatenate(cells), ncol, pad)
+    return grid(np.concatenate(cells), ncol, pad, min_size=0)
 
 
 class _Sheet:

@@ -91,7 +91,20 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         raise UserError(f"{path} does not fit its own configuration ({str(e).splitlines()[0]}); the file is damaged") from e
-    return LoadedRun(run_dir, model.to(device).eval(), config, ckpt.get("meta", {}), ckpt["step"], device)
+    return LoadedRun(run_dir, model.to(device).eval(), config, _with_data_absolute(ckpt.get("meta", {}), run_dir),
+                     ckpt["step"], device)
+
+
+def _with_data_absolute(meta: dict, run_dir: Path) -> dict:
+    """The checkpoint's provenance, with the data folder's absolute path from the run's config.json where the
+    checkpoint lacks it (runs.split.recorded_data falls back to it; an export carries it on)."""
+    if "data_absolute" in meta:
+        return meta
+    try:
+        recorded = json.loads((run_dir / "config.json").read_text()).get("meta", {}).get("data_absolute")
+    except (ValueError, AttributeError):  # a damaged config.json: the checkpoint is what loads the model
+        recorded = None
+    return {**meta, "data_absolute": recorded} if recorded else meta
 
 
 def is_export(folder: Path) -> bool:
