@@ -139,7 +139,7 @@ def log_likelihood(run, faces, k: int | Sequence[int] = (1, 10, 100, 1000), samp
     their least common multiple); seed: of the draws (the same faces and seed give the same numbers).
     """
     require_pixel_loss(run)
-    ks = (k,) if isinstance(k, (int, np.integer)) else tuple(k)
+    ks = tuple(k) if isinstance(k, (list, tuple, range, np.ndarray)) else (k,)
     if not ks or any(int(v) != v or v < 1 for v in ks):
         raise UserError(f"k = {k!r}: give one or more whole numbers of importance samples, each at least 1")
     ks = tuple(int(v) for v in ks)
