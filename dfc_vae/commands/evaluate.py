@@ -10,6 +10,7 @@ HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstructio
 ORDER = 70
 # dfc_vae.evaluation.plots.TSNE_FACES, repeated so that building the command line imports no pandas (a test checks they agree)
 TSNE_FACES = 500
+LL_FACES = 1000  # dfc_vae.evaluation.likelihood.LL_FACES, repeated for the same reason
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tsne-faces", type=nonnegative_int, default=TSNE_FACES,
                         help=f"test faces drawn at their t-SNE positions in latent_tsne.png (default {TSNE_FACES}; 0: none)")
     parser.add_argument("--log-likelihood", type=nonnegative_int, default=0, metavar="K",
-                        help="pixel-loss (pvae) runs: also estimate log p(x) on the first 1,000 test faces with K "
+                        help=f"pixel-loss (pvae) runs: also estimate log p(x) on the first {LL_FACES:,} test faces with K "
                              "importance samples each (Burda et al. 2016), beside the ELBO (default 0: not done)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the prior samples grid, the t-SNE and the log p(x) draws")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

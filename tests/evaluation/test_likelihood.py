@@ -140,3 +140,10 @@ def test_evaluate_reports_log_p_x_for_a_pixel_loss_run(tiny_trained_run, synth_r
     ll = json.loads((out / "summary.json").read_text())["log_likelihood"]
     assert ll["samples"] == 5 and ll["sigma"] == pytest.approx(1.0) and ll["log_px"]["5"] > ll["elbo"] - 1
     assert "## log p(x)" in (out / "report.md").read_text()
+
+
+def test_the_command_help_states_the_library_face_count():
+    from dfc_vae.commands import evaluate as command
+    from dfc_vae.evaluation.likelihood import LL_FACES
+
+    assert command.LL_FACES == LL_FACES
