@@ -7,7 +7,7 @@ from dfc_vae.util.argtypes import nonnegative_int, number
 
 HELP = ("the learned manifold: faces decoded from an n x n grid over two latent dimensions (the whole latent of a "
         "2-d model), as Kingma and Welling drew it")
-ORDER = 45
+ORDER = 42
 # dfc_vae.evaluation.manifold.MAX_GRID, repeated so that building the command line imports no torch (a test checks they agree)
 MAX_GRID = 64
 
