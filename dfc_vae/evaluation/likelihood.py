@@ -39,13 +39,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from dfc_vae.model.losses import LOSS_LAYERS, kl_divergence, pixel_loss
+from dfc_vae.model.losses import LOSSES, kl_divergence, pixel_loss
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import to_tensor
 
 LOG_2PI = math.log(2 * math.pi)
 LL_FACES = 1000  # test faces `dfc-vae evaluate --log-likelihood K` measures (the first ones)
-DECODES_PER_PASS = 2048  # decoded images per forward pass: memory, not results
+DECODED_PIXELS_PER_PASS = 2048 * 32 * 32  # bounds the decoder's activations per pass (memory, not results)
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,13 @@ class LogLikelihood:
 def require_pixel_loss(run) -> None:
     """UserError unless `run` (a LoadedRun) was trained with a pixel loss and positive alpha and beta."""
     cfg = run.config
-    if LOSS_LAYERS.get(cfg.loss, ()):
+    if LOSSES[cfg.loss].layers:
         raise UserError(f"{run.name} was trained with the {cfg.loss} feature-perceptual loss, a distance between VGG "
                         "features that is not a density over images, so it has no log p(x); estimate it on a "
                         "pixel-loss run (train with --loss pvae)")
+    if LOSSES[cfg.loss].per_image is not pixel_loss:  # the Gaussian of the module doc is the squared pixel error's
+        raise UserError(f"{run.name} was trained with the {cfg.loss} loss, which is not the squared pixel error whose "
+                        "density this estimate knows; estimate log p(x) on a run trained with --loss pvae")
     if not (cfg.alpha > 0 and cfg.beta > 0):
         raise UserError(f"{run.name} was trained with alpha = {cfg.alpha:g}, beta = {cfg.beta:g}: its objective is an ELBO "
                         "only with both > 0; estimate log p(x) on a run trained with positive weights")
@@ -116,7 +119,7 @@ def _log_weights(run, x: torch.Tensor, samples: int, generator: torch.Generator)
     mu, logvar = (t.double() for t in run.model.encode(x))
     std = (0.5 * logvar).exp()
     log_w, log_lik = [], []
-    per_pass = max(1, DECODES_PER_PASS // len(x))
+    per_pass = max(1, DECODED_PIXELS_PER_PASS // (x.shape[-1] * x.shape[-2] * len(x)))  # samples per pass
     for start in range(0, samples, per_pass):
         m = min(per_pass, samples - start)
         eps = torch.randn(m, *mu.shape, generator=generator, dtype=torch.float64).to(mu.device)
