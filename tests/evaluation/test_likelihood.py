@@ -147,3 +147,13 @@ def test_the_command_help_states_the_library_face_count():
     from dfc_vae.evaluation.likelihood import LL_FACES
 
     assert command.LL_FACES == LL_FACES
+
+
+def test_evaluate_refuses_log_p_x_of_a_feature_loss_run_before_writing(synth_root, tmp_path):
+    from dfc_vae.evaluation.evaluate import evaluate
+
+    out = tmp_path / "eval"
+    with pytest.raises(UserError, match="feature-perceptual loss"):
+        evaluate(_run(loss="vae123", vgg_weights="random"), synth_root, out, device="cpu", progress=False,
+                 log_likelihood_k=10)
+    assert not out.exists()
