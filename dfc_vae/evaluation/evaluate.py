@@ -40,6 +40,7 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.images import provenance, save_png
 from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss, active_units
+from dfc_vae.evaluation.likelihood import LL_FACES, likelihood_lines, log_likelihood, require_pixel_loss
 from dfc_vae.evaluation.metrics import ProbeResult, linear_probe, mse, psnr, ssim
 from dfc_vae.runs.run import LoadedRun, load_run, reconstruct_grid, sample_grid
 from dfc_vae.util.tables import markdown_table
@@ -125,17 +126,21 @@ def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
 def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None = None,
              color_by: str = "Smiling", vgg_weights: str | None = None, device: str = "auto",
              cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True, labels=None,
-             allow_missing: bool | None = None, tsne_faces: int = TSNE_FACES) -> Path:
+             allow_missing: bool | None = None, tsne_faces: int = TSNE_FACES, log_likelihood_k: int = 0) -> Path:
     """Evaluate the run in `run_dir` (or a model already loaded, e.g. an exported one) on `data` (a FaceSet
     or a folder; default: the data it was trained on, with its labels); returns `out`.
 
     vgg_weights: for the VGG feature distance; default the run's own setting. color_by: the
     attribute that colours the latent PCA (default Smiling; with data that lacks it, its first).
     tsne_faces: how many test faces the t-SNE picture embeds (the first ones; 0: no picture).
-    seed: of the prior samples grid and of the t-SNE.
+    seed: of the prior samples grid and of the t-SNE. log_likelihood_k: for a pixel-loss run, the importance
+    samples per face of an estimate of log p(x) on the first LL_FACES test faces (evaluation/likelihood.py; 0: none).
     """
     require(tsne_faces, "--tsne-faces", "int", min=0)
+    require(log_likelihood_k, "--log-likelihood", "int", min=0)
     inputs = _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, labels, allow_missing)
+    if log_likelihood_k:
+        require_pixel_loss(inputs.run)
     run = inputs.run
     probe = _attribute_prediction(inputs, progress)
     test_images = FaceSplit(inputs.faces, "test", run.config.image_size, run.config.crop, inputs.cache_dir, progress,
@@ -152,6 +157,8 @@ def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None 
             f"{_who(run)}: t-SNE of the latent means of the first {n_tsne} test faces (seed {seed})"])
     summary = _summary(inputs, probe, rec, n_active)
     summary["tsne_faces"] = n_tsne
+    if log_likelihood_k:
+        summary["log_likelihood"] = log_likelihood(run, test_images[:LL_FACES], log_likelihood_k, seed=seed).summary()
     tables = {
         "attributes.csv": probe.table.to_csv(index=False, float_format="%.6g"),
         "reconstruction.csv": rec.per_image.to_csv(index_label="test_image", float_format="%.6g"),
@@ -326,7 +333,8 @@ def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str
     lines = _report_header(s) + _attribute_section(s, attrs)
     if "honesty" in s:
         lines += _honesty_section(s)
-    lines += _reconstruction_section(s) + _posterior_section(s, posterior) + _pictures_section(s, color_by)
+    lines += _reconstruction_section(s) + _posterior_section(s, posterior)
+    lines += (likelihood_lines(s["log_likelihood"]) if "log_likelihood" in s else []) + _pictures_section(s, color_by)
     return "\n".join(lines)
 
 
