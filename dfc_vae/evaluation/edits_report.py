@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dfc_vae.evaluation.edits import EditBenchmark
+from dfc_vae.evaluation.edits import EditBenchmark, edit_benchmark
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import save_figure
 from dfc_vae.util.tables import markdown_table
 
-COLUMNS = ["face", "twin", "recon.", "edit, alpha 1", "twin recon.", "change"]
+COLUMNS = ["face", "twin", "recon.", "edit", "twin rec.", "change"]  # the edit at alpha = 1
 FILES = ("edits.png", "edits.csv", "edits.json")
 
 
@@ -53,7 +53,8 @@ def write_edit_benchmark(bench: EditBenchmark, out: str | Path) -> dict[str, Pat
     title = ("each row: a test face, its twin (the ground-truth edit), the reconstruction, the edit z +/- v, the "
              "twin's reconstruction, and |edit - reconstruction| (red to yellow) with the attribute's region (cyan)")
     save_figure(paths["edits.png"], rows, bench.caption + [title], row_labels=[edit_name(*k) for k in keys],
-                column_labels=COLUMNS, metadata={"summary": "edits.json"})
+                footer="; ".join(bench.caption), column_labels=COLUMNS, corner="alpha 1:",
+                metadata={"summary": "edits.json"})
     return paths
 
 
@@ -93,3 +94,27 @@ def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str
     if picture:
         text += [f"![edits against twins]({picture})", ""]
     return text + markdown_table(header, rows)
+
+
+def kept_classifier(run, faces):
+    """The run's attribute classifier where one was trained for these faces at its size (RUN/classifier/), else None:
+    the evaluation's judge check uses it but trains none."""
+    from dfc_vae.evaluation.classifier import FOLDER, load_classifier
+
+    folder = Path(run.path) / FOLDER
+    if not (folder / "classifier.json").is_file():
+        return None
+    clf = load_classifier(folder, run.device)
+    return clf if clf.report.get("data") == faces.identity and clf.model.image_size == run.config.image_size else None
+
+
+def evaluation_edits(run, faces, vgg_weights=None, cache_dir=None, progress: bool = False) -> EditBenchmark | None:
+    """`dfc-vae evaluate`'s edit benchmark: every attribute with twins, both vector methods, the run's own
+    classifier as the judge where it has one; None where the faces have no twins."""
+    from dfc_vae.data.synth.twinset import open_twins
+
+    if faces.synthetic is None or open_twins(faces.root) is None:
+        return None
+    bench = edit_benchmark(run, faces, classifier=kept_classifier(run, faces), vgg_weights=vgg_weights,
+                           cache_dir=cache_dir, progress=progress)
+    return bench if bench.results else None
