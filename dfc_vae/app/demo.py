@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 MARKER = "demo.json"
 # The edit benchmark's share of the demo: twins of these attributes, this many test faces per attribute and direction
 EDIT_ATTRIBUTES = ("Smiling", "Eyeglasses")
-EDIT_FACES = 100
+EDIT_FACES = 50
 
 # The demo's targets on synthetic faces (demo defaults, test split).
 TARGETS = {

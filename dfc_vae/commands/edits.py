@@ -8,7 +8,7 @@ HELP = ("measure attribute edits against ground truth: each synthetic test face 
         "methods) and compared with its twin, the same face drawn with the attribute flipped (render twins with "
         "`dfc-vae synth --twins`); PNG, CSV and JSON")
 ORDER = 83
-FACES = 100  # dfc_vae.evaluation.edits.FACES, repeated so that building the command line imports no torch
+FACES = 50  # dfc_vae.evaluation.edits.FACES, repeated so that building the command line imports no torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

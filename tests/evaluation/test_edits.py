@@ -16,7 +16,7 @@ from dfc_vae.data.synth import render_celeba
 from dfc_vae.data.synth.twinset import open_twins, render_twins
 from dfc_vae.editing.latent import walk
 from dfc_vae.evaluation.classifier import AttributeClassifier, AttributeCNN
-from dfc_vae.evaluation.edits import ALPHAS, _encode, load_group, measure_group
+from dfc_vae.evaluation.edits import ALPHAS, TwinDistance, _encode, load_group, measure_group
 from dfc_vae.model.losses import DFCLoss
 
 
@@ -70,6 +70,13 @@ def test_a_group_holds_the_faces_their_twins_and_regions(group):
     assert not group.face_labels.any() and group.twin_labels[:, ATTRIBUTE_NAMES.index("Smiling")].all()
     change = (group.faces - group.twins).abs().sum(1)  # how a face and its twin differ at 32 px...
     assert float((change * group.regions).sum() / change.sum()) > 0.95  # ...lies in the region, nearly all
+
+
+def test_the_vgg_distance_to_the_twins_is_the_runs_reconstruction_term(group):
+    vgg = DFCLoss("vae123", vgg_weights="random")
+    distance = TwinDistance(vgg, group.twins)
+    for images in (group.faces, group.twins, group.faces.flip(3)):  # the twins' features kept between calls
+        assert torch.equal(distance(images), vgg.reconstruction(group.twins, images))
 
 
 def test_a_zero_vector_scores_the_floor_and_the_twins_latent_the_ceiling(group):
