@@ -130,3 +130,14 @@ def test_bad_inputs_exit_2_and_write_nothing(tiny_trained_run, synth_root, twin_
         assert not (tmp_path / "out").exists()
     assert main(["edits", "--run", str(tmp_path / "notarun"), "--data", str(twin_data)]) == 2
     assert a_file.read_text() == "x"
+
+
+def test_evaluate_reports_the_edits_where_the_faces_have_twins(tiny_trained_run, twin_data, tmp_path):
+    from dfc_vae.evaluation.evaluate import evaluate
+
+    out = evaluate(tiny_trained_run, twin_data, tmp_path / "eval", vgg_weights="random", tsne_faces=0, progress=False)
+    report = (out / "report.md").read_text()
+    assert "Edits against their twins" in report and "![edits against twins](edits.png)" in report
+    rows = json.loads((out / "edits.json").read_text())["results"]
+    assert {r["attribute"] for r in rows} <= {"Smiling", "Eyeglasses"} and rows
+    assert all(r["judge"]["edit"] is None for r in rows)  # the run has no classifier: none is trained here
