@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> None:
     import sys
 
     from dfc_vae.data.synth import render_celeba
-    from dfc_vae.data.synth.twinset import open_twins, render_twins
+    from dfc_vae.data.synth.twinset import check_twin_attributes, open_twins, render_twins
+    from dfc_vae.util.argtypes import require
     from dfc_vae.util.errors import UserError
 
     if not args.twins and (args.twin_attributes or args.twin_faces is not None):
@@ -42,6 +43,10 @@ def run(args: argparse.Namespace) -> None:
         raise UserError("--twins needs a CelebA layout (a plain folder would read the twins as faces); "
                         "use --layout official")
     attributes = [a.strip() for a in args.twin_attributes.split(",")] if args.twin_attributes else None
+    if args.twins:  # before any face is rendered
+        check_twin_attributes(attributes)
+        if args.twin_faces is not None:
+            require(args.twin_faces, "--twin-faces", "int", min=1)
     workers = None if args.workers == 0 else args.workers  # a negative count is refused by render_celeba
     root = render_celeba(args.out, n=args.n, seed=args.seed, layout=args.layout, workers=workers,
                          progress=sys.stderr.isatty())

@@ -141,6 +141,8 @@ def test_cli_renders_twins(tmp_path, capsys):
     assert "twins" in capsys.readouterr().out
     index = pd.read_csv(out / "twins" / "index.csv")
     assert set(index.attribute) == {"Smiling", "Bangs"} and len(index) <= 8
-    for argv in (["--twin-faces", "2"], ["--twins", "--layout", "folder"], ["--twins", "--twin-attributes", "Young"]):
+    for argv in (["--twin-faces", "2"], ["--twins", "--layout", "folder"], ["--twins", "--twin-attributes", "Young"],
+                 ["--twins", "--twin-faces", "0"]):
         with pytest.raises(UserError):
             command.run(parser.parse_args(["--out", str(tmp_path / "e"), "--n", "40", *argv]))
+        assert not (tmp_path / "e").exists()  # refused before any face is rendered

@@ -103,7 +103,8 @@ def _settings(marker: dict, attributes, per_direction) -> dict:
             "attributes": list(attributes), "faces_per_direction": per_direction}
 
 
-def _check_attributes(attributes) -> tuple[str, ...]:
+def check_twin_attributes(attributes) -> tuple[str, ...]:
+    """`attributes` (default: every one with twins) as a tuple; a UserError for an empty list or one without twins."""
     attributes = tuple(TWIN_ATTRIBUTES if attributes is None else attributes)
     bad = [a for a in attributes if a not in TWIN_ATTRIBUTES]
     if bad or not attributes:
@@ -120,7 +121,7 @@ def render_twins(root: str | os.PathLike, attributes=None, faces_per_direction: 
     from dfc_vae.util.argtypes import require
 
     folder, marker = data_marker(root)
-    attributes = _check_attributes(attributes)
+    attributes = check_twin_attributes(attributes)
     if faces_per_direction is not None:
         faces_per_direction = int(require(faces_per_direction, "--twin-faces", "int", min=1))
     workers = (os.cpu_count() or 1) if workers is None else int(require(workers, "--workers", "int", min=1))
