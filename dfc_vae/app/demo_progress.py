@@ -20,9 +20,9 @@ EPOCH_END = 5.0  # calibration, held-out evaluation, grids and checkpoint
 CLASSIFIER_PER_IMAGE = 43 / (2 * 27316)  # per training image and epoch
 FIGURE_PER_FACE = 12 / 300  # each of Figure 5, Figure 6 and the prior gap, per face per row kind
 # The twins and the edit benchmark (steps 9 and 10), per twin and per face edited with one vector method: CPU time
-# measured on the project's 2-core AMD EPYC under load (5 ms and 81 ms), halved for its two cores; not yet measured
+# measured on the project's 2-core AMD EPYC under load (8 ms and 81 ms), halved for its two cores; not yet measured
 # on the reference machine.
-TWIN_PER_TWIN = 0.0025
+TWIN_PER_TWIN = 0.004
 EDIT_PER_FACE = 0.04
 TRAIN_SHARE = 0.8  # the training split's share of the faces (CelebA's proportions)
 MIN_MEASURED = 5.0  # steps shorter than this (a reused dataset, a cached choice) say nothing about the machine's speed

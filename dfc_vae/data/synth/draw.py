@@ -172,15 +172,20 @@ def draw_eyes(c: Canvas, p: FaceParams) -> None:
                fill=shade(p.skin, 0.45), width=1.4)
 
 
-def draw_eyeglasses(img: Image.Image, c: Canvas, p: FaceParams) -> None:
-    """Tinted lenses, thick dark frames, bridge and temple arms."""
-    eyes = [(ex, p.eye_y) for ex in p.eye_x]
+def draw_lenses(img: Image.Image, c: Canvas, p: FaceParams) -> None:
+    """Eyeglasses' tinted lenses: the face behind them blended towards the tint (translucent)."""
     mask = Image.new("L", (W, H), 0)
     lens_draw = ImageDraw.Draw(mask)
-    for ex, ey in eyes:
+    for ex in p.eye_x:
+        ey = p.eye_y
         lens_draw.rounded_rectangle((float(c.x(ex - 12.5)), float(c.y(ey - 8)), float(c.x(ex + 12.5)),
                                      float(c.y(ey + 8))), radius=4 * c.s, fill=int(round(255 * p.lens_a)))
     img.paste(Image.new("RGB", (W, H), p.lens), mask=mask)
+
+
+def draw_frames(c: Canvas, p: FaceParams) -> None:
+    """Eyeglasses' thick dark frames round the lenses, the bridge and the temple arms."""
+    eyes = [(ex, p.eye_y) for ex in p.eye_x]
     for side, (ex, ey) in zip((-1, 1), eyes):
         c.rrect(ex - 12.5, ey - 8, ex + 12.5, ey + 8, 4, outline=p.frame, width=3.6)
         c.line([ex - side * 12.5, CX + side * p.hw * 0.99], [ey - 3, ey - 5], fill=p.frame, width=2.2)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.data.synth.dataset import face_rng
-from dfc_vae.data.synth.face import PART_NAMES, part_mask, render_params
+from dfc_vae.data.synth.face import PART_NAMES, render_params, visible_mask
 from dfc_vae.data.synth.labels import HAIR_COLOURS, VISIBLE_ATTRIBUTES, sample_attributes
 from dfc_vae.data.synth.params import FaceParams, face_params
 from dfc_vae.util.errors import UserError
@@ -36,7 +36,7 @@ _MEN_ONLY = ("Mustache", "No_Beard")  # labels.py draws them for men only, and l
 REGION_PARTS: dict[str, tuple[str, ...]] = {
     "Smiling": ("cheeks", "smile_folds", *_MOUTH),
     "Mouth_Slightly_Open": _MOUTH,
-    "Eyeglasses": ("eyeglasses",),
+    "Eyeglasses": ("lenses", "frames"),
     "Bangs": ("bangs",),
     "Wearing_Hat": ("hat",),
     # the skin, and what is coloured from it: lid lines, nose, folds, natural lips, facial hair kept darker than it
@@ -117,10 +117,11 @@ def twin_params(seed: int, k: int, attribute: str, value: int | None = None):
 
 
 def attribute_region(face: FaceParams, twin: FaceParams, attribute: str) -> np.ndarray:
-    """(218, 178) bool: the pixels of the parts that `attribute` changes (REGION_PARTS), drawn in either face."""
+    """(218, 178) bool: where the parts that `attribute` changes (REGION_PARTS) show, in the face or in its twin;
+    every other part is drawn alike in both, so a pixel outside this region is the same in both."""
     _check_attribute(attribute)
     parts = REGION_PARTS[attribute]
-    return part_mask(face, parts) | part_mask(twin, parts)
+    return visible_mask(face, parts) | visible_mask(twin, parts)
 
 
 def render_twin(seed: int, k: int, attribute: str, value: int | None = None) -> Twin:
