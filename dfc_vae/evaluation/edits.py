@@ -236,7 +236,7 @@ def _cells(group: TwinGroup, recon, edit, twin_recon) -> list[np.ndarray]:
     return list(images) + [heat_map(edit[0] - recon[0], group.regions[0])]
 
 
-def heat_map(change: torch.Tensor, region: torch.Tensor, full_scale: float = 0.5) -> np.ndarray:
+def heat_map(change: torch.Tensor, region: torch.Tensor, full_scale: float = 0.2) -> np.ndarray:
     """(3, S, S) change -> (S, S, 3) uint8: black (none) through red to yellow (a mean change of `full_scale` or
     more over the channels), the region's edge in cyan."""
     t = (change.abs().mean(0) / full_scale).clamp(0, 1).numpy()

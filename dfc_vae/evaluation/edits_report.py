@@ -76,16 +76,17 @@ def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str
         if judge.get("edit") is not None and not bench.classifier_trusted.get(r.attribute, True):
             judge_cell += " (not scored)"
         rows.append([edit_name(r.attribute, r.direction), r.method, r.faces,
-                     " / ".join(_pos(r.position_at_one[m]) for m in ("mse", "ssim", "vgg")),
+                     f"{r.floor['mse']:.4f} -> {r.ceiling['mse']:.4f}", " / ".join(_pos(r.position_at_one[m]) for m in ("mse", "ssim", "vgg")),
                      f"{r.best_alpha:g}", " / ".join(_pos(r.position_at_best[m]) for m in ("mse", "vgg")),
                      f"{_pct(r.inside_region)} ({_pct(r.twin_inside_region)}; {_pct(r.region_share)})", judge_cell])
-    header = ["edit", "vectors", "faces", "position at alpha 1 (MSE / SSIM / VGG)", "best alpha",
+    header = ["edit", "vectors", "faces", "MSE floor -> ceiling", "position at alpha 1 (MSE / SSIM / VGG)", "best alpha",
               "position at best (MSE / VGG)", "change inside region (twin's; region's area)",
               "judge right: twin recon. / edit"]
     text = [f"{heading} Edits against their twins (ground truth)", "",
             "Each test face is edited (z +/- alpha v) and compared with its twin: the same face drawn with the "
             "attribute flipped. *Position* reads the distance to the twin between the face's own reconstruction "
-            "(0: the edit did nothing) and the twin's reconstruction (1: as close as this model draws the twin); "
+            "(0: the edit did nothing) and the twin's reconstruction (1: as close as this model draws the twin; "
+            "where the two lie close, the scale is short and positions swing far); "
             f"*best alpha* is the alpha of {', '.join(f'{a:g}' for a in bench.alphas)} whose edits come closest in "
             "MSE. *Inside region*: the share of the change |edit - reconstruction| at alpha 1 that lies where the "
             "renderer draws the attribute (beside the twin's own share and the region's share of the pixels). "
