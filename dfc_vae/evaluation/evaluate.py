@@ -13,6 +13,7 @@ it before any file is made. The attributes are the data's own (CelebA's 40, or a
   attribute_correlation.csv    A x A correlation of the attribute vectors
   latent_tsne.csv              per embedded test image: its t-SNE coordinates x, y
   attribute_correlation.png, latent_pca.png, latent_tsne.png, kl_per_dim.png, samples.png, reconstructions.png
+  edits.png, edits.csv, edits.json   synthetic faces with twins only: edits against their twins (evaluation/edits.py)
 
 latent_tsne.png is the paper's Figure 7 kind of picture: the latent means of the first `tsne_faces`
 test faces embedded in 2-D by t-SNE (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut), each
@@ -44,6 +45,7 @@ from dfc_vae.evaluation.likelihood import LL_FACES, likelihood_lines, log_likeli
 from dfc_vae.evaluation.metrics import ProbeResult, linear_probe, mse, psnr, ssim
 from dfc_vae.runs.run import LoadedRun, load_run, reconstruct_grid, sample_grid
 from dfc_vae.util.tables import markdown_table
+from dfc_vae.evaluation.edits_report import edits_section, evaluation_edits, write_edit_benchmark
 from dfc_vae.evaluation.plots import (TSNE_FACES, correlation_figure, kl_figure, pca_figure, tsne_embedding, tsne_figure)
 
 # LNets+ANet (Liu et al. 2015, "Deep Learning Face Attributes in the Wild") test accuracies in %,
@@ -170,7 +172,12 @@ def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None 
         tables["latent_tsne.csv"] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}).to_csv(
             index_label="test_image", float_format="%.6g")
     report = _report(summary, probe.table, posterior, inputs.color_by)
+    edits = evaluation_edits(run, inputs.faces, vgg_weights, inputs.cache_dir, progress)  # None without twins
+    if edits is not None:
+        report += "\n".join(["", *edits_section(edits, "edits.png"), ""])
     _write(inputs, tables, pictures, summary, report, seed, progress)
+    if edits is not None:
+        write_edit_benchmark(edits, inputs.out)
     return inputs.out
 
 
