@@ -26,6 +26,7 @@ from dfc_vae.app.demo_progress import DemoWork, Progress
 if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
     from dfc_vae.evaluation.diagnostics import PriorGap
+    from dfc_vae.app.demo_samples import DemoSamples
     from dfc_vae.evaluation.figures import Figure5Summary, Figure6Summary, Headline
     from dfc_vae.runs.run import LoadedRun
 
@@ -130,6 +131,7 @@ class _Results:
     methods: dict[str, Headline]  # attribute-vector method -> the headline numbers with its vectors
     times: dict[str, float]
     wall: float
+    samples: DemoSamples | None = None  # the random faces of each prior, measured (app/demo_samples.py)
 
 
 def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSettings(), cache_dir=None,
@@ -147,7 +149,7 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     out = Path(out)
     _prepare_out(out)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    steps = Progress(say, DemoWork(s.n, s.epochs, s.batch_size, s.classifier_epochs, s.faces_per_edit))
+    steps = Progress(say, DemoWork(s.n, s.epochs, s.batch_size, s.classifier_epochs, s.faces_per_edit), total=9)
     with steps.step(1, f"rendering {s.n} synthetic CelebA-format faces (seed {s.seed})", "synth"):
         data = render_celeba(out / "data", n=s.n, seed=s.seed, progress=progress)
     with steps.step(2, "choosing the perceptual network's weights"):
@@ -171,7 +173,8 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     numbers = headline(f5, f6)
     methods = {m: numbers if m == s.vector_method else _edits_with(run, data, v, clf, f5, s, cache_dir)
                for m, v in by_method.items()}
-    results = _Results(s, vgg, run, clf, f5, f6, gap, numbers, methods, steps.times, steps.wall())
+    samples = _samples(steps, s, run, data, clf, f5, out / "figures", cache_dir, progress)
+    results = _Results(s, vgg, run, clf, f5, f6, gap, numbers, methods, steps.times, steps.wall(), samples)
     return _write_report(out, results, say)
 
 
@@ -226,6 +229,15 @@ def _figures(steps: Progress, s: DemoSettings, run, data, vectors, clf, figs: Pa
     return f5.summary, f6.summary, gap
 
 
+def _samples(steps: Progress, s: DemoSettings, run, data, clf, f5, figs: Path, cache_dir: Path, progress: bool):
+    """Step 9, after everything else: the prior fitted to the faces, and each prior's random faces measured."""
+    from dfc_vae.app.demo_samples import demo_samples
+
+    with steps.step(9, "random faces: a prior fitted to the training faces, and each prior's samples measured",
+                    "samples"):
+        return demo_samples(run, data, clf, f5, figs, s.seed, s.faces_per_edit, cache_dir, progress)
+
+
 def _write_report(out: Path, r: _Results, say) -> Path:
     """report.md, and the marker file saying the demo is done with its numbers; returns report.md's path."""
     from dfc_vae.evaluation.figures import as_dict
@@ -268,7 +280,8 @@ def _report(r: _Results) -> str:
     """report.md: its sections, one empty line apart."""
     sections = [_header(r), _targets_section(r.numbers), _classifier_section(r.classifier), _figure6_section(r.fig6),
                 _methods_section(r),
-                _figure5_section(r.fig5), _prior_gap_section(r.gap), _files_section()]
+                _figure5_section(r.fig5), _prior_gap_section(r.gap), *([r.samples.lines] if r.samples else []),
+                _files_section()]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
