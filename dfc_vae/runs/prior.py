@@ -119,7 +119,7 @@ class FittedPrior:
                             "train on labelled faces (CelebA, or a folder with labels.csv)")
         unknown = [name for name in where if name not in self.names]
         if unknown:
-            raise UserError(f"unknown attribute {unknown[0]!r} in --where; the faces are labelled with "
+            raise UserError(f"unknown attribute {unknown[0]!r}; the faces are labelled with "
                             f"{', '.join(self.names)}")
         match = np.ones(len(self.labels), bool)
         for name, value in where.items():
@@ -263,15 +263,15 @@ def describe_prior(prior: FittedPrior) -> str:
             f"Gaussians, chosen by {c.get('chosen_by', '?')}")
 
 
-def parse_where(items: list[str]) -> dict[str, bool]:
-    """--where NAME=0|1 items -> {NAME: bool}; a UserError for any other form or value."""
+def parse_where(items: list[str], flag: str = "--where") -> dict[str, bool]:
+    """NAME=0|1 items (of `flag`) -> {NAME: bool}; a UserError for any other form or value."""
     where = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UserError(f"--where {item!r} should look like Smiling=1 (with) or Eyeglasses=0 (without)")
+        if not sep or not name.strip():
+            raise UserError(f"{flag} {item!r} should look like Smiling=1 (with) or Eyeglasses=0 (without)")
         if value.strip() not in ("0", "1"):
-            raise UserError(f"--where {item!r}: the value must be 1 (with the attribute) or 0 (without), not {value!r}")
+            raise UserError(f"{flag} {item!r}: the value must be 1 (with the attribute) or 0 (without), not {value!r}")
         where[name.strip()] = value.strip() == "1"
     return where
 
