@@ -352,7 +352,8 @@ def sample_section(quality: SampleQuality, fake_rows: dict | None = None, level:
              "the scored attributes of |share of samples the classifier says show it - share of held-out faces "
              "labelled with it| (lower is better).", ""]
     lines += markdown_table(*sample_table_rows(quality)) + [""]
-    lines += [f"Preprocessing: {quality.preprocessing}.", "", f"{quality.inception_note}.", ""]
+    lines += [f"Preprocessing: {quality.preprocessing}.", ""] if quality.preprocessing else []
+    lines += [f"{quality.inception_note}.", ""]
     if quality.attributes:
         lines += ["Share of faces showing each attribute the classifier scores:", ""]
         lines += markdown_table(*share_table_rows(quality)) + [""]
