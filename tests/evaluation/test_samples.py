@@ -97,3 +97,26 @@ def test_fid_is_skipped_in_one_line_without_the_inception_weights(tmp_path, monk
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     extract, note = inception_extractor("cpu")
     assert extract is None and note.startswith("FID (Inception) skipped: ") and "\n" not in note
+
+
+def test_evaluate_writes_the_sample_table_with_the_run_classifier(tiny_trained_run, synth_root, cache_dir, tmp_path):
+    import json
+    import shutil
+
+    from dfc_vae.evaluation.evaluate import evaluate
+
+    run = shutil.copytree(tiny_trained_run, tmp_path / "run")
+    out = evaluate(run, synth_root, tmp_path / "eval", vgg_weights="random", device="cpu", cache_dir=cache_dir,
+                   progress=False, tsne_faces=0, samples=8)
+    assert "Not measured: no attribute classifier" in (out / "report.md").read_text()
+    assert not (out / "samples.csv").exists()
+    train_classifier(synth_root, 32, cache_dir=cache_dir, epochs=1, batch_size=16, progress=False).save(run / "classifier")
+    out = evaluate(run, synth_root, tmp_path / "eval", vgg_weights="random", device="cpu", cache_dir=cache_dir,
+                   progress=False, tsne_faces=0, samples=8)
+    report = (out / "report.md").read_text()
+    for line in ("## Random faces: sample quality", "| N(0, I) | 8 |", "| fitted Gaussian | 8 |", "| fitted mixture | 8 |",
+                 "Preprocessing: faces at the run's 32x32 px", "FID (Inception)", "The fitted prior: fitted to"):
+        assert line in report
+    summary = json.loads((out / "summary.json").read_text())["samples"]
+    assert set(summary["samplers"]) == {"N(0, I)", "fitted Gaussian", "fitted mixture"}
+    assert (out / "samples.csv").read_text().count("\n") == 4
