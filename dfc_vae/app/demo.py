@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
     from dfc_vae.evaluation.diagnostics import PriorGap
     from dfc_vae.evaluation.edits import EditBenchmark
+    from dfc_vae.app.demo_samples import DemoSamples
     from dfc_vae.evaluation.figures import Figure5Summary, Figure6Summary, Headline
     from dfc_vae.runs.run import LoadedRun
 
@@ -136,6 +137,7 @@ class _Results:
     times: dict[str, float]
     wall: float
     edits: EditBenchmark | None = None  # Smiling and Eyeglasses edits against their twins
+    samples: DemoSamples | None = None  # the random faces of each prior, measured (app/demo_samples.py)
 
 
 def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSettings(), cache_dir=None,
@@ -153,7 +155,7 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     out = Path(out)
     _prepare_out(out)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    steps = Progress(say, DemoWork(s.n, s.epochs, s.batch_size, s.classifier_epochs, s.faces_per_edit), total=10)
+    steps = Progress(say, DemoWork(s.n, s.epochs, s.batch_size, s.classifier_epochs, s.faces_per_edit), total=11)
     steps.left.update(twin_estimates(EDIT_FACES, len(EDIT_ATTRIBUTES), len(VECTOR_METHODS)))
     with steps.step(1, f"rendering {s.n} synthetic CelebA-format faces (seed {s.seed})", "synth"):
         data = render_celeba(out / "data", n=s.n, seed=s.seed, progress=progress)
@@ -179,7 +181,8 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     methods = {m: numbers if m == s.vector_method else _edits_with(run, data, v, clf, f5, s, cache_dir)
                for m, v in by_method.items()}
     edits = _edits_against_twins(steps, run, data, by_method, clf, out / "figures", progress)
-    results = _Results(s, vgg, run, clf, f5, f6, gap, numbers, methods, steps.times, steps.wall(), edits)
+    samples = _samples(steps, s, run, data, clf, f5, out / "figures", cache_dir, progress)
+    results = _Results(s, vgg, run, clf, f5, f6, gap, numbers, methods, steps.times, steps.wall(), edits, samples)
     return _write_report(out, results, say)
 
 
@@ -250,6 +253,15 @@ def _figures(steps: Progress, s: DemoSettings, run, data, vectors, clf, figs: Pa
     return f5.summary, f6.summary, gap
 
 
+def _samples(steps: Progress, s: DemoSettings, run, data, clf, f5, figs: Path, cache_dir: Path, progress: bool):
+    """Step 9, after everything else: the prior fitted to the faces, and each prior's random faces measured."""
+    from dfc_vae.app.demo_samples import demo_samples
+
+    with steps.step(11, "random faces: a prior fitted to the training faces, and each prior's samples measured",
+                    "samples"):
+        return demo_samples(run, data, clf, f5, figs, s.seed, s.faces_per_edit, cache_dir, progress)
+
+
 def _write_report(out: Path, r: _Results, say) -> Path:
     """report.md, and the marker file saying the demo is done with its numbers; returns report.md's path."""
     from dfc_vae.evaluation.figures import as_dict
@@ -292,7 +304,8 @@ def _report(r: _Results) -> str:
     """report.md: its sections, one empty line apart."""
     sections = [_header(r), _targets_section(r.numbers), _classifier_section(r.classifier), _figure6_section(r.fig6),
                 _methods_section(r),
-                _figure5_section(r.fig5), _prior_gap_section(r.gap), _twins_section(r), _files_section()]
+                _figure5_section(r.fig5), _prior_gap_section(r.gap), _twins_section(r),
+                *([r.samples.lines] if r.samples else []), _files_section()]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 

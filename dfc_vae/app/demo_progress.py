@@ -24,6 +24,7 @@ FIGURE_PER_FACE = 12 / 300  # each of Figure 5, Figure 6 and the prior gap, per 
 # on the reference machine.
 TWIN_PER_TWIN = 0.004
 EDIT_PER_FACE = 0.04
+SAMPLES = 25.0  # the prior fitted and the samples measured (app/demo_samples.py: bounded, whatever the settings)
 TRAIN_SHARE = 0.8  # the training split's share of the faces (CelebA's proportions)
 MIN_MEASURED = 5.0  # steps shorter than this (a reused dataset, a cached choice) say nothing about the machine's speed
 
@@ -50,7 +51,8 @@ class DemoWork:
                 "train": self.train_steps() * self.step_seconds() + EPOCH_END * self.epochs,
                 "attribute_vectors": 2.0,
                 "classifier": CLASSIFIER_PER_IMAGE * TRAIN_SHARE * self.faces * self.classifier_epochs,
-                **{k: FIGURE_PER_FACE * self.faces_per_edit for k in ("fig5", "fig6", "prior_gap")}}
+                **{k: FIGURE_PER_FACE * self.faces_per_edit for k in ("fig5", "fig6", "prior_gap")},
+                "samples": SAMPLES}
 
 
 def duration(seconds: float) -> str:

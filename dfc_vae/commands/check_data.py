@@ -3,7 +3,6 @@ MD5 sums, the images against the annotations, the split, and what training would
 
 import argparse
 
-NAME = "check-data"
 HELP = "check a CelebA download: files against the published sizes and MD5 sums, images against the annotations"
 ORDER = 15
 

@@ -11,6 +11,7 @@ ORDER = 70
 # dfc_vae.evaluation.plots.TSNE_FACES, repeated so that building the command line imports no pandas (a test checks they agree)
 TSNE_FACES = 500
 LL_FACES = 1000  # dfc_vae.evaluation.likelihood.LL_FACES, repeated for the same reason
+SAMPLE_FACES = 1000  # dfc_vae.evaluation.samples.SAMPLE_FACES, repeated for the same reason (the same test checks it)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-likelihood", type=nonnegative_int, default=0, metavar="K",
                         help=f"pixel-loss (pvae) runs: also estimate log p(x) on the first {LL_FACES:,} test faces with K "
                              "importance samples each (Burda et al. 2016), beside the ELBO (default 0: not done)")
-    parser.add_argument("--seed", type=seed, default=0, help="seed of the prior samples grid, the t-SNE and the log p(x) draws")
+    parser.add_argument("--samples", type=nonnegative_int, default=SAMPLE_FACES,
+                        help=f"random faces per prior whose quality is measured against as many test faces (default "
+                             f"{SAMPLE_FACES}; 0: none)")
+    parser.add_argument("--seed", type=seed, default=0,
+                        help="seed of the prior samples grid, the t-SNE, the log p(x) draws and the samples measured")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -40,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
     out = evaluate(open_model(args) if args.model else args.run, args.data, args.out or default_output(args, "eval"), args.color_by, args.vgg_weights, args.device, args.cache_dir,
                    args.seed, progress=not args.no_progress, labels=args.labels,
                    allow_missing=args.allow_missing or None, tsne_faces=args.tsne_faces,
-                   log_likelihood_k=args.log_likelihood)
+                   log_likelihood_k=args.log_likelihood, samples=args.samples)
     s = json.loads((out / "summary.json").read_text())
     print(f"wrote {out / 'report.md'}: mean attribute accuracy {100 * s['mean_accuracy']:.1f}% "
           f"(majority {100 * s['mean_majority_baseline']:.1f}%), PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}, "

@@ -3,7 +3,7 @@
 import argparse
 
 from dfc_vae.commands._common import add_device_argument, add_run_arguments, default_output, model_lock, open_run_and_faces
-from dfc_vae.util.choices import INTERPOLATIONS
+from dfc_vae.util.choices import INTERPOLATIONS, PRIORS
 
 HELP = ("the paper's Figure 5, measured: interpolation between latent vectors of faces (and of prior samples); "
         "PNG, every cell's attribute scores (CSV), summary (JSON)")
@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_figure_arguments(parser, "fig5")
     parser.add_argument("--attributes", help="(unused by Fig. 5; accepted so both figure scripts take the same flags)")
     parser.add_argument("--method", default="linear", choices=INTERPOLATIONS)
+    parser.add_argument("--prior", default="normal", choices=PRIORS,
+                        help="the fake -> fake rows' ends: normal, the paper's N(0, I) (default), or the gaussian or "
+                             "mixture fitted to the training faces (`dfc-vae fit-prior`; fitted now where there is none)")
     parser.add_argument("--pairs", action="append", default=[], metavar="ROW=LEFT_ID,RIGHT_ID",
                         help="endpoints of a row's first drawn row; ROW is Smiling, Eyeglasses or Male")
 
@@ -117,9 +120,15 @@ def run(args: argparse.Namespace) -> None:
         loaded, faces = open_run_and_faces(args)
         faces.check_attributes([n for row in FIG5_ROWS for n in row.labels_needed])
         clf = classifier_for_run(loaded, faces, args.cache_dir)
+        rows = FIG5_ROWS
+        if args.prior != "normal":
+            from dfc_vae.evaluation.samples import fig5_rows_with_prior
+            from dfc_vae.runs.prior import prior_for
+
+            rows = fig5_rows_with_prior(prior_for(loaded, faces, args.cache_dir, say=print), args.prior)
         res = figure5(loaded, faces, clf, figure_output(args, "fig5"), n_faces=args.faces, n_show=args.show,
                       seed=args.seed, steps=args.steps, method=args.method, endpoints=endpoints, split=args.split,
-                      cache_dir=args.cache_dir)
+                      cache_dir=args.cache_dir, rows=rows)
     own = [row.attribute for row in FIG5_ROWS if row.attribute]
     s = res.summary
     print_summary(f"Figure 5, {s.method} interpolation: {pct(s.monotone_rows)} of the rows monotone (the scores that "

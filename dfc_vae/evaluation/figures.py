@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -45,12 +46,13 @@ MONOTONE_TOL = 0.05
 
 @dataclass(frozen=True)
 class InterpolationRow:
-    """A Fig. 5 row kind: faces matching `left` -> faces matching `right` (None: z ~ N(0, I))."""
+    """A Fig. 5 row kind: faces matching `left` -> faces matching `right` (None: z ~ N(0, I), or `prior`'s draws)."""
 
     name: str
     left: dict | None
     right: dict | None
     attribute: str | None  # the attribute that differs between the ends, if any
+    prior: Callable | None = field(default=None, compare=False)  # fake ends: (n, generator) -> (n, D) (runs/prior.py)
 
     @property
     def labels_needed(self) -> list[str]:
@@ -266,9 +268,12 @@ def _monotone(p: torch.Tensor, tol: float = MONOTONE_TOL) -> torch.Tensor:
     return (d >= -tol).all(1) | (d <= tol).all(1)
 
 
-def prior_ends(n: int, dim: int, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two ends of n fake -> fake rows, z ~ N(0, I), deterministic per (seed, salt)."""
+def prior_ends(n: int, dim: int, seed: int, salt: int, draw=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two ends of n fake -> fake rows, z ~ N(0, I) (or `draw`'s: (n, generator) -> (n, D), a fitted prior's),
+    deterministic per (seed, salt)."""
     g = torch.Generator().manual_seed(seed * 1000 + salt)
+    if draw is not None:
+        return draw(n, g), draw(n, g)
     return torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
 
 
@@ -396,7 +401,7 @@ def _interpolation_ends(faces: FaceSplit, row: InterpolationRow, salt: int, n_fa
     """A row kind's ends: n_faces pairs of faces drawn by their labels (the first pair from
     `endpoints` where it names the row), or of prior samples; None when the split has no such faces."""
     if row.left is None:  # fake -> fake: both ends from the prior
-        z0, z1 = prior_ends(n_faces, faces.run.config.latent_dim, seed, salt)
+        z0, z1 = prior_ends(n_faces, faces.run.config.latent_dim, seed, salt, row.prior)
         return _Ends(z0, z1, [f"z{i}a" for i in range(n_faces)], [f"z{i}b" for i in range(n_faces)])
     left = faces.select(row.left, n_faces, seed, 2 * salt)
     right = faces.select(row.right, n_faces, seed, 2 * salt + 1)

@@ -15,9 +15,9 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
             "--vgg-weights", "random"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for k in range(1, 11):
-        assert f"[{k}/10" in printed  # progress through every step
-    assert printed.count(" left] ") == 10  # each step's line says the time since the start and the time left
+    for k in range(1, 12):
+        assert f"[{k}/11" in printed  # progress through every step
+    assert printed.count(" left] ") == 11  # each step's line says the time since the start and the time left
     for name in ("fig5_interpolation", "fig6_arithmetic", "edits"):
         for ext in ("png", "csv", "json"):
             assert (out / "figures" / f"{name}.{ext}").is_file()
@@ -29,6 +29,10 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
     assert "The prior gap" in report and "posterior means of random faces" in report
     assert "Edits against their twins" in report and "figures/edits.png" in report
     assert (out / "data" / "twins" / "index.csv").is_file()
+    assert "Random faces: sample quality" in report and "figures/samples_by_prior.png" in report
+    assert "| fitted mixture |" in report and "FID (Inception)" in report
+    assert (out / "figures" / "samples_by_prior.png").is_file() and (out / "figures" / "samples.csv").is_file()
+    assert (out / "run" / "prior.safetensors").is_file()
     assert "Wall time: **" in report and "torch threads" in report and ("no AMX" in report or "(AMX" in report)
     state = json.loads((out / "demo.json").read_text())
     assert state["status"] == "done" and set(state["targets_met"]) <= {

@@ -145,8 +145,9 @@ def test_a_negative_tsne_faces_is_refused(world, tmp_path, capsys):
 
 def test_the_command_line_default_of_tsne_faces_is_evaluates():
     from dfc_vae.commands import evaluate as command
+    from dfc_vae.evaluation.samples import SAMPLE_FACES
 
-    assert command.TSNE_FACES == TSNE_FACES
+    assert command.TSNE_FACES == TSNE_FACES and command.SAMPLE_FACES == SAMPLE_FACES
 
 
 def _copy_data(world, tmp_path):
