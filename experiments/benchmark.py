@@ -17,7 +17,7 @@ Rows:
   encode  encoder inference images/s (what attribute vectors over all of CelebA cost);
   studio  (`--studio`, instead of the rows above) one update of `dfc-vae studio` at 64x64 on a face:
           encode + decode + render (PNG), and a slider move alone (decode + render), in ms.
-The faces are synthetic (dfc_vae.synth) and VGG19 has random weights (speed does not depend on
+The faces are synthetic (dfc_vae.data.synth) and VGG19 has random weights (speed does not depend on
 them); the table says so.
 """
 
@@ -181,7 +181,7 @@ def _batch(u8: np.ndarray, device) -> torch.Tensor:
 
 
 def studio_latency(device: torch.device, repeats: int = 50) -> tuple[float, float]:
-    """Median milliseconds of one studio update at 64x64 through dfc_vae.studio.Studio (the code the
+    """Median milliseconds of one studio update at 64x64 through dfc_vae.app.studio.Studio (the code the
     page's requests run): an uploaded aligned JPEG read, encoded, decoded and rendered as PNG; and
     a slider move alone (z + alpha v decoded and rendered). An untrained model: speed does not
     depend on the weights."""

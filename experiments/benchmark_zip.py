@@ -8,7 +8,7 @@ prepares the cache from each zip and from the folder, alternately (the order rev
 cache folder each time), and unpacks the zip once a round (the step reading it in place saves). Prints
 each round's images/s, the medians, and the ratios zip / folder: the median over rounds of each round's own
 ratio, which drift in the machine's load between rounds does not move. Both paths run `dfc-vae prepare`'s code: opening the data, fingerprinting
-and decoding in worker processes. The faces are synthetic (dfc_vae.synth); the table says so.
+and decoding in worker processes. The faces are synthetic (dfc_vae.data.synth); the table says so.
 """
 
 from __future__ import annotations

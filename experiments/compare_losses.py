@@ -1,5 +1,5 @@
 """The paper's comparison of losses: PVAE (pixels), VAE-123 and VAE-345 trained on the same data
-with the same budget, each evaluated by `dfc_vae.evaluate`, their key numbers in one table, at one
+with the same budget, each evaluated by `dfc_vae.evaluation.evaluate`, their key numbers in one table, at one
 or both loss scales (`--reductions sum paper`: model/losses.py).
 
     python experiments/compare_losses.py --data DIR --out DIR [--image-size 64] [--epochs 5]
@@ -58,7 +58,7 @@ def compare(args) -> pd.DataFrame:
     rows = []
     classifier = None
     if not args.no_edit_scores:
-        # one attribute classifier (dfc_vae.classifier) for all runs: it depends on the data and size only
+        # one attribute classifier (dfc_vae.evaluation.classifier) for all runs: it depends on the data and size only
         from dfc_vae.evaluation.classifier import load_classifier, train_classifier
 
         folder = out / "classifier"
@@ -148,7 +148,7 @@ def markdown(table: pd.DataFrame, caption: list[str], s, args, names: list[str])
         "VGG dist.: per-image sum of squared feature differences at relu1_1, relu2_1, relu3_1 for pvae and vae123, "
         "relu3_1, relu4_1, relu5_1 for vae345 (each run's own layers; not comparable across those two groups). "
         f"Active units: posterior-mean variance > {ACTIVE_UNIT_THRESHOLD}. " + ("edit: columns: dfc_vae.evaluation.figure6.measure_edits with one attribute "
-        "classifier (dfc_vae.classifier) for all runs: flip_* = share of +attribute edits the classifier then calls "
+        "classifier (dfc_vae.evaluation.classifier) for all runs: flip_* = share of +attribute edits the classifier then calls "
         "positive, others_changed_max_edit = worst share of faces whose other attributes change, monotone_rows = share "
         "of interpolation rows whose scored attributes move monotonically. " if any(c.startswith("edit:") for c in table.columns)
          else "Attribute-edit scores left out (--no-edit-scores). ") + "Per-run reports: OUT/LOSS/eval/report.md.", "",

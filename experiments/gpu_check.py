@@ -22,7 +22,7 @@ time limit, and none starts once the budget is spent; the measurements come firs
   memory       peak GPU memory of training, calibration and evaluation at 64, 128 and 256 px
   ddp_cpu      torchrun with 2 processes and --device cpu on this GPU host (gloo, not NCCL)
   ddp_nccl     torchrun with 2 processes on 2 GPUs (NCCL), when two are visible
-Faces are synthetic (dfc_vae.synth) and VGG19 has random weights: the checks need no download.
+Faces are synthetic (dfc_vae.data.synth) and VGG19 has random weights: the checks need no download.
 Without a CUDA GPU it says so in one line and exits with status 2; `--dry-run` runs every check on the
 CPU at toy sizes instead (their numbers mean nothing; the GPU table is not written).
 """

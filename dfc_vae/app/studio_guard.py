@@ -34,7 +34,7 @@ from urllib.parse import parse_qs
 
 from dfc_vae.util.errors import UserError
 
-log = logging.getLogger("dfc_vae.studio")
+log = logging.getLogger("dfc_vae.app.studio")
 
 MAX_JSON_BYTES = 64 * 1024  # a render request is under 2 KB even with 40 sliders set
 BODY_TIMEOUT = 30.0  # seconds a request body may stall before the request is ended

@@ -1,4 +1,4 @@
-"""`dfc-vae gap`: the prior gap (dfc_vae.diagnostics.prior_gap)."""
+"""`dfc-vae gap`: the prior gap (dfc_vae.evaluation.diagnostics.prior_gap)."""
 
 import argparse
 

@@ -31,7 +31,7 @@ AUTO_CROP = "auto"  # a setting meaning "the source's own crop" (FaceSet.default
 
 
 def read_synthetic_marker(folder: Path) -> dict | None:
-    """The marker dfc_vae.synth writes last into a dataset it renders (None where there is none);
+    """The marker dfc_vae.data.synth writes last into a dataset it renders (None where there is none);
     a damaged one is a UserError, since the provenance of every result would rest on it."""
     path = Path(folder) / SYNTHETIC_MARKER
     if not path.is_file():
@@ -74,7 +74,7 @@ class FaceSet:
     default_crop: str  # 'official' for CelebA, 'center' for folders
     split_source: str  # where the split came from, in words
     missing: int = 0  # listed images left out (--allow-missing)
-    synthetic: dict | None = None  # the marker of dfc_vae.synth's faces; None for real photos
+    synthetic: dict | None = None  # the marker of dfc_vae.data.synth's faces; None for real photos
     labels_file: Path | None = None
     notes: list[str] = field(default_factory=list)  # one-line facts a user should hear once
     archive: object | None = None  # the dfc_vae.data.archive.ZipArchive the images are read from, if any

@@ -2,7 +2,7 @@
 
 CelebA's aligned images put the eyes, the nose tip and the mouth corners of every face near the
 same five points (`CELEBA_LANDMARKS`, the means of list_landmarks_align_celeba; the synthetic
-faces of dfc_vae.synth are drawn around them too). Aligning a photo is therefore: find each face
+faces of dfc_vae.data.synth are drawn around them too). Aligning a photo is therefore: find each face
 and those five landmarks, fit the similarity transform (rotation, uniform scale, translation)
 that maps them onto the template by least squares (Umeyama 1991), and warp the photo by it. The
 inverse transform takes an edited aligned face back into the photo (`paste_back`), under an

@@ -1,4 +1,4 @@
-"""Diagnostics of a run's latent space, measured by the figures' own judge (dfc_vae.figures).
+"""Diagnostics of a run's latent space, measured by the figures' own judge (dfc_vae.evaluation.figures).
 
 The prior gap: Figure 5's fake -> fake rows interpolate between two draws from the prior N(0, I).
 Run with their ends drawn from where the encoder puts faces instead, the same rows and scores say

@@ -81,9 +81,9 @@ def measure_edits(run, data, vectors, classifier, n_faces: int = 200, alphas=Non
                   method: str = "linear", cache_dir=None, progress: bool = False) -> MeasuredEdits:
     """The summary numbers of Figs. 5 and 6 for one run, without drawing anything.
 
-    run: a dfc_vae.run.LoadedRun; data: the dataset folder (its test split is used); vectors: an
-    AttributeVectors of that run (dfc_vae.attributes); classifier: an AttributeClassifier
-    (dfc_vae.classifier; e.g. classifier_for_run(run, data)); n_faces: faces per row kind.
+    run: a dfc_vae.runs.run.LoadedRun; data: the dataset folder (its test split is used); vectors: an
+    AttributeVectors of that run (dfc_vae.editing.attributes); classifier: an AttributeClassifier
+    (dfc_vae.evaluation.classifier; e.g. classifier_for_run(run, data)); n_faces: faces per row kind.
 
     Returns the headline numbers, floats in [0, 1] (higher is better for flip/monotone, lower for changed):
       flip_Smiling, flip_Eyeglasses: share of faces labelled without the attribute whose

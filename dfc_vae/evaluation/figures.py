@@ -2,7 +2,7 @@
 
 Each row kind of a figure is run on many test faces (n_faces, chosen by their labels,
 deterministically per seed); the first n_show of them are drawn. Every decoded cell is scored by
-the run's attribute classifier (dfc_vae.classifier), only on the attributes it predicts well, and
+the run's attribute classifier (dfc_vae.evaluation.classifier), only on the attributes it predicts well, and
 the scores go to a CSV beside the PNG. The summary measures are:
 
 * flip rate (Fig. 6, +attribute rows on faces labelled without it; -attribute rows on faces with it):
@@ -19,7 +19,7 @@ the scores go to a CSV beside the PNG. The summary measures are:
   probability is monotone (also those that stay on one side of 0.5).
 
 The summaries are dataclasses whose fields are the keys of the JSON files beside the PNGs (as_dict).
-Diagnostics measured by the same judge (the prior gap) are in dfc_vae.diagnostics.
+Diagnostics measured by the same judge (the prior gap) are in dfc_vae.evaluation.diagnostics.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def parse_edit(spec: str, valid=ATTRIBUTE_NAMES) -> EditRow:
 
 
 def as_dict(result) -> dict:
-    """A result (the dataclasses below and dfc_vae.diagnostics') as the plain dict its JSON file holds:
+    """A result (the dataclasses below and dfc_vae.evaluation.diagnostics') as the plain dict its JSON file holds:
     dataclasses.asdict without the fields left None, the measures a run could not take (Fig. 5's
     own-attribute share when no data row had faces; a flip rate when no face could take the edit)."""
     return dataclasses.asdict(result, dict_factory=lambda items: {k: v for k, v in items if v is not None})

@@ -182,13 +182,13 @@ def save_png(path: str | Path, image: np.ndarray, caption: list[str] | None = No
 
 # The provenance sentences: every output made from rendered faces or random VGG weights says so, in
 # these words (captions, reports, the terminal).
-SYNTHETIC_FACES = "synthetic faces (dfc_vae.synth), not CelebA"
+SYNTHETIC_FACES = "synthetic faces (dfc_vae.data.synth), not CelebA"
 RANDOM_VGG = "VGG19 with RANDOM weights, not ImageNet"
 
 
 def synthetic_faces(seed) -> str:
     """The provenance sentence of one rendered dataset."""
-    return f"synthetic faces rendered by dfc_vae.synth (seed {seed}), not CelebA"
+    return f"synthetic faces rendered by dfc_vae.data.synth (seed {seed}), not CelebA"
 
 
 def provenance(synthetic: bool, vgg_weights: str) -> list[str]:

@@ -92,7 +92,7 @@ def test_the_export_holds_every_file_and_a_card_that_says_how_it_was_made(shared
     assert meta["library_name"] == "dfc_vae" and "dfc-vae" in meta["tags"] and "synthetic-data" in meta["tags"]
     assert meta["license"] == [] and "datasets" not in meta  # the license is the user's; no named dataset
     assert f"**Provenance**: {run.description}" in card
-    assert "synthetic faces rendered by dfc_vae.synth (seed 3), not CelebA" in run.description
+    assert "synthetic faces rendered by dfc_vae.data.synth (seed 3), not CelebA" in run.description
     assert "VGG19 with RANDOM weights, not ImageNet" in run.description and "7 steps" in run.description
     assert "VAE-123" in card and "arXiv:1610.00291" in card and "81.2%" in card and "17.50 dB" in card
     assert "![Figure 5 (interpolation)](figures/fig5_interpolation.png)" in card

@@ -1,4 +1,4 @@
-"""dfc_vae.synth: CelebA-format synthetic faces (format, determinism, visible attributes, rates)."""
+"""dfc_vae.data.synth: CelebA-format synthetic faces (format, determinism, visible attributes, rates)."""
 
 from __future__ import annotations
 

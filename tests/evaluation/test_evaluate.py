@@ -122,7 +122,7 @@ def test_tsne_picture_draws_the_first_test_faces_at_their_points(world):
     assert np.isfinite(xy[["x", "y"]].to_numpy()).all() and xy.x.std() > 0 and xy.y.std() > 0
     picture = Image.open(out / "latent_tsne.png")
     caption = picture.text["caption"].split(" | ")
-    assert caption[0] == "synthetic faces (dfc_vae.synth), not CelebA"
+    assert caption[0] == "synthetic faces (dfc_vae.data.synth), not CelebA"
     assert f"t-SNE of the latent means of the first {n} test faces (seed 0)" in caption[-1]
     assert picture.size == (TSNE_CANVAS, TSNE_CANVAS + caption_height(caption, TSNE_CANVAS))  # over its caption strip
     assert "![latent t-SNE](latent_tsne.png)" in (out / "report.md").read_text()

@@ -78,7 +78,7 @@ def contact_sheet(path: str | os.PathLike, seed: int = 0, count: int = 32, colum
     rows = -(-len(chosen) // columns)
     sheet = Image.new("RGB", (columns * cell_w + 8, top + rows * (cell_h + cap_h)), (250, 250, 250))
     draw = ImageDraw.Draw(sheet)
-    draw.text((10, 10), "synthetic faces rendered by dfc_vae.synth (not CelebA), captioned with their visible "
+    draw.text((10, 10), "synthetic faces rendered by dfc_vae.data.synth (not CelebA), captioned with their visible "
               f"attributes; seed {seed}, ids {chosen[0]}-{chosen[-1]}", fill=(20, 20, 20), font=title_font)
     for i, k in enumerate(chosen):
         rng = face_rng(seed, k)
