@@ -151,10 +151,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
 
 
 def config_from_args(args: argparse.Namespace, base: dict | None = None) -> TrainConfig:
-    """Defaults < `base` (e.g. a saved run's config) < --config TOML < flags the user gave."""
+    """Defaults < `base` (e.g. a saved run's config) < --config TOML < flags the user gave; not yet
+    validated (training validates its settings first thing, once)."""
     values = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     values.update(base or {})
     if getattr(args, "config", None):
         values.update(load_toml(args.config))
     values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
-    return TrainConfig(**values).validate()
+    return TrainConfig(**values)
