@@ -102,8 +102,8 @@ class Trainer:
             if self.procs.is_main:
                 self._held.enter_context(run_lock(self.run, "train"))
             self._set_up(cfg, faces, resume, progress, writer_class)
-        except BaseException:
-            self._held.close()
+        except BaseException as e:
+            self._release(e)
             raise
 
     def _set_up(self, cfg: TrainConfig, faces, resume: bool, progress: bool, writer_class) -> None:
@@ -199,9 +199,19 @@ class Trainer:
                     self.end_epoch()
                     self._stop_if_asked()
                 self.finish()
-        finally:
-            self._held.close()
+        except BaseException as e:
+            self._release(e)
+            raise
+        self._release()
         return self.run
+
+    def _release(self, failure: BaseException | None = None) -> None:
+        """Let go of the run directory's lock; after a `failure`, the lock takes back what it made (a
+        refused start leaves nothing: util/runlock.py)."""
+        if failure is None:
+            self._held.close()
+        else:
+            self._held.__exit__(type(failure), failure, failure.__traceback__)
 
     def run_epoch(self) -> bool:
         """The epoch's batches from batch_in_epoch on; False when training stops inside the epoch."""

@@ -2,12 +2,14 @@
 is resumed (its settings, its checkpoint, its RNG states).
 
 Everything a run makes goes into its run directory:
-  config.json     resolved settings + provenance (data, VGG weights, versions)
-  metrics.csv     a row every `log_every` steps: loss, recon, kl, active units, images/s
+  config.json     resolved settings + provenance (data as given and as an absolute path, VGG weights, versions)
+  metrics.csv     a row every `log_every` steps: loss, recon, kl (means per image over the steps since the
+                  last row), active units, images/s
   epochs.csv      a row per epoch: the same on a fixed held-out set, in eval mode, through the latent's
                   calibration (model/network.py), fitted at every epoch's end on up to CALIBRATION_IMAGES
                   training faces (their mean KL per image before and after it: kl_uncalibrated, kl_calibrated)
-  checkpoints/    latest.pt (also every `checkpoint_every` steps) and epoch_NNN.pt
+  checkpoints/    latest.pt (at every epoch's end, every `checkpoint_every` steps and where SIGINT or
+                  SIGTERM stopped training) and epoch_NNN.pt
   grids/          epoch_NNN_recon.png (inputs above reconstructions), epoch_NNN_samples.png (z ~ N(0, I))
   curves.png      loss, reconstruction, KL and active units against the step (training/curves.py), at every
                   epoch's end

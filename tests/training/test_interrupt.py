@@ -13,6 +13,7 @@ import torch
 
 from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.training.loop import train
+from dfc_vae.util.launch import launch_env, torchrun_command
 from tiny import tiny_config
 
 pytestmark = pytest.mark.slow  # trains models in processes of their own
@@ -27,11 +28,12 @@ from dfc_vae.cli import run
 from dfc_vae.training import loop
 
 at, sig = int(os.environ["STOP_AT_STEP"]), getattr(signal, os.environ["STOP_SIGNAL"])
+rank = os.environ.get("STOP_RANK")  # under torchrun: the one process signalled
 run_step = loop.Trainer.run_step
 
 def signalling_step(self, x):
     run_step(self, x)
-    if self.step == at:
+    if self.step == at and (rank is None or int(rank) == self.procs.rank):
         os.kill(os.getpid(), sig)
 
 loop.Trainer.run_step = signalling_step
@@ -107,3 +109,19 @@ def test_resume_without_a_checkpoint_says_so_and_starts_from_step_0(synth_root, 
     train(cfg, resume=True, progress=False)
     assert f"no checkpoint in {run} yet: starting from step 0" in capsys.readouterr().out
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 1
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="needs torch.distributed with the gloo backend")
+def test_under_torchrun_a_signal_to_one_process_stops_all_at_the_same_step(synth_root, tmp_path):
+    script = tmp_path / "signalling_train.py"
+    script.write_text(SIGNAL_AT_STEP)
+    env = {**launch_env(), "OMP_NUM_THREADS": "1", "STOP_AT_STEP": "1", "STOP_SIGNAL": "SIGINT", "STOP_RANK": "1"}
+    args = _args(synth_root, tmp_path, "run") + ["--precision", "fp32"]
+    result = subprocess.run(torchrun_command(2, [str(script), "train", *args]), env=env, capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode != 0
+    # rank 1 alone was signalled after step 1; both agree at the next metrics row (--log-every 2), rank 0 saves
+    assert result.stderr.count("dfc-vae train: interrupted at step 2: saved; continue with") == 1, result.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert (ckpt["step"], ckpt["meta"]["world_size"]) == (2, 2)
