@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from dfc_vae.app.demo import DemoSettings, run_demo
     from dfc_vae.runs.config import given_settings
+    from dfc_vae.training.interrupt import TrainingInterrupted
 
     settings = DemoSettings(**given_settings(DemoSettings, args))
-    report = run_demo(args.out, settings, args.cache_dir, progress=not args.no_progress)
+    try:
+        report = run_demo(args.out, settings, args.cache_dir, progress=not args.no_progress)
+    except TrainingInterrupted:  # the demo starts over when run again: no `train --resume` to offer
+        raise KeyboardInterrupt from None
     print(f"report written to {report}")

@@ -11,8 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_config_arguments(parser)
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its latest checkpoint (the step where it stopped, "
-                             "interrupted or not)")
+                        help="continue the run in --out from its latest checkpoint (saved at every epoch's end, "
+                             "every --checkpoint-every steps, and where Ctrl-C or SIGTERM stopped it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard event files into RUN/tensorboard (pip install 'dfc_vae[tensorboard]')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 
@@ -12,11 +13,10 @@ import pytest
 import torch
 
 from dfc_vae.runs.checkpoint import load_checkpoint
+from dfc_vae.training.interrupt import StopSignals
 from dfc_vae.training.loop import train
 from dfc_vae.util.launch import launch_env, torchrun_command
 from tiny import tiny_config
-
-pytestmark = pytest.mark.slow  # trains models in processes of their own
 
 TIMEOUT = 240  # seconds; a run that ignores the signal must fail the test, not stall it
 
@@ -44,6 +44,16 @@ run()
 METRICS = ["step", "epoch", "loss", "recon", "kl", "active_units"]  # images_per_s and elapsed_s are timings
 
 
+def test_the_first_signal_asks_to_stop_the_second_stops_at_once_and_the_handlers_come_back():
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def _train(args: list[str], stop_at: int | None = None, sig: str = "SIGINT") -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "2", "STOP_AT_STEP": str(stop_at or 0), "STOP_SIGNAL": sig}
     code = ["-c", SIGNAL_AT_STEP] if stop_at else ["-m", "dfc_vae"]
@@ -63,6 +73,7 @@ def _rows(path, columns=None):
         return [{k: v for k, v in row.items() if columns is None or k in columns} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow  # trains
 def test_sigint_mid_epoch_saves_and_resume_ends_bitwise_as_the_uninterrupted_run(synth_root, tmp_path):
     straight = _train(_args(synth_root, tmp_path, "straight"))
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -93,6 +104,7 @@ def test_sigint_mid_epoch_saves_and_resume_ends_bitwise_as_the_uninterrupted_run
     assert _rows(tmp_path / "run" / "epochs.csv") == _rows(tmp_path / "straight" / "epochs.csv")
 
 
+@pytest.mark.slow  # trains
 def test_sigterm_saves_at_the_step_under_way(synth_root, tmp_path):
     stopped = _train(_args(synth_root, tmp_path, "run"), stop_at=3, sig="SIGTERM")
     assert stopped.returncode == 130, stopped.stderr[-3000:]
@@ -100,6 +112,7 @@ def test_sigterm_saves_at_the_step_under_way(synth_root, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
 
 
+@pytest.mark.slow  # trains
 def test_resume_without_a_checkpoint_says_so_and_starts_from_step_0(synth_root, cache_dir, tmp_path, capsys):
     cfg = tiny_config(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, max_steps=1, cache_dir=str(cache_dir))
     run = train(cfg, progress=False)
@@ -111,6 +124,7 @@ def test_resume_without_a_checkpoint_says_so_and_starts_from_step_0(synth_root, 
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 1
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="needs torch.distributed with the gloo backend")
 def test_under_torchrun_a_signal_to_one_process_stops_all_at_the_same_step(synth_root, tmp_path):
