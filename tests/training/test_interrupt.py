@@ -4,10 +4,12 @@ says how to go on, and --resume ends bitwise where the uninterrupted run ends, l
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,8 +115,11 @@ def test_sigterm_saves_at_the_step_under_way(synth_root, tmp_path):
 
 
 @pytest.mark.slow  # trains
-def test_resume_without_a_checkpoint_says_so_and_starts_from_step_0(synth_root, cache_dir, tmp_path, capsys):
-    cfg = tiny_config(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, max_steps=1, cache_dir=str(cache_dir))
+def test_resume_without_a_checkpoint_says_so_and_starts_from_step_0(synth_root, cache_dir, tmp_path, capsys,
+                                                                    monkeypatch):
+    monkeypatch.chdir(Path(synth_root).parent)  # the data given relative to where training runs
+    cfg = tiny_config(data=Path(synth_root).name, out=str(tmp_path / "run"), epochs=1, max_steps=1,
+                      cache_dir=str(cache_dir))
     run = train(cfg, progress=False)
     for path in (run / "checkpoints").iterdir():  # as a run stopped before its first checkpoint
         path.unlink()
@@ -122,6 +127,10 @@ def test_resume_without_a_checkpoint_says_so_and_starts_from_step_0(synth_root, 
     train(cfg, resume=True, progress=False)
     assert f"no checkpoint in {run} yet: starting from step 0" in capsys.readouterr().out
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 1
+    # the data as given, and where it is, for commands run from elsewhere
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["config"]["data"] == Path(synth_root).name
+    assert saved["meta"]["data_absolute"] == str(Path(synth_root).resolve())
 
 
 @pytest.mark.slow  # trains
