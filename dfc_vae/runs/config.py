@@ -76,53 +76,53 @@ def given_settings(settings: type, args: argparse.Namespace) -> dict:
 @dataclass
 class TrainConfig:
     data: str = setting(None, "the faces: CelebA (official, torchvision, Kaggle or PNG layout), any folder of face images "
-                           "(docs/data.md), or synthetic faces from `dfc-vae synth`")
+                              "(docs/data.md), or synthetic faces from `dfc-vae synth`")
     labels: str = setting(None, "labels file of a folder of images: a CSV with an image column and 0/1 attribute columns, or "
-                             "CelebA-HQ's attribute file; without it, DIR/labels.csv is read when present")
+                                "CelebA-HQ's attribute file; without it, DIR/labels.csv is read when present")
     allow_missing: bool = setting(False, "use the images present when the annotations or labels list some that are not "
-                                      "there (their number is recorded in the run's config.json)")
+                                         "there (their number is recorded in the run's config.json)")
     out: str = setting(None, "run directory: config, metrics, checkpoints and grids go here")
     loss: str = setting("vae123", "reconstruction loss: vae123 (VGG relu1_1,2_1,3_1), vae345 (relu3_1,4_1,5_1) or pvae (pixels)",
-                     choices=LOSS_NAMES)
+                        choices=LOSS_NAMES)
     reduction: str = setting("sum", "loss scale: sum (per-image sums: a per-image negative ELBO) or paper (Eq. 5: per-element "
-                          "means of Caffe-scale VGG features; model/losses.py derives the scale)", choices=REDUCTIONS)
+                             "means of Caffe-scale VGG features; model/losses.py derives the scale)", choices=REDUCTIONS)
     alpha: float = setting(1.0, "weight of the KL term (paper: 1)", min=0)
     beta: float = setting(0.5, "weight of the reconstruction term (paper: 0.5)", min=0)
     vgg_weights: str = setting("imagenet", "VGG19 weights: imagenet (torchvision cache/download), random (offline), or a state-dict PATH")
     image_size: int = setting(ModelConfig.image_size, "face size in pixels: 32, 64 (paper), 128 or 256",
-                           choices=IMAGE_SIZES)
+                              choices=IMAGE_SIZES)
     latent_dim: int = setting(ModelConfig.latent_dim, "latent dimensions (paper: 100)", min=1, max=MAX_LATENT_DIM)
     base_channels: int = setting(ModelConfig.base_channels, "width of the first encoder stage; doubles per stage (paper: 32)",
-                              min=1, max=MAX_BASE_CHANNELS)
+                                 min=1, max=MAX_BASE_CHANNELS)
     crop: str = setting("auto", "face crop: auto (the data's own: official for CelebA, center for folders), official "
-                             "(DFC-VAE's 138x138 box), center148 (the central 148x148) or center (the largest centred "
-                             "square); a run records the resolved crop", choices=("auto",) + CROPS)
+                                "(DFC-VAE's 138x138 box), center148 (the central 148x148) or center (the largest centred "
+                                "square); a run records the resolved crop", choices=("auto",) + CROPS)
     epochs: int = setting(10, "passes over the training split", min=1)
     batch_size: int = setting(64, "global batch size (paper: 64)", min=1)
     lr: float = setting(5e-4, "Adam learning rate (paper: 5e-4)", above=0)
     beta1: float = setting(0.5, "Adam beta1 (paper: 0.5)", min=0, below=1)
     beta2: float = setting(0.999, "Adam beta2", min=0, below=1)
     lr_halving: int = setting(0, "halve the learning rate at the start of epochs N, 2N, 3N, ... (N = 2: the official code's "
-                              "intended schedule; a misplaced line there halves it at every step of even epochs); "
-                              "0: constant, as the paper", min=0)
+                                 "intended schedule; a misplaced line there halves it at every step of even epochs); "
+                                 "0: constant, as the paper", min=0)
     lr_schedule: str = setting("constant", "constant (the paper; halved by --lr-halving if set) or cosine: after the warm-up, "
-                            "from --lr down to 0 along a half cosine over the steps of --epochs (--max-steps cuts it short)",
-                            choices=LR_SCHEDULES)
+                               "from --lr down to 0 along a half cosine over the steps of --epochs (--max-steps cuts it short)",
+                               choices=LR_SCHEDULES)
     warmup_steps: int = setting(0, "raise the rate linearly from lr/N to lr over the first N optimizer steps (0: none)", min=0)
     ema_decay: float = setting(0.0, "keep an exponential moving average of the weights, this decay per step (e.g. 0.999: "
-                              "about the last 1,000 steps; Polyak averaging): the averaged weights are the ones evaluated, "
-                              "calibrated, drawn and saved as the run's model; 0: the last weights, as the paper",
-                            min=0, below=1)
+                                 "about the last 1,000 steps; Polyak averaging): the averaged weights are the ones evaluated, "
+                                 "calibrated, drawn and saved as the run's model; 0: the last weights, as the paper",
+                               min=0, below=1)
     flip: bool = setting(False, "random horizontal flips of training batches")
     calibrate_latent: bool = setting(True, "at every epoch's end, shift and scale each latent dimension so that the training "
-                                  "faces' posteriors have mean 0 and E[z^2] = 1, as N(0, I): reconstructions unchanged, "
-                                  "KL lower, prior samples where the faces are (model/network.py; not in the paper)")
+                                     "faces' posteriors have mean 0 and E[z^2] = 1, as N(0, I): reconstructions unchanged, "
+                                     "KL lower, prior samples where the faces are (model/network.py; not in the paper)")
     seed: int = setting(0, "seed of initialization, data order and sampling", min=0, max=2**32 - 1)
     device: str = setting("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
     compile: bool = setting(False, "run the model through torch.compile")
     precision: str = setting("auto", "arithmetic of the training step: bf16 (autocast; fp32 weights and optimizer) or fp32; "
-                          "auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere",
-                          choices=PRECISIONS)
+                             "auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere",
+                             choices=PRECISIONS)
     log_every: int = setting(20, "read losses (a host sync) and append a metrics row every N steps", min=1)
     checkpoint_every: int = setting(500, "also save the latest checkpoint every N steps (0: at epoch ends only)", min=0)
     max_steps: int = setting(0, "stop after N optimizer steps in all (0: no limit)", min=0)
