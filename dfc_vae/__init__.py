@@ -1,7 +1,8 @@
 """dfc_vae: Deep Feature Consistent Variational Autoencoder (Hou, Shen, Sun, Qiu; WACV 2017).
 
-The public API (README.md shows it in use): the model and its loss, loading a trained run, reading
-faces, attribute vectors, latent arithmetic and image grids. The names below the model's are
+The public API (README.md shows it in use): the model and its loss, training (`train`), synthetic faces,
+loading a trained run, reading faces, attribute vectors, latent arithmetic, image grids, and measures
+(reconstruction scores, log p(x) of a pixel-loss run, the decoded manifold). The names below the model's are
 imported on first use, so `import dfc_vae` loads no more than the model needs.
 """
 
@@ -21,7 +22,12 @@ _LAZY = {
     "load_attribute_vectors": "editing.attributes",
     "add_attributes": "editing.latent", "interpolate": "editing.latent", "lerp": "editing.latent", "slerp": "editing.latent", "walk": "editing.latent",
     "to_tensor": "util.images",
-    "to_uint8": "util.images", "grid": "util.images", "save_png": "util.images",
+    "to_uint8": "util.images", "grid": "util.images", "save_png": "util.images", "provenance": "util.images",
+    "train": "training.loop", "render_celeba": "data.synth", "FaceSplit": "runs.split",
+    "measure_reconstruction": "evaluation.evaluate",
+    "log_likelihood": "evaluation.likelihood", "LogLikelihood": "evaluation.likelihood",
+    "log_px_given_z": "evaluation.likelihood", "decoder_sigma": "evaluation.likelihood",
+    "manifold_grid": "evaluation.manifold", "save_manifold": "evaluation.manifold",
 }
 
 __all__ = ["DFCVAE", "ModelConfig", "DFCLoss", "TrainConfig", "UserError", "kl_divergence", "active_units",

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     modules = [importlib.import_module(f"{commands.__name__}.{m.name}") for m in pkgutil.iter_modules(commands.__path__)
                if not m.name.startswith("_")]
     for mod in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
-        name = mod.__name__.rsplit(".", 1)[-1]
+        name = mod.__name__.rsplit(".", 1)[-1].replace("_", "-")  # fit_prior.py: `dfc-vae fit-prior`
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

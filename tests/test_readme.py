@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 import dfc_vae
+import numpy as np
 import pytest
+
+from dfc_vae.util.images import caption_height
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
 
@@ -38,8 +41,10 @@ def test_the_readme_example_runs_on_a_tiny_trained_run(tiny_trained_run, synth_r
     picture = Image.open(tmp_path / "smiling.png")
     caption = picture.text["caption"].split(" | ")
     assert caption[-1] == "top: reconstructions; bottom: + Smiling" and "synthetic faces" in caption[0]
-    size = 32  # the tiny run's faces: 2 rows of 8 with 2-pixel gaps, over the caption strip (12 pixels a line)
-    assert picture.height == 2 * (size + 2) + 2 + 12 * len(caption) + 6 and picture.width >= 8 * (size + 2) + 2
+    size = 64  # the tiny run's 32-px faces enlarged: 2 rows of 8 with 2-pixel gaps, over the caption strip
+    assert picture.size == (8 * (size + 2) + 2, 2 * (size + 2) + 2 + caption_height(caption, 8 * (size + 2) + 2))
+    face = np.asarray(picture.convert("RGB"))[2:2 + size, 2:2 + size]
+    assert np.array_equal(face[::2, ::2], face[1::2, 1::2])  # each pixel as 2 x 2: nearest neighbour
 
 
 def test_the_example_imports_only_names_dfc_vae_exports():

@@ -16,3 +16,25 @@ def tiny_config(**changes):
     from dfc_vae.runs.config import TrainConfig
 
     return TrainConfig(**tiny_settings(**changes))
+
+
+def untrained_run(run_dir, cfg, faces, step: int = 7, **config_meta):
+    """A run directory as `dfc-vae train` leaves it (config.json, checkpoints/latest.pt) holding an untrained model
+    of `cfg` (seed 0) with random VGG weights on `faces` (a FaceSet) at `step`: for tests to which training adds
+    nothing. `config_meta`: what config.json's meta holds beyond the checkpoint's. Returns `run_dir`."""
+    import json
+
+    import torch
+
+    from dfc_vae import DFCVAE, __version__
+    from dfc_vae.runs.checkpoint import save_checkpoint
+    from dfc_vae.util.fileio import write_json
+
+    torch.manual_seed(0)
+    model = DFCVAE(cfg.model_config()).eval()
+    meta = {**faces.provenance(), "vgg_weights": "random", "train_images": int((faces.split == 0).sum()),
+            "device": "cpu", "precision": "fp32", "dfc_vae": __version__, "torch": str(torch.__version__)}
+    meta = json.loads(json.dumps(meta, default=int))  # plain types, as weights_only checkpoints need
+    save_checkpoint(run_dir, {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "meta": meta})
+    write_json(run_dir / "config.json", {"config": cfg.to_dict(), "meta": {**meta, **config_meta}})
+    return run_dir

@@ -8,6 +8,7 @@ same line, so a picture can be traced to the card.
 from __future__ import annotations
 
 from dfc_vae.editing.attributes import FEW_EXAMPLES, attribute_notes
+from dfc_vae.runs.prior import FILE, describe_prior
 from dfc_vae.runs.run import LOSS_TITLES, vgg_description
 from dfc_vae.util.tables import markdown_table
 
@@ -92,6 +93,15 @@ def _figures(contents) -> list[str]:
     return lines
 
 
+def _prior(contents) -> list[str]:
+    if contents.prior is None:
+        return ["## Prior", "", "Random faces are drawn from N(0, I); no prior fitted to the faces was kept "
+                "(`dfc-vae fit-prior --run RUN` before exporting adds one).", ""]
+    return ["## Prior", "", f"`{FILE}`: a full-covariance Gaussian and a Gaussian mixture {describe_prior(contents.prior)}; "
+            "`dfc-vae sample --prior mixture` draws from it, `--where Smiling=1` draws faces with chosen "
+            "attributes (it keeps the fitted faces' posterior means and labels for that).", ""]
+
+
 def _usage(contents, ref: str) -> list[str]:
     default = contents.vectors.get(contents.default_vectors)
     usable = default.usable if default is not None else []
@@ -112,5 +122,6 @@ def model_card(contents, ref: str) -> str:
     body = [f"# DFC-VAE: {run.path.name}", "", f"**Provenance**: {run.description}", "",
             f"A Deep Feature Consistent VAE trained with `dfc-vae train` and exported with `dfc-vae export` "
             f"(step {run.step:,}).", ""]
-    parts = [_training(run), _vectors(contents), _evaluation(contents), _figures(contents), _usage(contents, ref)]
+    parts = [_training(run), _vectors(contents), _prior(contents), _evaluation(contents), _figures(contents),
+             _usage(contents, ref)]
     return "\n".join(front_matter(contents) + body + [line for part in parts for line in part])

@@ -24,15 +24,20 @@ from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.tables import markdown_table
 from dfc_vae.util.machine import describe_machine
 from dfc_vae.util.images import synthetic_faces
-from dfc_vae.app.demo_progress import DemoWork, Progress
+from dfc_vae.app.demo_progress import DemoWork, Progress, twin_estimates
 
 if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
     from dfc_vae.evaluation.diagnostics import PriorGap
+    from dfc_vae.evaluation.edits import EditBenchmark
+    from dfc_vae.app.demo_samples import DemoSamples
     from dfc_vae.evaluation.figures import Figure5Summary, Figure6Summary, Headline
     from dfc_vae.runs.run import LoadedRun
 
 MARKER = "demo.json"
+# The edit benchmark's share of the demo: twins of these attributes, this many test faces per attribute and direction
+EDIT_ATTRIBUTES = ("Smiling", "Eyeglasses")
+EDIT_FACES = 50
 
 # The demo's targets on synthetic faces (demo defaults, test split).
 TARGETS = {
@@ -136,6 +141,8 @@ class _Results:
     methods: dict[str, Headline]  # attribute-vector method -> the headline numbers with its vectors
     times: dict[str, float]
     wall: float
+    edits: EditBenchmark | None = None  # Smiling and Eyeglasses edits against their twins
+    samples: DemoSamples | None = None  # the random faces of each prior, measured (app/demo_samples.py)
 
 
 def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSettings(), cache_dir=None,
@@ -153,7 +160,8 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     out = Path(out)
     _prepare_out(out)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    steps = Progress(say, DemoWork(s.n, s.epochs, s.batch_size, s.classifier_epochs, s.faces_per_edit))
+    steps = Progress(say, DemoWork(s.n, s.epochs, s.batch_size, s.classifier_epochs, s.faces_per_edit), total=11)
+    steps.left.update(twin_estimates(EDIT_FACES, len(EDIT_ATTRIBUTES), len(VECTOR_METHODS)))
     with steps.step(1, f"rendering {s.n} synthetic CelebA-format faces (seed {s.seed})", "synth"):
         data = render_celeba(out / "data", n=s.n, seed=s.seed, progress=progress)
     with steps.step(2, "choosing the perceptual network's weights"):
@@ -177,8 +185,26 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     numbers = headline(f5, f6)
     methods = {m: numbers if m == s.vector_method else _edits_with(run, data, v, clf, f5, s, cache_dir)
                for m, v in by_method.items()}
-    results = _Results(s, vgg, run, clf, f5, f6, gap, numbers, methods, steps.times, steps.wall())
+    edits = _edits_against_twins(steps, run, data, by_method, clf, out / "figures", progress)
+    samples = _samples(steps, s, run, data, clf, f5, out / "figures", cache_dir, progress)
+    results = _Results(s, vgg, run, clf, f5, f6, gap, numbers, methods, steps.times, steps.wall(), edits, samples)
     return _write_report(out, results, say)
+
+
+def _edits_against_twins(steps: Progress, run, data: Path, by_method, clf, figs: Path, progress: bool):
+    """Steps 9 and 10, after every figure (so that they change none of their numbers): the twins of the first
+    EDIT_FACES test faces per attribute and direction, and the edit benchmark with both vector methods."""
+    from dfc_vae.data.synth.twinset import render_twins
+    from dfc_vae.evaluation.edits import edit_benchmark
+    from dfc_vae.evaluation.edits_report import write_edit_benchmark
+
+    with steps.step(9, f"rendering twins: {EDIT_FACES} test faces per direction of {', '.join(EDIT_ATTRIBUTES)} "
+                       "with the attribute flipped", "twins"):
+        render_twins(data, EDIT_ATTRIBUTES, EDIT_FACES, progress=progress)
+    with steps.step(10, "edits against their twins (both vector methods)", "edits"):
+        bench = edit_benchmark(run, data, by_method, clf, EDIT_ATTRIBUTES, EDIT_FACES)
+        write_edit_benchmark(bench, figs)
+    return bench
 
 
 def _train_config(s: DemoSettings, data: Path, run_out: Path, vgg: str, cache_dir: Path) -> TrainConfig:
@@ -223,6 +249,15 @@ def _figures(steps: Progress, s: DemoSettings, run, data, vectors, clf, figs: Pa
     return f5.summary, f6.summary, gap
 
 
+def _samples(steps: Progress, s: DemoSettings, run, data, clf, f5, figs: Path, cache_dir: Path, progress: bool):
+    """Step 9, after everything else: the prior fitted to the faces, and each prior's random faces measured."""
+    from dfc_vae.app.demo_samples import demo_samples
+
+    with steps.step(11, "random faces: a prior fitted to the training faces, and each prior's samples measured",
+                    "samples"):
+        return demo_samples(run, data, clf, f5, figs, s.seed, s.faces_per_edit, cache_dir, progress)
+
+
 def _write_report(out: Path, r: _Results, say) -> Path:
     """report.md, and the marker file saying the demo is done with its numbers; returns report.md's path."""
     from dfc_vae.evaluation.figures import as_dict
@@ -265,7 +300,8 @@ def _report(r: _Results) -> str:
     """report.md: its sections, one empty line apart."""
     sections = [_header(r), _targets_section(r.numbers), _classifier_section(r.classifier), _figure6_section(r.fig6),
                 _methods_section(r),
-                _figure5_section(r.fig5), _prior_gap_section(r.gap), _files_section()]
+                _figure5_section(r.fig5), _prior_gap_section(r.gap), _twins_section(r),
+                *([r.samples.lines] if r.samples else []), _files_section()]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
@@ -368,6 +404,12 @@ def _prior_gap_section(gap: PriorGap) -> list[str]:
              f"has eigenvalues {ev.min:.2f} to {ev.max:.2f} (median {ev.median:.2f}) and E[z_j^2] "
              f"{mo.min:.2f} to {mo.max:.2f} per dimension, against all 1 under N(0, I).", ""]
             + markdown_table(["ends of the rows", "monotone, changing scores (rows)", "most frequent failing scores"], rows))
+
+
+def _twins_section(r: _Results) -> list[str]:
+    from dfc_vae.evaluation.edits_report import edits_section
+
+    return edits_section(r.edits, "figures/edits.png") if r.edits is not None and r.edits.results else []
 
 
 def _files_section() -> list[str]:

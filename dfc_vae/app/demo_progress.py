@@ -19,6 +19,12 @@ TRAIN_STEP_PER_IMAGE = 0.0026
 EPOCH_END = 5.0  # calibration, held-out evaluation, grids and checkpoint
 CLASSIFIER_PER_IMAGE = 43 / (2 * 27316)  # per training image and epoch
 FIGURE_PER_FACE = 12 / 300  # each of Figure 5, Figure 6 and the prior gap, per face per row kind
+# The twins and the edit benchmark (steps 9 and 10), per twin and per face edited with one vector method: CPU time
+# measured on the project's 2-core AMD EPYC under load (8 ms and 81 ms), halved for its two cores; not yet measured
+# on the reference machine.
+TWIN_PER_TWIN = 0.004
+EDIT_PER_FACE = 0.04
+SAMPLES = 25.0  # the prior fitted and the samples measured (app/demo_samples.py: bounded, whatever the settings)
 TRAIN_SHARE = 0.8  # the training split's share of the faces (CelebA's proportions)
 MIN_MEASURED = 5.0  # steps shorter than this (a reused dataset, a cached choice) say nothing about the machine's speed
 
@@ -45,7 +51,8 @@ class DemoWork:
                 "train": self.train_steps() * self.step_seconds() + EPOCH_END * self.epochs,
                 "attribute_vectors": 2.0,
                 "classifier": CLASSIFIER_PER_IMAGE * TRAIN_SHARE * self.faces * self.classifier_epochs,
-                **{k: FIGURE_PER_FACE * self.faces_per_edit for k in ("fig5", "fig6", "prior_gap")}}
+                **{k: FIGURE_PER_FACE * self.faces_per_edit for k in ("fig5", "fig6", "prior_gap")},
+                "samples": SAMPLES}
 
 
 def duration(seconds: float) -> str:
@@ -120,3 +127,9 @@ class Progress:
 
     def wall(self) -> float:
         return self.elapsed()
+
+
+def twin_estimates(faces_per_direction: int, attributes: int, methods: int) -> dict[str, float]:
+    """Step name -> reference seconds of the twins (two directions per attribute) and of their edit benchmark."""
+    twins = 2 * attributes * faces_per_direction
+    return {"twins": TWIN_PER_TWIN * twins, "edits": EDIT_PER_FACE * twins * methods}

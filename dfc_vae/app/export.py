@@ -7,6 +7,8 @@ repository, which `--model DIR_OR_ID`, `load_model` and `DFCVAE.from_pretrained`
                                  it, whether its labels were all one value, whether the classifier scores it
     attributes_*.safetensors     every attribute-vector file of the run, under its own name
     classifier/                  the run's attribute classifier, when one was trained (what decides "scored")
+    prior.safetensors            the prior fitted to the training faces (runs/prior.py), when the run has one for
+                                 this step (`dfc-vae fit-prior`): `run.prior` of load_model
     figures/                     Figures 5 and 6, when the run has them
     README.md                    the model card (app/card.py): front matter for the Hub and how it was made
 
@@ -27,6 +29,7 @@ from typing import NamedTuple
 
 from dfc_vae.editing.attributes import AttributeVectors, load_attribute_vectors
 from dfc_vae.evaluation.classifier import FOLDER as CLASSIFIER_FOLDER, scored_attributes
+from dfc_vae.runs.prior import FILE as PRIOR_FILE, FittedPrior
 from dfc_vae.runs.run import LoadedRun, load_exported, load_run
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_bytes
@@ -44,6 +47,7 @@ class ExportContents:
     scored: list[str] | None = None  # None: no classifier was trained
     evaluation: dict | None = None  # RUN/eval/summary.json
     figures: dict[str, Path] = field(default_factory=dict)  # "fig5"/"fig6" -> the PNG
+    prior: FittedPrior | None = None  # the prior fitted to the faces for this step, when the run has one
 
     @property
     def default_vectors(self) -> str | None:
@@ -95,7 +99,8 @@ def gather(run_dir: str | Path, checkpoint: str | Path | None = None) -> ExportC
         evaluation = json.loads(summary.read_text()) if summary.is_file() else None
     except ValueError:
         raise UserError(f"{summary} is damaged; run `dfc-vae evaluate --run {run.path}` again") from None
-    return ExportContents(run, _vector_files(run), scored_attributes(run.path), evaluation, _figures(run.path))
+    return ExportContents(run, _vector_files(run), scored_attributes(run.path), evaluation, _figures(run.path),
+                          run.prior)
 
 
 def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None,
@@ -136,19 +141,26 @@ def _write_export(out: Path, contents, copies: dict[str, Path], card: str) -> No
         vectors.save(out / name)
     for target, source in copies.items():
         write_bytes(out / target, source.read_bytes())
+    if contents.prior is not None:
+        contents.prior.save(out / PRIOR_FILE)
     write_bytes(out / "README.md", card.encode())
 
 
-def exported_vectors(run: LoadedRun, attributes: str | Path | None = None) -> AttributeVectors | None:
-    """The attribute vectors to use with a model: `attributes` when given, else those the export names
-    as its default (None for a run directory or an export without vectors)."""
-    if attributes:
-        return load_attribute_vectors(attributes, run.config.latent_dim)
+def default_vectors_file(run: LoadedRun) -> Path | None:
+    """The attribute-vector file a model comes with: a run directory's RUN/attributes_train.safetensors, the
+    file an export names as its default; None where there is none."""
     if not run.source:
-        return None
-    config = json.loads((run.path / "config.json").read_text())
-    name = config.get("default_attributes")
-    return load_attribute_vectors(run.path / name, run.config.latent_dim) if name else None
+        path = run.path / DEFAULT_VECTORS
+        return path if path.is_file() else None
+    name = json.loads((run.path / "config.json").read_text()).get("default_attributes")
+    return run.path / name if name else None
+
+
+def exported_vectors(run: LoadedRun, attributes: str | Path | None = None) -> AttributeVectors | None:
+    """The attribute vectors to use with a model: `attributes` when given, else its own
+    (default_vectors_file; None where it has none)."""
+    path = attributes or default_vectors_file(run)
+    return load_attribute_vectors(path, run.config.latent_dim) if path else None
 
 
 class ModelWithVectors(NamedTuple):

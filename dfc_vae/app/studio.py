@@ -1,7 +1,8 @@
 """`dfc-vae studio`: a local web page to explore a trained model with sliders.
 
 A `Studio` keeps the model and, per face, the latent code: an uploaded photo is encoded once
-(its posterior mean), a random face is a draw z ~ N(0, T^2 I); every slider move afterwards only
+(its posterior mean), a random face is a draw z ~ N(0, T^2 I), or from the prior fitted to the faces
+(runs/prior.py: its Gaussian, its mixture, or faces with chosen labels); every slider move afterwards only
 decodes z + sum_i alpha_i v_i (optionally blended towards a second face) and sends the pixels
 back. `create_app` wraps it in a small Starlette app serving one static page
 (dfc_vae/app/studio_page/index.html) and a JSON/PNG API:
@@ -9,7 +10,7 @@ back. `create_app` wraps it in a small Starlette app serving one static page
     GET  /                  the page
     GET  /api/info          attribute names (in slider order, with their marks), image size, run, its provenance, limits
     POST /api/faces         body: the photo's bytes (?aligned=1: already an aligned crop) -> face
-    POST /api/random        {"temperature": T, "seed": S?} -> face
+    POST /api/random        {"temperature": T, "seed": S?, "prior": P?, "where": ["Smiling=1", ...]?} -> face
     POST /api/render        {"face", "settings": {name: alpha}, "other", "mix"} -> the edit, PNG (S x S)
     POST /api/download      the same, + "photo": true for the edit pasted back into the uploaded photo -> PNG
 
@@ -46,6 +47,9 @@ from PIL import Image
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import grid, provenance, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
+from dfc_vae.evaluation.samples import request_scores, run_classifier
+from dfc_vae.runs.prior import PRIOR_TITLES, drawn_to_order, parse_where
+from dfc_vae.util.choices import PRIORS
 from dfc_vae.util.argtypes import in_range
 from dfc_vae.app.studio_guard import GENERIC_FAILURE, Guard, Refused, exposure_warning, read_json, studio_url
 
@@ -111,7 +115,10 @@ class Studio:
     def info(self) -> dict:
         from dfc_vae.editing import align
 
+        prior = self.run.prior
         return {"run": self.run.name, "step": self.run.step, "image_size": self.size,
+                "priors": {k: PRIOR_TITLES[k] for k in (PRIORS if prior is not None else ("normal",))},
+                "where_attributes": prior.names if prior is not None else [],
                 "attributes": self.attribute_names, "alpha_limit": ALPHA_LIMIT,
                 "temperature_limit": TEMPERATURE_LIMIT, "align": align.available(),
                 "max_upload_bytes": MAX_UPLOAD_BYTES, "max_upload_pixels": MAX_UPLOAD_PIXELS,
@@ -178,14 +185,33 @@ class Studio:
         return self._keep(face), note
 
     @torch.no_grad()
-    def add_random(self, temperature: float = 1.0, seed: int | None = None) -> str:
-        """A face drawn from the prior, z ~ N(0, temperature^2 I)."""
+    def add_random(self, temperature: float = 1.0, seed: int | None = None, prior: str = "normal",
+                   where: list | None = None) -> tuple[str, str]:
+        """A face drawn from the prior, z ~ N(0, temperature^2 I), or from `prior` (PRIORS) or the faces with the
+        labels `where` (["Smiling=1", ...]) of the prior fitted to the faces -> (face id, the classifier's verdicts
+        on the labels asked for, or "")."""
         temperature = _number(temperature, "temperature", 0.0, TEMPERATURE_LIMIT)
         gen = torch.Generator().manual_seed(int(_number(seed, "seed", 0, 2**63 - 1))) if seed is not None else None
-        z = torch.randn(self.run.config.latent_dim, generator=gen) * temperature
+        asked = parse_where([str(w) for w in where or []], "with")
+        fitted = self.run.prior
+        if (asked or prior != "normal") and fitted is None:
+            raise UserError("the model has no prior fitted to the faces; fit one with `dfc-vae fit-prior --run RUN`")
+        if asked:
+            draw, source = drawn_to_order(fitted, asked, temperature)
+        else:
+            draw = fitted.draw(prior, temperature) if prior != "normal" else None
+            source = f"random ({PRIOR_TITLES.get(prior, prior)}), temperature {temperature:g}"
+        z = draw(1, gen)[0] if draw else torch.randn(self.run.config.latent_dim, generator=gen) * temperature
         with self._lock:
             pixels = to_uint8(self.model.decode(z[None].to(self.run.device)))[0]
-        return self._keep(Face(pixels, z, f"random, temperature {temperature:g}"))
+            clf = self.classifier if asked else None
+            note = "; ".join(line.strip() for line in request_scores(self.run, clf, z[None], asked)) if clf else ""
+        return self._keep(Face(pixels, z, source)), note
+
+    @functools.cached_property
+    def classifier(self):
+        """The attribute classifier kept with the model (None: none), the judge of faces drawn to order."""
+        return run_classifier(self.run)
 
     def _encode(self, pixels: np.ndarray) -> torch.Tensor:
         from dfc_vae.util.images import to_tensor
@@ -360,8 +386,12 @@ def _routes(studio: Studio) -> list:
     async def random_face(request: Request):
         body = await read_json(request)
         body = body if isinstance(body, dict) else {}
-        face_id = await run_in_threadpool(studio.add_random, body.get("temperature", 1.0), body.get("seed"))
-        return JSONResponse(await run_in_threadpool(face_json, face_id))
+        where = body.get("where") or []
+        if not isinstance(where, list):
+            raise UserError('"where" must be a list like ["Smiling=1", "Male=0"]')
+        face_id, note = await run_in_threadpool(studio.add_random, body.get("temperature", 1.0), body.get("seed"),
+                                                str(body.get("prior", "normal")), where)
+        return JSONResponse(await run_in_threadpool(face_json, face_id, note))
 
     async def render(request: Request):
         args = await edit_request(request)

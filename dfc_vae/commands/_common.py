@@ -52,25 +52,43 @@ def open_model(args: argparse.Namespace):
     return load_model_or_run(args.run, getattr(args, "model", None), args.device)
 
 
+ATTRIBUTES_HELP = ("attribute-vector file from `dfc-vae attributes` (default: the run's RUN/attributes_train.safetensors, "
+                   "or the exported model's)")
+
+
 def model_vectors(args: argparse.Namespace, loaded, required: bool = False):
-    """The attribute vectors: --attributes, else those of the exported model (--model); None where neither
-    has any, or with `required`, a UserError saying what to pass."""
-    from dfc_vae.app.export import exported_vectors
+    """The attribute vectors: --attributes, else the model's own (RUN/attributes_train.safetensors of a run, the
+    default file of an export); the file used is printed, and one line warns when they were computed at another
+    step of the model. None where there are none, or with `required`, a UserError saying what to pass."""
+    import sys
+
+    from dfc_vae.app.export import DEFAULT_VECTORS, default_vectors_file
+    from dfc_vae.editing.attributes import load_attribute_vectors, stale_vectors_note
     from dfc_vae.util.errors import UserError
 
-    vectors = exported_vectors(loaded, args.attributes)
-    if vectors is None and required:
-        where = f"the model {args.model} has no attribute vectors" if getattr(args, "model", None) else "a run needs them"
-        raise UserError(f"no attribute vectors: {where}; pass --attributes FILE (made by `dfc-vae attributes`)")
+    path = args.attributes or default_vectors_file(loaded)
+    if path is None:
+        if not required:
+            return None
+        if getattr(args, "model", None):
+            raise UserError(f"no attribute vectors: the model {args.model} has none; pass --attributes FILE "
+                            "(made by `dfc-vae attributes`)")
+        raise UserError(f"no attribute vectors: {args.run} has no {DEFAULT_VECTORS}; make it with `dfc-vae attributes "
+                        f"--run {args.run}` or pass --attributes FILE")
+    vectors = load_attribute_vectors(path, loaded.config.latent_dim)
+    print(f"attribute vectors: {path}")
+    note = stale_vectors_note(vectors, loaded)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     return vectors
 
 
-def default_output(args: argparse.Namespace, name: str):
+def default_output(args: argparse.Namespace, name: str, here: str | None = None):
     """Where an output goes without --out: into the run (--run), or the current folder (--model: an exported
-    model's folder, perhaps the Hub's cache, is not written into)."""
+    model's folder, perhaps the Hub's cache, is not written into), as `here` when given, else as `name`."""
     from pathlib import Path
 
-    return Path(args.run) / name if args.run else Path(name)
+    return Path(args.run) / name if args.run else Path(here or name)
 
 
 def model_lock(args: argparse.Namespace, command: str):

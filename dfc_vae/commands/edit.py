@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_argument, model_vectors, open_model
+from dfc_vae.commands._common import ATTRIBUTES_HELP, add_device_argument, add_run_argument, model_vectors, open_model
 
 HELP = "edit your own face photo with attribute vectors (e.g. --set Smiling=1); --align for any photo"
 ORDER = 70
@@ -12,8 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="an aligned face photo like CelebA's (178x218; other sizes are rescaled), "
                                       "or with --align any photo")
     add_run_argument(parser, model=True)
-    parser.add_argument("--attributes", help="attribute-vector file from `dfc-vae attributes` (default with --model: "
-                                             "the exported model's)")
+    parser.add_argument("--attributes", help=ATTRIBUTES_HELP)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                         help="add VALUE times the attribute's vector (repeatable; negative removes it)")
     parser.add_argument("--out", required=True, help="output PNG: input, reconstruction, edit (with --align: the "

@@ -2,8 +2,9 @@
 
 import argparse
 
-from dfc_vae.commands._common import model_lock, model_vectors, open_run_and_faces
-from dfc_vae.commands.fig5 import add_figure_arguments, check_figure_numbers
+from dfc_vae.commands._common import ATTRIBUTES_HELP, model_lock, model_vectors, open_run_and_faces
+from dfc_vae.commands.fig5 import (add_figure_arguments, check_figure_numbers, figure_output, pct, print_summary,
+                                  untrusted_lines)
 
 HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
         "PNG, every cell's attribute scores (CSV), flip rates and side effects (JSON)")
@@ -11,8 +12,8 @@ ORDER = 81
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_figure_arguments(parser)
-    parser.add_argument("--attributes", help="file from `dfc-vae attributes` (default with --model: the exported model's)")
+    add_figure_arguments(parser, "fig6")
+    parser.add_argument("--attributes", help=ATTRIBUTES_HELP)
     parser.add_argument("--edit", action="append", default=[], metavar="+NAME[:COND]",
                         help="a row kind such as +Smiling, +Eyeglasses:Male, +Bangs:~Male; write removals as --edit=-Eyeglasses (default: the paper's five)")
     parser.add_argument("--alpha-min", type=float, default=0.0)
@@ -30,14 +31,18 @@ def _check_alpha_range(low: float, high: float) -> None:
                         "--alpha-min below --alpha-max (e.g. --alpha-min 0 --alpha-max 1)")
 
 
-def run(args: argparse.Namespace) -> None:
-    import json
+def _row_line(r) -> str:
+    """A Figure 6 row kind's measures in a few words."""
+    worst = f" (most: {r.others_changed_max_attribute} {pct(r.others_changed_max)})" if r.others_changed_max_attribute else ""
+    return f"{pct(r.flip_rate)} of {r.faces} faces ({pct(r.at_start)}); others changed {pct(r.others_changed)}{worst}"
 
+
+def run(args: argparse.Namespace) -> None:
     import torch
 
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.figure6 import figure6
-    from dfc_vae.evaluation.figures import FIG6_ROWS, as_dict, parse_edit
+    from dfc_vae.evaluation.figures import FIG6_ROWS, parse_edit
 
     check_figure_numbers(args, few_steps="--steps must be at least 2")
     _check_alpha_range(args.alpha_min, args.alpha_max)
@@ -50,8 +55,10 @@ def run(args: argparse.Namespace) -> None:
         for e in edits[:len(args.edit)]:  # an --edit with no vector (labels all one value) is refused; the default
             vectors.vector(e.attribute)     # rows leave such an attribute out, as a row without faces
         clf = classifier_for_run(loaded, faces, args.cache_dir)
-        res = figure6(loaded, faces, vectors, clf, args.out, edits=edits,
+        res = figure6(loaded, faces, vectors, clf, figure_output(args, "fig6"), edits=edits,
                       alphas=torch.linspace(args.alpha_min, args.alpha_max, args.steps), n_faces=args.faces,
                       n_show=args.show, seed=args.seed, faces_by_id=faces_by_id, split=args.split, cache_dir=args.cache_dir)
-    print(json.dumps(as_dict(res.summary)["rows"], indent=1))
-    print(f"wrote {res.png} and {res.csv}")
+    first, last = res.summary.alphas[0], res.summary.alphas[-1]
+    print_summary(f"Figure 6, z + alpha v for alpha = {first:g} ... {last:g}: the faces that take the edit at alpha = "
+                  f"{last:g} (at {first:g}), and those whose other attributes change", res, _row_line,
+                  untrusted_lines(clf, [e.attribute for e in edits], res.summary.scored_attributes))

@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_arguments, open_run_and_faces
+from dfc_vae.commands._common import add_device_argument, add_run_arguments, default_output, model_lock, open_run_and_faces
 
 HELP = ("the prior gap: Figure 5's fake -> fake rows, scored the same way, with their ends drawn from N(0, I) "
         "and from where the encoder puts training faces")
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit-faces", type=int, default=4000, help="faces whose posteriors are encoded (default 4000)")
     parser.add_argument("--split", default="train", help="split the faces come from (default train)")
     parser.add_argument("--seed", type=int, default=0, help="the figure's seed: the same N(0, I) ends as its fake rows")
-    parser.add_argument("--out", help="JSON file for the measures")
+    parser.add_argument("--out", help="JSON file for the measures (default: RUN/figures/prior_gap.json)")
     add_device_argument(parser)
     parser.add_argument("--cache-dir")
 
@@ -37,11 +37,12 @@ def run(args: argparse.Namespace) -> None:
     from dfc_vae.evaluation.figures import as_dict
     from dfc_vae.util.fileio import write_json
 
-    loaded, faces = open_run_and_faces(args)
-    clf = classifier_for_run(loaded, faces, args.cache_dir)
-    gap = prior_gap(loaded, faces, clf, n_faces=args.faces, fit_faces=args.fit_faces, seed=args.seed,
-                    split=args.split, cache_dir=args.cache_dir)
+    out = args.out or default_output(args, "figures/prior_gap.json")
+    with model_lock(args, "gap"):  # the run's classifier may be trained, and the measures go into the run
+        loaded, faces = open_run_and_faces(args)
+        clf = classifier_for_run(loaded, faces, args.cache_dir)
+        gap = prior_gap(loaded, faces, clf, n_faces=args.faces, fit_faces=args.fit_faces, seed=args.seed,
+                        split=args.split, cache_dir=args.cache_dir)
+        write_json(out, as_dict(gap))
     _print_measures(gap)
-    if args.out:
-        write_json(args.out, as_dict(gap))
-        print(f"wrote {args.out}")
+    print(f"wrote {out}")

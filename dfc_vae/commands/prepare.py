@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = TrainConfig()
     parser.add_argument("--data", required=True,
-                        help="the faces: CelebA (official, torchvision, Kaggle or PNG layout) or any folder of face images")
+                        help="the faces: CelebA (official, torchvision, Kaggle or PNG layout; img_align_celeba.zip is read "
+                             "in place of its folder, never unpacked), any folder of face images, or a zip of one")
     parser.add_argument("--labels", help="labels file of a folder of images (default: DIR/labels.csv when present)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="use the images present when the annotations or labels list some that are not there")
@@ -39,5 +40,6 @@ def run(args: argparse.Namespace) -> None:
     crop = faces.resolve_crop(args.crop)
     cache = prepare_cache(faces, args.image_size, crop, args.cache_dir, args.workers or None)
     dt = time.perf_counter() - t
+    origin = f" (decoded from {cache.meta['archive']})" if cache.meta.get("archive") else ""
     print(f"{len(cache.ids)} faces of {faces.description} at {args.image_size}x{args.image_size} ({crop} crop) "
-          f"in {cache.path} ({dt:.1f} s, {len(cache.ids) / dt:.0f} images/s)")
+          f"in {cache.path}{origin} ({dt:.1f} s, {len(cache.ids) / dt:.0f} images/s)")

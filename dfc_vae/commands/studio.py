@@ -2,7 +2,7 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_argument, model_vectors, open_model
+from dfc_vae.commands._common import ATTRIBUTES_HELP, add_device_argument, add_run_argument, model_vectors, open_model
 
 HELP = "a local web page to explore a trained model: your photo, attribute sliders, blends, random faces"
 ORDER = 75
@@ -10,8 +10,7 @@ ORDER = 75
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_argument(parser, model=True)
-    parser.add_argument("--attributes", help="attribute-vector file from `dfc-vae attributes` (one slider per attribute; "
-                                             "default with --model: the exported model's)")
+    parser.add_argument("--attributes", help=ATTRIBUTES_HELP)
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")

@@ -28,3 +28,22 @@ def run(args: argparse.Namespace) -> None:
     out = trainer.fit()
     if trainer.procs.is_main:  # under torchrun, one line, from rank 0
         print(f"run written to {out}")
+        _fit_prior(out, trainer.cfg.device, not args.no_progress)
+
+
+def _fit_prior(run_dir, device: str, progress: bool) -> None:
+    """The prior fitted to the training faces, kept with the run; a run is complete without it (a note says how to
+    fit it later)."""
+    from dfc_vae.runs.prior import FILE, describe_prior, fit_prior
+    from dfc_vae.runs.run import load_run
+    from dfc_vae.util.errors import UserError
+    from dfc_vae.util.runlock import run_lock
+
+    try:
+        with run_lock(run_dir, "fit-prior", create=False):
+            run = load_run(run_dir, device)
+            prior = fit_prior(run, progress=progress)
+            prior.save(run.path / FILE)
+        print(f"prior {describe_prior(prior)}: {run.path / FILE}")
+    except UserError as e:
+        print(f"no prior fitted ({e}); fit one with `dfc-vae fit-prior --run {run_dir}`")

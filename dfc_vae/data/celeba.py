@@ -2,6 +2,10 @@
 readers, and the layouts people keep it in -- the official one, torchvision's, Kaggle's, the PNG
 release (files 000001.png while the annotations name 000001.jpg) -- without list_eval_partition
 (the official split by image number) and as a partial download (refused unless allow_missing).
+The aligned images may stay in img_align_celeba.zip as downloaded: they are then read from the zip,
+never unpacked; a download that went wrong (a web page saved as the zip or as an annotation file, a
+zip cut short, the zip of another data set, an annotation file of the wrong length) is named for
+what it is, with where to get the right file (`GET_CELEBA`).
 
 `recognises(root)` and `open_source(root, ...)` make it one of dfc_vae.data.sources' kinds.
 """
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfc_vae.data.archive import ZipArchive, describe_head, open_zip, read_head
 from dfc_vae.data.faces import FaceSet, read_synthetic_marker, synthetic_description
 from dfc_vae.util.errors import UserError
 
@@ -52,6 +57,24 @@ OFFICIAL_CROP_BOX = (30, 40, 168, 178)
 
 
 
+# Where CelebA comes from, said at the end of every message about a file that is missing or wrong.
+GET_CELEBA = ("get CelebA from its page (mmlab.ie.cuhk.edu.hk/projects/CelebA.html, the 'Align&Cropped Images' and "
+              "'Anno' folders), from Kaggle (kaggle.com/datasets/jessicali9530/celeba-dataset), or with "
+              "torchvision.datasets.CelebA(root, download=True); `dfc-vae check-data DIR` checks what you have")
+REDOWNLOAD = "download it again: " + GET_CELEBA
+ZIP_NAME = "img_align_celeba.zip"
+# The published files: size in bytes and MD5 (the sums torchvision.datasets.CelebA checks; the sizes of
+# the files those sums belong to).
+PUBLISHED = {
+    ZIP_NAME: (1_443_490_838, "00d2c5bc6d35e252742224ab0c1e8fcb"),
+    "list_attr_celeba.txt": (26_721_026, "75e246fa4810816ffd6ee81facbd244c"),
+    "list_eval_partition.txt": (2_836_386, "d32c9cbf5e040fd4025c592c306e6668"),
+    "identity_CelebA.txt": (3_424_458, "32bd1bd63d3c78cd57e08160ec5ed1e2"),
+    "list_bbox_celeba.txt": (6_082_035, "00566efa6fedff7a56946cd1c10f1c16"),
+    "list_landmarks_align_celeba.txt": (12_156_055, "cc24ecafdb5b50baae59b03474781f8c"),
+}
+IMAGE_SUFFIXES = (".jpg", ".png")
+
 # The official partition by image number (what list_eval_partition.txt holds): the last number of
 # the train and of the valid split.
 LAST_TRAIN, LAST_VALID, LAST_IMAGE = 162770, 182637, 202599
@@ -65,6 +88,8 @@ class CelebARoot:
     images: Path  # the folder holding the aligned images (JPEG, or PNG in the PNG release)
     layout: str  # 'official', 'torchvision', 'kaggle' or 'png'
     synthetic: dict | None  # the marker of dfc_vae's rendered faces, None for real CelebA
+    archive: ZipArchive | None = None  # img_align_celeba.zip, when the images are read from it (`images` is then the zip)
+    eval_folder: Path | None = None  # where list_eval_partition is when not beside the attributes (the Drive tree's Eval/)
 
     @property
     def description(self) -> str:
@@ -72,44 +97,61 @@ class CelebARoot:
 
 
 def find_celeba(path: str | Path) -> CelebARoot:
-    """Recognise the official, torchvision (ROOT/celeba/...) and Kaggle layouts under `path`."""
+    """Recognise the official (flat, or the Drive folder's Anno/, Eval/, Img/), torchvision (ROOT/celeba/...)
+    and Kaggle layouts under `path`."""
     root = Path(path).expanduser()
     if not root.exists():
         raise UserError(f"data folder {root} does not exist; pass --data the folder that holds CelebA "
                         "(or make synthetic faces with `dfc-vae synth --out DIR`)")
     if not root.is_dir():
         raise UserError(f"--data {root} is a file; pass the folder that holds img_align_celeba/ and list_attr_celeba.txt")
-    candidates = [(root, None), (root / "celeba", "torchvision")]
-    for folder, layout in candidates:
+    # (annotations, images' folder, layout): flat; torchvision's ROOT/celeba; the official Google Drive
+    # folder as downloaded, Anno/ (and Eval/ for the split) beside Img/
+    candidates = [(root, root, None), (root / "celeba", root / "celeba", "torchvision"),
+                  (root / "Anno", root / "Img", "official")]
+    for folder, base, layout in candidates:
         txt, csv = folder / "list_attr_celeba.txt", folder / "list_attr_celeba.csv"
         if not (txt.is_file() or csv.is_file()):
             continue
-        nested = folder / "img_align_celeba" / "img_align_celeba"
-        images = nested if nested.is_dir() else folder / "img_align_celeba"
-        png = folder / "img_align_celeba_png"
+        nested = base / "img_align_celeba" / "img_align_celeba"
+        kaggle_nested = nested.is_dir()  # Kaggle's archive holds the images one folder deeper
+        images = nested if kaggle_nested else base / "img_align_celeba"
+        png = base / "img_align_celeba_png"
         if not images.is_dir() and png.is_dir():
             images, layout = png, layout or "png"
-        if not images.is_dir():
+        archive, synthetic = None, read_synthetic_marker(folder)
+        if not images.is_dir() and (base / ZIP_NAME).is_file():  # as downloaded: read in place
+            images = base / ZIP_NAME
+            archive = open_zip(images, f"{ZIP_NAME} should be the zip of CelebA's aligned JPEGs; {REDOWNLOAD}",
+                               None if synthetic else PUBLISHED[ZIP_NAME][0])
+            kaggle_nested = any(name.startswith("img_align_celeba/img_align_celeba/") for name in archive.members)
+        if not images.is_dir() and archive is None:
             raise UserError(f"{folder} has the annotation files but no img_align_celeba/ (or img_align_celeba_png/) "
-                            "folder of images; unzip img_align_celeba.zip there")
+                            f"folder of images and no {ZIP_NAME}; put {ZIP_NAME} there as downloaded (it is read "
+                            f"without unpacking), or {GET_CELEBA}")
         if layout is None:
-            layout = "kaggle" if (csv.is_file() and not txt.is_file()) or nested.is_dir() else "official"
-        return CelebARoot(folder, images, layout, read_synthetic_marker(folder))
+            layout = "kaggle" if (csv.is_file() and not txt.is_file()) or kaggle_nested else "official"
+        eval_folder = root / "Eval" if folder == root / "Anno" else None
+        return CelebARoot(folder, images, layout, synthetic, archive, eval_folder)
     raise UserError(f"{root} does not look like CelebA: expected list_attr_celeba.txt (official), celeba/list_attr_celeba.txt "
                     "(torchvision) or list_attr_celeba.csv (Kaggle) with img_align_celeba/ beside it")
 
 
 def _lines(path: Path) -> list[str]:
     """Non-empty lines with Windows line ends, BOMs and trailing blanks removed."""
+    other = describe_head(read_head(path))
+    if other:
+        raise UserError(f"{path} is not an annotation file but {other}; {REDOWNLOAD}")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
 def _annotation_file(root: CelebARoot, stem: str) -> Path:
-    for ext in (".txt", ".csv"):
-        p = root.annotations / f"{stem}{ext}"
-        if p.is_file():
-            return p
+    for folder in (root.annotations, root.eval_folder or root.annotations):
+        for ext in (".txt", ".csv"):
+            p = folder / f"{stem}{ext}"
+            if p.is_file():
+                return p
     raise UserError(f"{root.annotations} has no {stem}.txt or {stem}.csv; copy it from your CelebA download")
 
 
@@ -120,13 +162,14 @@ def _read_table(path: Path, lines: list[str], sep: str | None, n_fields: int) ->
                             dtype={0: str}, engine="c")
     except (pd.errors.ParserError, ValueError) as e:
         raise UserError(f"{path}: a row has more than {n_fields} fields ({str(e).strip().splitlines()[-1]}); "
-                        "the file is damaged, re-download it") from e
+                        "the file is damaged; " + REDOWNLOAD) from e
     bad = table.isna().any(axis=1).to_numpy().nonzero()[0]
     if len(bad):
-        raise UserError(f"{path}: row '{lines[bad[0]][:30]}' has fewer than {n_fields} fields; the file is damaged, re-download it")
+        raise UserError(f"{path}: row '{lines[bad[0]][:30]}' has fewer than {n_fields} fields; the file is damaged "
+                        f"or cut short; {REDOWNLOAD}")
     numeric = table.iloc[:, 1:]
     if not all(pd.api.types.is_integer_dtype(t) for t in numeric.dtypes):
-        raise UserError(f"{path}: non-integer values where integers belong; the file is damaged, re-download it")
+        raise UserError(f"{path}: non-integer values where integers belong; the file is damaged; {REDOWNLOAD}")
     return table
 
 
@@ -143,7 +186,7 @@ def read_attributes(root: CelebARoot) -> pd.DataFrame:
     else:
         declared = None
     if not lines:
-        raise UserError(f"{path} holds no attribute rows; re-download it")
+        raise UserError(f"{path} holds no attribute rows; {REDOWNLOAD}")
     sep = "," if path.suffix == ".csv" else None
     header = lines[0].split(sep)
     header = [h.strip() for h in header if h.strip()]
@@ -152,17 +195,17 @@ def read_attributes(root: CelebARoot) -> pd.DataFrame:
     unknown = [h for h in header if h not in ATTRIBUTE_NAMES]
     if unknown or len(header) != len(ATTRIBUTE_NAMES):
         raise UserError(f"{path}: header line should name CelebA's 40 attributes, found {len(header)} names"
-                        + (f" including unknown '{unknown[0]}'" if unknown else "") + "; re-download the file")
+                        + (f" including unknown '{unknown[0]}'" if unknown else "") + f"; {REDOWNLOAD}")
     table = _read_table(path, lines[1:], sep, len(header) + 1)
     ids = table[0].astype(str).str.strip().tolist()
     values = table.iloc[:, 1:].to_numpy()
     if not np.isin(values, (-1, 0, 1)).all():
-        raise UserError(f"{path}: attribute values must be -1/1 or 0/1; the file is damaged, re-download it")
+        raise UserError(f"{path}: attribute values must be -1/1 or 0/1; the file is damaged; {REDOWNLOAD}")
     if declared is not None and declared != len(ids):
-        raise UserError(f"{path}: first line says {declared} images but {len(ids)} rows follow; the file is truncated, re-download it")
+        raise UserError(f"{path}: first line says {declared} images but {len(ids)} rows follow; the file is truncated; {REDOWNLOAD}")
     df = pd.DataFrame(values > 0, index=pd.Index(ids, name="image_id"), columns=header)
     if df.index.has_duplicates:
-        raise UserError(f"{path}: image {df.index[df.index.duplicated()][0]} is listed twice; re-download the file")
+        raise UserError(f"{path}: image {df.index[df.index.duplicated()][0]} is listed twice; {REDOWNLOAD}")
     return df[list(ATTRIBUTE_NAMES)]
 
 
@@ -201,7 +244,8 @@ def load_annotations(root: CelebARoot) -> pd.DataFrame:
 
 
 def has_partition(root: CelebARoot) -> bool:
-    return any((root.annotations / f"list_eval_partition{ext}").is_file() for ext in (".txt", ".csv"))
+    return any((folder / f"list_eval_partition{ext}").is_file() for ext in (".txt", ".csv")
+               for folder in (root.annotations, root.eval_folder or root.annotations))
 
 
 def partition_by_number(ids) -> np.ndarray:
@@ -225,7 +269,7 @@ KIND = "celeba"
 def recognises(root: Path) -> bool:
     """CelebA when its attribute or partition file is there (without the attribute file, find_celeba
     says what is missing)."""
-    return any((folder / f"{stem}{ext}").is_file() for folder in (root, root / "celeba")
+    return any((folder / f"{stem}{ext}").is_file() for folder in (root, root / "celeba", root / "Anno", root / "Eval")
                for stem in ("list_attr_celeba", "list_eval_partition") for ext in (".txt", ".csv"))
 
 
@@ -250,14 +294,19 @@ def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed
                      f"{LAST_VALID + 1:06d}-{LAST_IMAGE:06d} test), here {counts[0]} train, {counts[1]} valid, "
                      f"{counts[2]} test images")
     ids = annotations.index.tolist()
-    paths, present = _image_files(celeba.images, ids)
+    listing = _listing(celeba)
+    paths, present = _image_files(listing, ids)
     missing = int((~present).sum())
+    if celeba.archive is not None:
+        _check_zip_against(celeba, listing, ids, present)
     if missing:
         example = ids[int(np.flatnonzero(~present)[0])]
         if not allow_missing:
+            zipped = celeba.archive is None and any((p / ZIP_NAME).is_file() for p in celeba.images.parents[:2])
+            beside = f", or delete the partly unpacked {celeba.images.name}/ to read the {ZIP_NAME} beside it" if zipped else ""
             raise UserError(f"{missing} of the {len(ids)} images listed in list_attr_celeba are missing from "
-                            f"{celeba.images} (e.g. {example}); restore them, or pass --allow-missing to use the "
-                            f"{len(ids) - missing} present")
+                            f"{celeba.images} (e.g. {example}); restore them{beside}, or pass --allow-missing to use "
+                            f"the {len(ids) - missing} present")
         notes.append(f"--allow-missing: {missing} of the {len(ids)} listed images are not in {celeba.images} "
                      f"(e.g. {example}) and are left out; using {len(ids) - missing}")
         annotations, partition = annotations[present], partition[present]
@@ -267,26 +316,47 @@ def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed
             raise UserError(f"none of the images listed in list_attr_celeba is in {celeba.images}; unzip them there")
     return FaceSet(root=celeba.annotations, ids=ids, paths=paths, labels=annotations[list(ATTRIBUTE_NAMES)],
                    split=partition.astype(np.int8), kind=KIND, layout=celeba.layout, default_crop="official",
-                   split_source=split_source, missing=missing, synthetic=celeba.synthetic, notes=notes)
+                   split_source=split_source, missing=missing, synthetic=celeba.synthetic, notes=notes,
+                   archive=celeba.archive)
 
 
-def _image_files(folder: Path, ids: list[str]) -> tuple[list[Path], np.ndarray]:
+def _listing(celeba: CelebARoot) -> dict:
+    """File name -> where the image is: a path in the images folder, or a member's name in the zip
+    (those of the zip's folder holding the most images: img_align_celeba/, Kaggle's
+    img_align_celeba/img_align_celeba/, or the top)."""
+    if celeba.archive is None:
+        try:
+            return {name: celeba.images / name for name in os.listdir(celeba.images)}
+        except OSError as e:
+            raise UserError(f"cannot list {celeba.images} ({e.strerror}); check its permissions") from e
+    folders: dict[str, dict] = {}
+    for member in celeba.archive.images(IMAGE_SUFFIXES):
+        folder, _, name = member.name.rpartition("/")
+        folders.setdefault(folder, {})[name] = member.name
+    return max(folders.values(), key=len) if folders else {}
+
+
+def _image_files(listing: dict, ids: list[str]) -> tuple[list, np.ndarray]:
     """The file of each annotated image (its own name, or the same number as .png in the PNG
-    release) and whether it is there; one listing of the folder, no per-file system calls."""
-    try:
-        names = set(os.listdir(folder))
-    except OSError as e:
-        raise UserError(f"cannot list {folder} ({e.strerror}); check its permissions") from e
+    release) and whether it is there, from one listing of the images (no per-file system calls)."""
     paths, present = [], np.zeros(len(ids), dtype=bool)
     for i, name in enumerate(ids):
-        if name not in names:
-            png = Path(name).stem + ".png"
-            if png in names:
-                name = png
-            else:
-                paths.append(folder / name)
-                continue
-        present[i] = True
-        paths.append(folder / name)
+        found = listing.get(name) or listing.get(Path(name).stem + ".png")
+        present[i] = found is not None
+        paths.append(found if found is not None else name)
     return paths, present
 
+
+def _check_zip_against(celeba: CelebARoot, listing: dict, ids: list[str], present: np.ndarray) -> None:
+    """A zip that holds none of the annotated images is another data set's; one that holds more images
+    than the annotation file lists means the annotation file is of the wrong length."""
+    zip_path = celeba.archive.path
+    if not present.any():
+        others = sorted(celeba.archive.members)[:3]
+        holds = f"its files are such as {', '.join(others)}" if others else "it holds no files"
+        raise UserError(f"{zip_path} holds none of the images list_attr_celeba names (e.g. {ids[0]}; {holds}): it is "
+                        f"not the zip of CelebA's aligned faces; {REDOWNLOAD}")
+    if len(listing) > len(ids):
+        path = _annotation_file(celeba, "list_attr_celeba")
+        raise UserError(f"{path} lists {len(ids)} images but {zip_path} holds {len(listing)}: the annotation file "
+                        f"is of the wrong length (cut short, or from another copy); {REDOWNLOAD}")

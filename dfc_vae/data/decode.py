@@ -202,12 +202,13 @@ def _decode_jpeg_scaled(path: str | Path | bytes, size: int, crop: str) -> tuple
     return _face_in(pixels, tuple(v / scale for v in box), size)
 
 
-def load_faces(paths, size: int, crop: str = "official", on_error=None) -> np.ndarray:
+def load_faces(paths, size: int, crop: str = "official", on_error=None, names=None) -> np.ndarray:
     """Read aligned face photos -> (n, size, size, 3) uint8, cropped and resized with antialiasing.
 
     Whole-pixel face boxes are resized together, with torch's antialiased bicubic kernel on uint8
     (much faster than PIL image by image, and within about one level of it). `on_error(path, exception)`, if
-    given, is called for an unreadable image (its row stays black) instead of raising.
+    given, is called for an unreadable image (its row stays black) instead of raising; with `names`, it is
+    given the image's name instead of its path (the bytes of a zip's member have no path).
     """
     out = np.zeros((len(paths), size, size, 3), np.uint8)
     pending: dict[tuple, tuple[list[int], list[np.ndarray]]] = {}  # box shape -> (rows, boxes)
@@ -217,7 +218,7 @@ def load_faces(paths, size: int, crop: str = "official", on_error=None) -> np.nd
         except Exception as e:
             if on_error is None:
                 raise
-            on_error(path, e)
+            on_error(path if names is None else names[i], e)
             continue
         if finished:
             out[i] = pixels

@@ -8,7 +8,7 @@ path opened through it), so annotations are parsed and images fingerprinted once
 
 A FaceSet holds, in cache order (row i of the cache is the face of ids[i]):
   ids        image names: CelebA's annotation names (000001.jpg), a folder's relative paths
-  paths      the files themselves
+  paths      the files themselves (in a zip: the names of its members, strings; `archive` is the zip)
   labels     bool DataFrame indexed by ids, one column per attribute (possibly none)
   split      per image 0 (train), 1 (valid) or 2 (test)
 and its provenance: the source kind and layout, where the split came from, how many listed
@@ -37,8 +37,16 @@ def read_synthetic_marker(folder: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        marker = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return parse_synthetic_marker(path.read_bytes(), path)
+    except OSError as e:
+        raise UserError(f"the synthetic-faces marker {path} cannot be read ({e.strerror}); check its permissions") from None
+
+
+def parse_synthetic_marker(data: bytes, path) -> dict:
+    """The marker's bytes (from a folder or a zip) as a dict; `path` names it in errors."""
+    try:
+        marker = json.loads(data.decode("utf-8"))
+    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UserError(f"the synthetic-faces marker {path} is damaged ({e}); render the faces again with "
                         "`dfc-vae synth`, or delete the file if these are not dfc_vae's rendered faces") from None
     if not isinstance(marker, dict):
@@ -69,6 +77,7 @@ class FaceSet:
     synthetic: dict | None = None  # the marker of dfc_vae.synth's faces; None for real photos
     labels_file: Path | None = None
     notes: list[str] = field(default_factory=list)  # one-line facts a user should hear once
+    archive: object | None = None  # the dfc_vae.data.archive.ZipArchive the images are read from, if any
     _caches: dict = field(default_factory=dict, repr=False)  # (size, crop, folder) -> ImageCache, kept by dfc_vae.data.cache
 
     def __len__(self) -> int:
@@ -82,7 +91,9 @@ class FaceSet:
     def description(self) -> str:
         if self.synthetic:
             return synthetic_description(self.synthetic)
-        return "CelebA" if self.kind == "celeba" else f"face folder {self.root}"
+        if self.kind == "celeba":
+            return "CelebA"
+        return f"faces in {self.root}" if self.archive is not None else f"face folder {self.root}"
 
     @property
     def identity(self) -> str:
@@ -93,10 +104,13 @@ class FaceSet:
 
     def provenance(self) -> dict:
         """JSON-able facts about the collection, for a run's config.json and other outputs."""
-        return {"data": str(self.root), "data_description": self.description, "synthetic": self.synthetic is not None,
-                "source": self.kind, "layout": self.layout, "split_source": self.split_source, "images": len(self),
-                "missing_images": self.missing, "labels": str(self.labels_file) if self.labels_file else None,
-                "attributes": len(self.attribute_names)}
+        facts = {"data": str(self.root), "data_description": self.description, "synthetic": self.synthetic is not None,
+                 "source": self.kind, "layout": self.layout, "split_source": self.split_source, "images": len(self),
+                 "missing_images": self.missing, "labels": str(self.labels_file) if self.labels_file else None,
+                 "attributes": len(self.attribute_names)}
+        if self.archive is not None:  # the images were read from this zip, never unpacked
+            facts["archive"] = str(self.archive.path)
+        return facts
 
     def resolve_crop(self, crop: str | None) -> str:
         return self.default_crop if crop in (None, AUTO_CROP) else crop

@@ -1,6 +1,8 @@
 """Any folder of face images: every JPEG, PNG and WebP under it, recursively, with the user's own
 labels (optional) and a split that adding files never changes.
 
+A zip of such a folder is read in place (`open_archive`): the same relative paths, labels and split.
+
 Labels: DIR/labels.csv, DIR/CelebAMask-HQ-attribute-anno.txt, or a file given with --labels:
   * a CSV with an `image` column (the path relative to DIR) and any attribute columns holding
     0/1, -1/1, true/false or yes/no; an optional `split` column (train/valid/test or 0/1/2)
@@ -23,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfc_vae.util.choices import SYNTHETIC_MARKER
 from dfc_vae.util.errors import UserError
-from dfc_vae.data.faces import FaceSet, read_synthetic_marker
+from dfc_vae.data.archive import open_zip, top_folder
+from dfc_vae.data.faces import FaceSet, parse_synthetic_marker, read_synthetic_marker
 
 KIND = "folder"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -50,10 +54,50 @@ def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed
         image_root = root / HQ_IMAGES
     found = scan_images(image_root)
     if not found:
+        zips = sorted(p.name for p in root.glob("*.zip"))
+        hint = f"; to read the faces in {zips[0]} without unpacking it, pass --data {root / zips[0]}" if zips else ""
         raise UserError(f"{image_root} holds no images (JPEG, PNG or WebP, searched recursively) and does not look like "
-                        "CelebA (no list_attr_celeba file); pass --data a folder of face images or a CelebA copy")
-    notes = []
+                        "CelebA (no list_attr_celeba file); pass --data a folder of face images or a CelebA copy" + hint)
     table = read_labels(labels_file) if labels_file is not None else None
+    return _face_set(root, image_root, found, {name: image_root / name for name in found}, table, labels_file,
+                     allow_missing, split_seed, read_synthetic_marker(root))
+
+
+def open_archive(path: Path, labels=None, allow_missing: bool = False, split_seed: int = 0) -> FaceSet:
+    """A folder of faces given as a zip, read in place: the same images, labels and split as the
+    folder it was made of (one top-level folder holding everything is taken off the names)."""
+    archive = open_zip(path, "give the zip of a folder of face images (zip -r faces.zip FOLDER), or the folder itself")
+    top = top_folder(archive.members)
+    labels_file, text = None, None
+    if labels:
+        labels_file = Path(labels).expanduser()
+        if not labels_file.is_file():
+            raise UserError(f"labels file {labels_file} does not exist; give --labels the path of a CSV with an image column")
+    else:
+        inside = next((top + name for name in LABEL_FILES if top + name in archive.members), None)
+        if inside is not None:  # named as the zip's member, read from the zip
+            labels_file, text = path / inside, archive.read(inside).decode("utf-8-sig", errors="replace")
+    prefix = top
+    if labels_file is not None and labels_file.name == LABEL_FILES[1] and any(
+            name.startswith(f"{top}{HQ_IMAGES}/") for name in archive.members):
+        prefix = f"{top}{HQ_IMAGES}/"  # as open_source: CelebAMask-HQ's photos, beside its attribute file
+    members = {m.name[len(prefix):]: m for m in archive.images(IMAGE_SUFFIXES) if m.name.startswith(prefix)}
+    if not members:
+        raise UserError(f"{path} holds no images (JPEG, PNG or WebP); give the zip of a folder of face images")
+    table = read_labels(labels_file, text) if labels_file is not None else None
+    marker = top + SYNTHETIC_MARKER
+    synthetic = parse_synthetic_marker(archive.read(marker), path / marker) if marker in archive.members else None
+    found = sorted(members)
+    faces = _face_set(path, path, found, {name: members[name].name for name in found}, table,
+                      labels_file, allow_missing, split_seed, synthetic)
+    faces.archive = archive
+    return faces
+
+
+def _face_set(root, image_root, found, where, table, labels_file, allow_missing, split_seed, synthetic) -> FaceSet:
+    """The FaceSet of the images `found` (relative paths; `where` maps each to its file or zip member)
+    with the labels `table` (None: no labels) read from `labels_file`."""
+    notes = []
     if table is None:
         ids = found
         attrs = pd.DataFrame(index=pd.Index(ids, name="image"))
@@ -88,8 +132,7 @@ def open_source(root: Path, labels=None, allow_missing: bool = False, split_seed
             split = np.where(has, given, split).astype(np.int8)
             split_source = "the labels' split column" + ("" if has.all() else " (hash of the path where it is empty)")
         attrs = table
-    synthetic = read_synthetic_marker(root)
-    return FaceSet(root=root, ids=ids, paths=[image_root / name for name in ids], labels=attrs,
+    return FaceSet(root=root, ids=ids, paths=[where[name] for name in ids], labels=attrs,
                    split=split.astype(np.int8), kind=KIND, layout="folder", default_crop="center",
                    split_source=split_source, missing=missing, synthetic=synthetic, labels_file=labels_file,
                    notes=notes)
@@ -137,10 +180,12 @@ def _normal_path(name: str) -> str:
     return name
 
 
-def read_labels(path: Path) -> pd.DataFrame:
-    """A labels file -> DataFrame indexed by relative image path: bool attribute columns, and an
-    int 'split' column (-1 where empty) when the file has one."""
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+def read_labels(path: Path, text: str | None = None) -> pd.DataFrame:
+    """A labels file (or its `text`, read from a zip: `path` then only names it) -> DataFrame indexed by
+    relative image path: bool attribute columns, and an int 'split' column (-1 where empty) when the
+    file has one."""
+    if text is None:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise UserError(f"labels file {path} is empty; give a CSV with an image column and attribute columns")

@@ -1,5 +1,6 @@
 """The kinds of face source, and `open_faces`, which recognises one and opens it as a FaceSet.
 
+A zip of a folder of faces (`--data faces.zip`) is opened by the folder source, read in place.
 Each kind is a module with `recognises(root) -> bool` and `open_source(root, labels, allow_missing,
 split_seed) -> FaceSet`, tried in the order of SOURCES. A new kind of source is one new module and
 one entry here; the folder source takes anything and comes last.
@@ -30,7 +31,12 @@ def open_faces(path, labels: str | Path | None = None, allow_missing: bool = Fal
         raise UserError(f"data folder {root} does not exist; pass --data a folder of face images or CelebA "
                         "(or make synthetic faces with `dfc-vae synth --out DIR`)")
     if not root.is_dir():
-        raise UserError(f"--data {root} is a file; pass the folder that holds the face images")
+        if root.name == celeba.ZIP_NAME:
+            raise UserError(f"--data {root} is CelebA's zip: pass the folder that holds it and the annotation files "
+                            "(list_attr_celeba, list_eval_partition); the zip is read there without unpacking")
+        if root.suffix.lower() == ".zip":
+            return folder.open_archive(root, labels=labels, allow_missing=allow_missing, split_seed=split_seed)
+        raise UserError(f"--data {root} is a file; pass the folder that holds the face images (or a zip of it)")
     for source in SOURCES:
         if source.recognises(root):
             return source.open_source(root, labels=labels, allow_missing=allow_missing, split_seed=split_seed)

@@ -249,6 +249,18 @@ def merge_attribute_vectors(*files_or_vectors) -> AttributeVectors:
                             np.array([rows[n][2] for n in names]), meta)
 
 
+def stale_vectors_note(vectors: AttributeVectors, run) -> str | None:
+    """One line when `vectors` were computed from another step of the model than `run`'s (a LoadedRun): an edit
+    then adds directions of a latent space the model has since moved away from. None when the steps agree or
+    the file does not record its step."""
+    step = vectors.meta.get("step")
+    if step is None or int(step) == int(run.step):
+        return None
+    source = Path(str(vectors.meta.get("run", "?"))).name
+    return (f"the attribute vectors were computed at step {step} of {source}, the model is at step {run.step}; "
+            f"recompute them with `dfc-vae attributes --run {'RUN' if run.source else run.path}`")
+
+
 def attribute_notes(vectors: AttributeVectors, scored: list[str] | None) -> dict[str, str]:
     """The usable attributes in the order to offer them, each with a note: those the run's classifier
     scores first (note ""), then the rest marked "few examples" (fewer than FEW_EXAMPLES labelled faces

@@ -126,8 +126,8 @@ def edit_photo(run, vectors, image: str | Path, settings: dict[str, float], out:
     change = ", ".join(f"{n} {w:+g}" for n, w in settings.items())
     caption = provenance(bool(vectors.meta.get("synthetic") or run.meta.get("synthetic")), run.meta.get("vgg_weights", "")) + [
         f"input {Path(image).name} ({size}px, shown x{factor}{', aligned' if align else ''}) | reconstruction | edit: {change}",
-        f"model {run.name} step {run.step}; vectors from {vectors.meta.get('split', '?')} split "
-        f"of {vectors.meta.get('data_description', '?')}"]
+        f"model {run.name} step {run.step}; vectors of step {vectors.meta.get('step', '?')}, from the "
+        f"{vectors.meta.get('split', '?')} split of {vectors.meta.get('data_description', '?')}"]
     metadata = {"settings": change, "image": str(image)}
     if not align:
         save_png(out, grid(cells, 3), caption, metadata)

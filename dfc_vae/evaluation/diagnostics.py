@@ -77,7 +77,7 @@ def prior_gap(run, data, classifier, n_faces: int = 300, fit_faces: int = 4000, 
     mu, logvar = (t.cpu() for t in faces.encode(fit, batch_size=256))
     mean, cov = aggregate_posterior(mu, logvar)
     ends = _four_kinds_of_ends(mu, logvar, mean, cov, n_faces, seed)
-    sources = {name: _measure_rows(run, judge, z0, z1, steps) for name, (z0, z1) in ends.items()}
+    sources = {name: measure_rows(run, judge, z0, z1, steps) for name, (z0, z1) in ends.items()}
     return PriorGap(sources, split, len(fit), seed, judge.scored, _moments(mean, cov))
 
 
@@ -99,7 +99,8 @@ def _four_kinds_of_ends(mu, logvar, mean, cov, n: int, seed: int) -> dict[str, t
             "posterior means of random faces": (mu[i0], mu[i1])}
 
 
-def _measure_rows(run, judge: AttributeJudge, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> EndsMeasures:
+def measure_rows(run, judge: AttributeJudge, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> EndsMeasures:
+    """Fig. 5's measures of the rows from z0 to z1 ((n, D) each), and how far their ends lie from 0."""
     probs, _ = judge.decode_and_score(run, interpolate(z0, z1, default_alphas(steps)), keep=0)
     measures = interpolation_measures(probs, judge.scored, judge.trusted)
     return EndsMeasures(**vars(measures), mean_norm_of_ends=round(float(torch.cat([z0, z1]).norm(dim=1).mean()), 3))

@@ -12,7 +12,9 @@ it before any file is made. The attributes are the data's own (CelebA's 40, or a
   posterior.csv                per latent dimension: mean KL over the test split, variance of mu, active
   attribute_correlation.csv    A x A correlation of the attribute vectors
   latent_tsne.csv              per embedded test image: its t-SNE coordinates x, y
+  samples.csv                  per prior: its random faces' quality against test faces (evaluation/samples.py)
   attribute_correlation.png, latent_pca.png, latent_tsne.png, kl_per_dim.png, samples.png, reconstructions.png
+  edits.png, edits.csv, edits.json   synthetic faces with twins only: edits against their twins (evaluation/edits.py)
 
 latent_tsne.png is the paper's Figure 7 kind of picture: the latent means of the first `tsne_faces`
 test faces embedded in 2-D by t-SNE (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut), each
@@ -40,9 +42,12 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.images import provenance, save_png
 from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss, active_units
+from dfc_vae.evaluation.likelihood import LL_FACES, likelihood_lines, log_likelihood, require_pixel_loss
 from dfc_vae.evaluation.metrics import ProbeResult, linear_probe, mse, psnr, ssim
 from dfc_vae.runs.run import LoadedRun, load_run, reconstruct_grid, sample_grid
 from dfc_vae.util.tables import markdown_table
+from dfc_vae.evaluation.edits_report import edits_section, evaluation_edits, write_edit_benchmark
+from dfc_vae.evaluation.samples import SAMPLE_FACES, evaluate_samples
 from dfc_vae.evaluation.plots import (TSNE_FACES, correlation_figure, kl_figure, pca_figure, tsne_embedding, tsne_figure)
 
 # LNets+ANet (Liu et al. 2015, "Deep Learning Face Attributes in the Wild") test accuracies in %,
@@ -125,17 +130,24 @@ def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
 def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None = None,
              color_by: str = "Smiling", vgg_weights: str | None = None, device: str = "auto",
              cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True, labels=None,
-             allow_missing: bool | None = None, tsne_faces: int = TSNE_FACES) -> Path:
+             allow_missing: bool | None = None, tsne_faces: int = TSNE_FACES, log_likelihood_k: int = 0,
+             samples: int = SAMPLE_FACES) -> Path:
     """Evaluate the run in `run_dir` (or a model already loaded, e.g. an exported one) on `data` (a FaceSet
     or a folder; default: the data it was trained on, with its labels); returns `out`.
 
     vgg_weights: for the VGG feature distance; default the run's own setting. color_by: the
     attribute that colours the latent PCA (default Smiling; with data that lacks it, its first).
     tsne_faces: how many test faces the t-SNE picture embeds (the first ones; 0: no picture).
-    seed: of the prior samples grid and of the t-SNE.
+    seed: of the prior samples grid, the t-SNE and the samples measured. log_likelihood_k: for a pixel-loss run, the
+    importance samples per face of an estimate of log p(x) on the first LL_FACES test faces (evaluation/likelihood.py;
+    0: none). samples: random faces per prior measured against as many test faces (evaluation/samples.py; 0: none).
     """
     require(tsne_faces, "--tsne-faces", "int", min=0)
+    require(log_likelihood_k, "--log-likelihood", "int", min=0)
+    require(samples, "--samples", "int", min=0)
     inputs = _check_inputs(run_dir, data, out, color_by, vgg_weights, device, cache_dir, labels, allow_missing)
+    if log_likelihood_k:
+        require_pixel_loss(inputs.run)
     run = inputs.run
     probe = _attribute_prediction(inputs, progress)
     test_images = FaceSplit(inputs.faces, "test", run.config.image_size, run.config.crop, inputs.cache_dir, progress,
@@ -152,6 +164,8 @@ def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None 
             f"{_who(run)}: t-SNE of the latent means of the first {n_tsne} test faces (seed {seed})"])
     summary = _summary(inputs, probe, rec, n_active)
     summary["tsne_faces"] = n_tsne
+    if log_likelihood_k:
+        summary["log_likelihood"] = log_likelihood(run, test_images[:LL_FACES], log_likelihood_k, seed=seed).summary()
     tables = {
         "attributes.csv": probe.table.to_csv(index=False, float_format="%.6g"),
         "reconstruction.csv": rec.per_image.to_csv(index_label="test_image", float_format="%.6g"),
@@ -162,8 +176,16 @@ def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None 
     if n_tsne:
         tables["latent_tsne.csv"] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}).to_csv(
             index_label="test_image", float_format="%.6g")
-    report = _report(summary, probe.table, posterior, inputs.color_by)
+    sample_lines, tables["samples.csv"], summary["samples"] = evaluate_samples(
+        run, inputs.faces, inputs.vgg.vgg, samples, seed, inputs.cache_dir, progress)
+    tables = {name: text for name, text in tables.items() if text is not None}
+    report = _report(summary, probe.table, posterior, inputs.color_by) + "\n".join(sample_lines)
+    edits = evaluation_edits(run, inputs.faces, vgg_weights, inputs.cache_dir, progress)  # None without twins
+    if edits is not None:
+        report += "\n".join(["", *edits_section(edits, "edits.png"), ""])
     _write(inputs, tables, pictures, summary, report, seed, progress)
+    if edits is not None:
+        write_edit_benchmark(edits, inputs.out)
     return inputs.out
 
 
@@ -326,7 +348,8 @@ def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str
     lines = _report_header(s) + _attribute_section(s, attrs)
     if "honesty" in s:
         lines += _honesty_section(s)
-    lines += _reconstruction_section(s) + _posterior_section(s, posterior) + _pictures_section(s, color_by)
+    lines += _reconstruction_section(s) + _posterior_section(s, posterior)
+    lines += (likelihood_lines(s["log_likelihood"]) if "log_likelihood" in s else []) + _pictures_section(s, color_by)
     return "\n".join(lines)
 
 

@@ -43,7 +43,8 @@ def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits
         inputs = to_uint8(faces.images(rows[:n_show]))
         sheet.draw([np.concatenate([inputs[i][None], to_uint8(shown[i])]) for i in range(min(n_show, len(rows)))])
     summary = Figure6Summary(measured, _rounded(alphas), judge.trusted, vectors.meta)
-    title = f"Fig. 6: input, then z + alpha * v_attribute for alpha = {summary.alphas[0]:g} ... {summary.alphas[-1]:g}, rows:"
+    title = (f"Fig. 6: input, then z + alpha * v_attribute (vectors of step {vectors.meta.get('step', '?')}) for "
+             f"alpha = {summary.alphas[0]:g} ... {summary.alphas[-1]:g}, rows:")
     return sheet.finish(out, title, [e.name for e in edits], summary, ends=("input", None))
 
 

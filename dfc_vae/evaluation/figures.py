@@ -27,12 +27,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
+from dfc_vae.evaluation.classifier import MIN_ACCURACY, MIN_BALANCED
 from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import grid, save_figure, to_uint8
@@ -44,12 +46,13 @@ MONOTONE_TOL = 0.05
 
 @dataclass(frozen=True)
 class InterpolationRow:
-    """A Fig. 5 row kind: faces matching `left` -> faces matching `right` (None: z ~ N(0, I))."""
+    """A Fig. 5 row kind: faces matching `left` -> faces matching `right` (None: z ~ N(0, I), or `prior`'s draws)."""
 
     name: str
     left: dict | None
     right: dict | None
     attribute: str | None  # the attribute that differs between the ends, if any
+    prior: Callable | None = field(default=None, compare=False)  # fake ends: (n, generator) -> (n, D) (runs/prior.py)
 
     @property
     def labels_needed(self) -> list[str]:
@@ -249,15 +252,28 @@ class AttributeJudge:
         return probs, shown
 
 
+def untrusted_note(classifier, attribute: str, advice: str = "train longer") -> str:
+    """Why the figures do not measure `attribute`: the test-split accuracy (or balanced accuracy) of the run's
+    classifier on it is below what AttributeClassifier.scored asks, so its verdicts on decoded faces would be
+    noise; `advice`: what to do about it."""
+    accuracy, balanced = classifier.report["accuracy"][attribute], classifier.report["balanced_accuracy"][attribute]
+    why = (f"test accuracy on {attribute} is {accuracy:.0%} < {MIN_ACCURACY:.0%}" if accuracy < MIN_ACCURACY else
+           f"balanced test accuracy on {attribute} is {balanced:.0%} < {MIN_BALANCED:.0%}")
+    return f"{attribute} not measured: the classifier's {why}; {advice}"
+
+
 def _monotone(p: torch.Tensor, tol: float = MONOTONE_TOL) -> torch.Tensor:
     """p: (B, K) scores along rows -> (B,) bool: non-decreasing, or non-increasing, within tol."""
     d = p[:, 1:] - p[:, :-1]
     return (d >= -tol).all(1) | (d <= tol).all(1)
 
 
-def prior_ends(n: int, dim: int, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two ends of n fake -> fake rows, z ~ N(0, I), deterministic per (seed, salt)."""
+def prior_ends(n: int, dim: int, seed: int, salt: int, draw=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two ends of n fake -> fake rows, z ~ N(0, I) (or `draw`'s: (n, generator) -> (n, D), a fitted prior's),
+    deterministic per (seed, salt)."""
     g = torch.Generator().manual_seed(seed * 1000 + salt)
+    if draw is not None:
+        return draw(n, g), draw(n, g)
     return torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
 
 
@@ -314,7 +330,7 @@ def compose(cells: list[np.ndarray], pad: int = 2) -> np.ndarray:
     if not cells:
         raise UserError("nothing to draw: no rows")
     ncol = cells[0].shape[0]
-    return grid(np.concatenate(cells), ncol, pad)
+    return grid(np.concatenate(cells), ncol, pad, min_size=0)
 
 
 class _Sheet:
@@ -385,7 +401,7 @@ def _interpolation_ends(faces: FaceSplit, row: InterpolationRow, salt: int, n_fa
     """A row kind's ends: n_faces pairs of faces drawn by their labels (the first pair from
     `endpoints` where it names the row), or of prior samples; None when the split has no such faces."""
     if row.left is None:  # fake -> fake: both ends from the prior
-        z0, z1 = prior_ends(n_faces, faces.run.config.latent_dim, seed, salt)
+        z0, z1 = prior_ends(n_faces, faces.run.config.latent_dim, seed, salt, row.prior)
         return _Ends(z0, z1, [f"z{i}a" for i in range(n_faces)], [f"z{i}b" for i in range(n_faces)])
     left = faces.select(row.left, n_faces, seed, 2 * salt)
     right = faces.select(row.right, n_faces, seed, 2 * salt + 1)

@@ -3,6 +3,7 @@ reconstruct faces."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from dfc_vae.util.device import resolve_device
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.images import RANDOM_VGG, provenance, save_figure, to_uint8
 from dfc_vae.model.network import DFCVAE
+from dfc_vae.runs.prior import Draw, FittedPrior, stored_prior
 from dfc_vae.runs.split import FaceSplit
 
 
@@ -42,6 +44,12 @@ class LoadedRun:
     def description(self) -> str:
         """The provenance line of the model (its model card says it too): loss, data, VGG weights, steps, size."""
         return describe_model(self.config, self.meta, self.step)
+
+    @functools.cached_property
+    def prior(self) -> FittedPrior | None:
+        """The prior fitted to the faces kept with the model (RUN/prior.safetensors, runs/prior.py); None where
+        there is none for this step (`prior.prior_for` fits one on demand)."""
+        return stored_prior(self)
 
 
 LOSS_TITLES = {"vae123": "VAE-123 (VGG19 relu1_1, relu2_1, relu3_1 feature loss)",
@@ -91,7 +99,20 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         raise UserError(f"{path} does not fit its own configuration ({str(e).splitlines()[0]}); the file is damaged") from e
-    return LoadedRun(run_dir, model.to(device).eval(), config, ckpt.get("meta", {}), ckpt["step"], device)
+    return LoadedRun(run_dir, model.to(device).eval(), config, _with_data_absolute(ckpt.get("meta", {}), run_dir),
+                     ckpt["step"], device)
+
+
+def _with_data_absolute(meta: dict, run_dir: Path) -> dict:
+    """The checkpoint's provenance, with the data folder's absolute path from the run's config.json where the
+    checkpoint lacks it (runs.split.recorded_data falls back to it; an export carries it on)."""
+    if "data_absolute" in meta:
+        return meta
+    try:
+        recorded = json.loads((run_dir / "config.json").read_text()).get("meta", {}).get("data_absolute")
+    except (ValueError, AttributeError):  # a damaged config.json: the checkpoint is what loads the model
+        recorded = None
+    return {**meta, "data_absolute": recorded} if recorded else meta
 
 
 def is_export(folder: Path) -> bool:
@@ -126,17 +147,21 @@ def load_model_or_run(run: str | Path | None, model: str | Path | None, device: 
 
 
 @torch.no_grad()
-def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, temperature: float = 1.0) -> Path:
-    """Decode n draws of z ~ N(0, temperature^2 I) into one PNG grid."""
+def sample_grid(run: LoadedRun, out: str | Path, n: int = 64, seed: int = 0, temperature: float = 1.0,
+                draw: Draw | None = None, drawn_from: str | None = None) -> Path:
+    """Decode n draws of z ~ N(0, temperature^2 I) into one PNG grid; `draw` ((n, generator) -> (n, D)), when
+    given, draws them instead, and `drawn_from` says from what in the caption."""
     if n < 1:
         raise UserError("--n must be at least 1")
-    z = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
+    g = torch.Generator().manual_seed(seed)
+    z = draw(n, g) if draw is not None else torch.randn(n, run.config.latent_dim, generator=g) * temperature
     images = to_uint8(run.model.decode(z.to(run.device)))
     ncol = int(np.ceil(np.sqrt(n)))
     blank = np.full((ncol * ncol - n, *images.shape[1:]), 255, np.uint8)  # the last row's empty places
     images = np.concatenate([images, blank])
+    what = drawn_from or f"z ~ N(0, {temperature:g}^2 I)"
     save_figure(out, [images[i:i + ncol] for i in range(0, n, ncol)],
-                run.caption + [f"{run.name} step {run.step}: {n} samples, z ~ N(0, {temperature:g}^2 I), seed {seed}"])
+                run.caption + [f"{run.name} step {run.step}: {n} samples, {what}, seed {seed}"])
     return Path(out)
 
 

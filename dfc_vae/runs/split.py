@@ -9,6 +9,9 @@ Batch sizes stay parameters of each call: they are part of what makes a run's nu
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -27,13 +30,30 @@ def open_faces_for_run(run, data=None, labels=None, allow_missing: bool | None =
         return data
     cfg = run.config
     if data is None:
-        data = cfg.data
+        data = recorded_data(run)
         labels = labels or getattr(cfg, "labels", None)
-        if not data:
-            raise UserError(f"{run.path} does not record its data; pass --data DIR")
     if allow_missing is None:
         allow_missing = bool(getattr(cfg, "allow_missing", False))
     return open_faces(data, labels=labels, allow_missing=allow_missing)
+
+
+def recorded_data(run) -> str:
+    """The data folder the run (or exported model) was trained on, as its config.json records it: the path as
+    given to training when it exists from the current folder, else the absolute path training resolved it to
+    (meta "data_absolute") when that exists; a UserError naming the config.json and --data when neither does."""
+    given, absolute = run.config.data, run.meta.get("data_absolute")
+    config = Path(run.path) / "config.json"
+    if not given:
+        raise UserError(f"{config} does not record the data the model was trained on; pass --data DIR")
+    if Path(given).expanduser().exists():
+        return given
+    if absolute and Path(absolute).exists():
+        print(f"note: data folder {given} (recorded in {config}) is not in {Path.cwd()}; using {absolute}",
+              file=sys.stderr)
+        return absolute
+    also = f" nor {absolute}" if absolute and absolute != given else ""
+    raise UserError(f"data folder {given}, recorded in {config}, does not exist from {Path.cwd()}{also}; "
+                    "pass --data DIR to use the faces where they are now")
 
 
 def read_rows(images: np.ndarray, rows) -> torch.Tensor:

@@ -18,3 +18,4 @@ SYNTHETIC_MARKER = "dfc_vae_synthetic.json"  # written last by the renderer: its
 VECTOR_METHODS = ("mean-difference", "regression")  # editing/attributes.py: how an attribute's latent vector is computed
 INTERPOLATIONS = ("linear", "spherical")  # editing/latent.py interpolate: a straight line or a great circle between two z
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a latent unit is active if Var(posterior mean) exceeds this
+PRIORS = ("normal", "gaussian", "mixture")  # runs/prior.py: N(0, I) (the paper's), or the densities fitted to the faces

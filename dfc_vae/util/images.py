@@ -36,8 +36,14 @@ def enlarge(images: np.ndarray, min_size: int = 64) -> np.ndarray:
     return images.repeat(k, axis=1).repeat(k, axis=2) if k > 1 else images
 
 
-def grid(images: np.ndarray, ncol: int, pad: int = 2, fill: int = 255) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> one (rows*H + pads, ncol*W + pads, 3) image, row-major."""
+FIGURE_CELL = 64  # the least size a face is drawn at in a figure (32x32 faces: each pixel as 2 x 2)
+
+
+def grid(images: np.ndarray, ncol: int, pad: int = 2, fill: int = 255, min_size: int = FIGURE_CELL) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> one (rows*H' + pads, ncol*W' + pads, 3) image, row-major, each face enlarged to at
+    least `min_size` px by nearest neighbour (`enlarge`: a 32-px face as 64 px, as the command line draws
+    them); min_size=0 keeps the faces at their own size."""
+    images = enlarge(images, min_size) if min_size else images
     n, h, w, _ = images.shape
     nrow = -(-n // ncol)
     out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, 3), fill, np.uint8)
@@ -47,8 +53,8 @@ def grid(images: np.ndarray, ncol: int, pad: int = 2, fill: int = 255) -> np.nda
     return out
 
 
-FIGURE_CELL = 64  # the least size a face is drawn at in a figure (32x32 faces: each pixel as 2 x 2)
 _FONT_SIZE = 13
+_LINE_H = round(_FONT_SIZE * 1.3)  # a line of text, with its leading
 
 
 def _font(size: int = _FONT_SIZE):
@@ -85,7 +91,7 @@ def figure(rows: list[np.ndarray], row_labels: list[str] | None = None, column_l
     font = _font()
     cells = [enlarge(r, min_cell) for r in rows]
     ncol, size = cells[0].shape[0], cells[0].shape[1]
-    line_h = round(_FONT_SIZE * 1.3)
+    line_h = _LINE_H
     labels = [_wrap(t, font, label_width) for t in row_labels] if row_labels else []
     texts = [line for ls in labels for line in ls] + [corner] * bool(corner)
     left = (max(font.getlength(line) for line in texts) + 2 * pad) if texts else 0
@@ -132,19 +138,33 @@ def save_figure(path: str | Path, rows: list[np.ndarray], caption: list[str], ro
     save_png(path, image, metadata={**(metadata or {}), "caption": " | ".join(caption), **where})
 
 
+_CAPTION_PAD = 4
+
+
+def _caption_lines(lines: list[str], width: int, font) -> list[str]:
+    """The caption's lines wrapped to a picture `width` px wide (an empty line stays one)."""
+    return [part for text in lines for part in (_wrap(text, font, width - 2 * _CAPTION_PAD) or [""])]
+
+
+def caption_height(lines: list[str], width: int) -> int:
+    """The height of the strip `add_caption` puts under a picture `width` px wide (0 without lines)."""
+    return _LINE_H * len(_caption_lines(lines, width, _font())) + 2 * _CAPTION_PAD if lines else 0
+
+
 def add_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
-    """Append a white strip with `lines` of text below `image` (PIL's built-in font)."""
+    """Append a white strip below `image` with `lines` of text, each wrapped to the image's width (a word
+    wider than the image widens the strip to it)."""
     if not lines:
         return image
     img = Image.fromarray(image)
-    line_h = 12
-    strip = Image.new("RGB", (max(img.width, 8 * max(map(len, lines)) // 1 + 8), line_h * len(lines) + 6), "white")
-    draw = ImageDraw.Draw(strip)
-    for i, text in enumerate(lines):
-        draw.text((4, 3 + i * line_h), text, fill=(0, 0, 0))
-    out = Image.new("RGB", (max(img.width, strip.width), img.height + strip.height), "white")
+    font, pad = _font(), _CAPTION_PAD
+    wrapped = _caption_lines(lines, img.width, font)
+    width = max(img.width, *(int(np.ceil(font.getlength(t))) + 2 * pad for t in wrapped))
+    out = Image.new("RGB", (width, img.height + caption_height(lines, img.width)), "white")
     out.paste(img, (0, 0))
-    out.paste(strip, (0, img.height))
+    draw = ImageDraw.Draw(out)
+    for i, text in enumerate(wrapped):
+        draw.text((pad, img.height + pad + i * _LINE_H), text, fill=(0, 0, 0), font=font)
     return np.asarray(out)
 
 

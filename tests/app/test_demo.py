@@ -15,10 +15,10 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
             "--vgg-weights", "random"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for k in range(1, 9):
-        assert f"[{k}/8" in printed  # progress through every step
-    assert printed.count(" left] ") == 8  # each step's line says the time since the start and the time left
-    for name in ("fig5_interpolation", "fig6_arithmetic"):
+    for k in range(1, 12):
+        assert f"[{k}/11" in printed  # progress through every step
+    assert printed.count(" left] ") == 11  # each step's line says the time since the start and the time left
+    for name in ("fig5_interpolation", "fig6_arithmetic", "edits"):
         for ext in ("png", "csv", "json"):
             assert (out / "figures" / f"{name}.{ext}").is_file()
     assert (out / "figures" / "prior_gap.json").is_file()
@@ -27,6 +27,12 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "RANDOM" in report and "synthetic" in report and "figures/fig6_arithmetic.png" in report
     assert "The prior gap" in report and "posterior means of random faces" in report
+    assert "Edits against their twins" in report and "figures/edits.png" in report
+    assert (out / "data" / "twins" / "index.csv").is_file()
+    assert "Random faces: sample quality" in report and "figures/samples_by_prior.png" in report
+    assert "| fitted mixture |" in report and "FID (Inception)" in report
+    assert (out / "figures" / "samples_by_prior.png").is_file() and (out / "figures" / "samples.csv").is_file()
+    assert (out / "run" / "prior.safetensors").is_file()
     assert "Wall time: **" in report and "torch threads" in report and ("no AMX" in report or "(AMX" in report)
     state = json.loads((out / "demo.json").read_text())
     assert state["status"] == "done" and set(state["targets_met"]) <= {

@@ -13,15 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from tiny import tiny_config
+from tiny import tiny_config, untrained_run
 
-from dfc_vae import DFCVAE, __version__, edit_faces, load_model, read_photo
+from dfc_vae import DFCVAE, edit_faces, load_model, read_photo
 from dfc_vae.cli import main
 from dfc_vae.data.sources import open_faces
 from dfc_vae.editing.edit import SHOW_SIZE
 from dfc_vae.editing.attributes import AttributeVectors, attribute_notes, compute_attribute_vectors, load_attribute_vectors
 from dfc_vae.evaluation.classifier import load_classifier, train_classifier
-from dfc_vae.runs.checkpoint import save_checkpoint
 from dfc_vae.runs.run import load_run
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json
@@ -40,14 +39,8 @@ def shared(tmp_path_factory, synth_root, cache_dir):
     run_dir = root / "run"
     cfg = tiny_config(data=str(synth_root), out=str(run_dir), loss="vae123", latent_dim=8, base_channels=4, crop="official",
                       cache_dir=str(cache_dir))
-    torch.manual_seed(0)
-    model = DFCVAE(cfg.model_config()).eval()
     faces = open_faces(synth_root)
-    meta = {**faces.provenance(), "vgg_weights": "random", "train_images": int((faces.split == 0).sum()),
-            "device": "cpu", "precision": "fp32", "dfc_vae": __version__, "torch": str(torch.__version__)}
-    meta = json.loads(json.dumps(meta, default=int))  # plain types, as weights_only checkpoints need
-    save_checkpoint(run_dir, {"config": cfg.to_dict(), "model": model.state_dict(), "step": 7, "meta": meta})
-    write_json(run_dir / "config.json", {"config": cfg.to_dict(), "meta": meta})
+    untrained_run(run_dir, cfg, faces, step=7)
     run = load_run(run_dir)
     for method in ("mean-difference", "regression"):
         name = "train" if method == "mean-difference" else "regression"

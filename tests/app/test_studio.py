@@ -301,3 +301,29 @@ def test_in_a_real_browser_upload_move_a_slider_and_see_the_edit(live_server, se
         print(f"screenshot: {bad}")
         browser.close()
     assert shot.stat().st_size > 0 and bad.stat().st_size > 0
+
+
+def test_random_faces_from_the_fitted_prior_and_drawn_to_order(setup, tiny_trained_run, synth_root, cache_dir, client):
+    from dfc_vae.runs.prior import fit_prior
+
+    assert client.get("/api/info").json()["priors"] == {"normal": "N(0, I)"}  # the tiny run keeps no prior
+    refused = client.post("/api/random", json={"prior": "mixture"})
+    assert refused.status_code == 400 and "dfc-vae fit-prior" in refused.json()["error"]
+    run, vectors, _ = setup
+    fitted = load_run(tiny_trained_run)
+    fitted.prior = fit_prior(fitted, synth_root, cache_dir)  # held in memory: the shared run is not written
+    with TestClient(create_app(Studio(fitted, vectors), TOKEN), base_url=HOME, raise_server_exceptions=False) as c:
+        assert c.get(f"/?token={TOKEN}").status_code == 200
+        info = c.get("/api/info").json()
+        assert set(info["priors"]) == {"normal", "gaussian", "mixture"} and "Smiling" in info["where_attributes"]
+        face = c.post("/api/random", json={"prior": "mixture", "seed": 1}).json()
+        assert "fitted mixture" in face["source"]
+        again = c.post("/api/random", json={"prior": "mixture", "seed": 1}).json()
+        assert again["input"] == face["input"]  # a seed draws the same face
+        ordered = c.post("/api/random", json={"where": ["Smiling=1"], "seed": 2}).json()
+        assert "training faces with Smiling=1" in ordered["source"]
+        for body, message in (({"where": ["Smiley=1"]}, "unknown attribute 'Smiley'"),
+                              ({"where": ["Smiling=3"]}, "must be 1"), ({"where": "Smiling=1"}, "must be a list"),
+                              ({"prior": "uniform"}, "unknown prior")):
+            answer = c.post("/api/random", json=body)
+            assert answer.status_code == 400 and message in answer.json()["error"], body

@@ -15,6 +15,7 @@ from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.cli import main
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.util.errors import UserError
+from dfc_vae.util.images import caption_height
 from dfc_vae.evaluation.evaluate import LNETS_ANET, evaluate
 from dfc_vae.evaluation.plots import TSNE_CANVAS, TSNE_FACES, tsne_embedding
 from dfc_vae.data.synth import render_celeba
@@ -123,7 +124,7 @@ def test_tsne_picture_draws_the_first_test_faces_at_their_points(world):
     caption = picture.text["caption"].split(" | ")
     assert caption[0] == "synthetic faces (dfc_vae.synth), not CelebA"
     assert f"t-SNE of the latent means of the first {n} test faces (seed 0)" in caption[-1]
-    assert picture.size == (TSNE_CANVAS, TSNE_CANVAS + 12 * len(caption) + 6)  # the picture over its caption strip
+    assert picture.size == (TSNE_CANVAS, TSNE_CANVAS + caption_height(caption, TSNE_CANVAS))  # over its caption strip
     assert "![latent t-SNE](latent_tsne.png)" in (out / "report.md").read_text()
 
 
@@ -144,8 +145,9 @@ def test_a_negative_tsne_faces_is_refused(world, tmp_path, capsys):
 
 def test_the_command_line_default_of_tsne_faces_is_evaluates():
     from dfc_vae.commands import evaluate as command
+    from dfc_vae.evaluation.samples import SAMPLE_FACES
 
-    assert command.TSNE_FACES == TSNE_FACES
+    assert command.TSNE_FACES == TSNE_FACES and command.SAMPLE_FACES == SAMPLE_FACES
 
 
 def _copy_data(world, tmp_path):

@@ -160,7 +160,8 @@ def test_every_command_with_a_device_or_a_run_takes_them_alike():
             assert flags["--model"].help == MODEL_HELP and flags["--model"].metavar == "DIR_OR_ID", name
     assert {"attributes", "edit", "evaluate", "fig5", "fig6", "gap", "reconstruct", "sample", "studio",
             "train"} <= with_device
-    assert with_model == {"edit", "evaluate", "fig5", "fig6", "reconstruct", "sample", "studio"}  # they only use a model
+    assert with_model == {"edit", "evaluate", "fit-prior", "fig5", "fig6", "manifold", "reconstruct", "sample",
+                          "studio"}  # they only use a model
 
 
 def test_a_figure_reads_as_a_papers():

@@ -14,6 +14,9 @@ It owns everything about those faces, one concern per module:
   torchvision or Kaggle layout, or a plain folder of JPEGs with a labels.csv), in parallel,
   deterministically per seed, with its marker file; `partition(n)` is its train/valid/test split.
 * sheet: `contact_sheet(path)` draws the labelled grid in assets/synthetic_faces.png.
+* twins and twinset: `render_twin(seed, k, attribute, value)` draws a face of a seed's dataset with one attribute
+  flipped and nothing else (the ground truth of an edit), with the region the attribute is drawn in;
+  `twinset.render_twins(root)` writes the twins of a dataset's test faces beside it, `twinset.open_twins` reads them.
 
 Only 14 attributes are drawn (VISIBLE_ATTRIBUTES). The other 26 are labels only: drawn at
 CelebA's rates, independently of everything, with no effect on the pixels, so anything trained
@@ -32,6 +35,7 @@ from dfc_vae.data.synth.face import RenderedFace, render_face, render_face_annot
 from dfc_vae.data.synth.labels import INDEPENDENT_VISIBLE, LABEL_ONLY, VISIBLE_ATTRIBUTES, sample_attributes
 from dfc_vae.data.synth.params import FaceParams, face_params
 from dfc_vae.data.synth.sheet import contact_sheet
+from dfc_vae.data.synth.twins import TWIN_ATTRIBUTES, Twin, render_twin
 
 _face_rng = _dataset.face_rng  # the generator of image k of a seed's dataset, for rebuilding its faces
 
@@ -39,4 +43,5 @@ __all__ = [
     "VISIBLE_ATTRIBUTES", "INDEPENDENT_VISIBLE", "LABEL_ONLY", "LAYOUTS", "MARKER_NAME", "PARTIAL_NAME",
     "FORMAT_VERSION", "JPEG_QUALITY", "RenderedFace", "FaceParams", "face_params", "sample_attributes",
     "render_face", "render_face_annotated", "render_celeba", "partition", "contact_sheet",
+    "TWIN_ATTRIBUTES", "Twin", "render_twin",
 ]

@@ -202,6 +202,8 @@ def _remove_previous(out: Path, layout: str) -> None:
     interruption never leaves a stale 'complete' marker."""
     ann, img_dir = paths(out, layout)
     (ann / MARKER_NAME).unlink(missing_ok=True)
+    for twins in ("twins", "twins.partial", "twins.old"):  # twinset.py's folders: the twins of the faces removed
+        shutil.rmtree(ann / twins, ignore_errors=True)
     for name in _annotation_names(layout):
         (ann / name).unlink(missing_ok=True)
     if layout == "folder":  # the images share the folder: remove only ours

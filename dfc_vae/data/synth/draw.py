@@ -4,6 +4,8 @@ mouth, mustache, hat). Each takes the face's `FaceParams` and draws no random nu
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -65,9 +67,12 @@ def head_outline(p: FaceParams) -> tuple[np.ndarray, np.ndarray]:
     return CX + ox, FACE_CY + oy
 
 
-def draw_clothes_and_back_hair(c: Canvas, p: FaceParams) -> None:
+def draw_clothes(c: Canvas, p: FaceParams) -> None:
+    c.ellipse(CX, 250, 88, 54, fill=p.clothes)
+
+
+def draw_back_hair(c: Canvas, p: FaceParams) -> None:
     cx, cy, hw, hv = CX, FACE_CY, p.hw, p.hair_volume
-    c.ellipse(cx, 250, 88, 54, fill=p.clothes)
     if p.male:  # short hair: a cap a little larger than the skull, down to ear level
         c.ellipse(cx, cy - 20, hw + hv, p.top_h - 20 + hv + 6, fill=p.hair)
     else:  # long hair: the skull plus curtains down the sides, onto the shoulders
@@ -148,12 +153,17 @@ def draw_bangs(c: Canvas, p: FaceParams) -> None:
         c.line([cx + xk * 0.7, cx + xk], [hairline - 4, bang_y - 5], fill=edge, width=1)
 
 
-def draw_brows_and_eyes(c: Canvas, p: FaceParams) -> None:
-    eye_y, eye_rx, eye_ry = p.eye_y, p.eye_rx, p.eye_ry
+def draw_brows(c: Canvas, p: FaceParams) -> None:
+    by = p.eye_y - p.brow_gap
     for side, ex in zip((-1, 1), p.eye_x):
-        by = eye_y - p.brow_gap
         c.line([ex - side * 9, ex + side * 1, ex + side * 9.5], [by + 1.5, by - p.brow_arch, by + 0.5],
                fill=p.brow, width=p.brow_w)
+
+
+def draw_eyes(c: Canvas, p: FaceParams) -> None:
+    """Drawn after both brows: a brow never reaches the other side's eye, so the order changes no pixel."""
+    eye_y, eye_rx, eye_ry = p.eye_y, p.eye_rx, p.eye_ry
+    for ex in p.eye_x:
         c.ellipse(ex, eye_y, eye_rx, eye_ry, fill=(238, 236, 232))
         c.ellipse(ex + p.gaze, eye_y, eye_ry + 0.6, eye_ry + 0.6, fill=p.iris)
         c.ellipse(ex + p.gaze, eye_y, 1.3, 1.3, fill=(12, 10, 10))
@@ -162,15 +172,20 @@ def draw_brows_and_eyes(c: Canvas, p: FaceParams) -> None:
                fill=shade(p.skin, 0.45), width=1.4)
 
 
-def draw_eyeglasses(img: Image.Image, c: Canvas, p: FaceParams) -> None:
-    """Tinted lenses, thick dark frames, bridge and temple arms."""
-    eyes = [(ex, p.eye_y) for ex in p.eye_x]
+def draw_lenses(img: Image.Image, c: Canvas, p: FaceParams) -> None:
+    """Eyeglasses' tinted lenses: the face behind them blended towards the tint (translucent)."""
     mask = Image.new("L", (W, H), 0)
     lens_draw = ImageDraw.Draw(mask)
-    for ex, ey in eyes:
+    for ex in p.eye_x:
+        ey = p.eye_y
         lens_draw.rounded_rectangle((float(c.x(ex - 12.5)), float(c.y(ey - 8)), float(c.x(ex + 12.5)),
                                      float(c.y(ey + 8))), radius=4 * c.s, fill=int(round(255 * p.lens_a)))
     img.paste(Image.new("RGB", (W, H), p.lens), mask=mask)
+
+
+def draw_frames(c: Canvas, p: FaceParams) -> None:
+    """Eyeglasses' thick dark frames round the lenses, the bridge and the temple arms."""
+    eyes = [(ex, p.eye_y) for ex in p.eye_x]
     for side, (ex, ey) in zip((-1, 1), eyes):
         c.rrect(ex - 12.5, ey - 8, ex + 12.5, ey + 8, 4, outline=p.frame, width=3.6)
         c.line([ex - side * 12.5, CX + side * p.hw * 0.99], [ey - 3, ey - 5], fill=p.frame, width=2.2)
@@ -188,38 +203,54 @@ def draw_nose(c: Canvas, p: FaceParams) -> None:
         c.ellipse(nx + side * 3.6, nose_y + 2.2, 2.0, 1.3, fill=shade(skin, 0.5))
 
 
-def draw_mouth(c: Canvas, p: FaceParams) -> None:
+class MouthCurves(NamedTuple):
+    """The mouth's curves, corner to corner (13 points each): where the lips meet or part, and the lips' edges."""
+
+    xs: np.ndarray
+    mid: np.ndarray  # the line where closed lips meet
+    upper: np.ndarray  # the opening's top and bottom (equal to mid when closed)
+    lower: np.ndarray
+    lip_top: np.ndarray
+    lip_bot: np.ndarray
+
+
+def mouth_curves(p: FaceParams) -> MouthCurves:
     """Corners at corner_y; the middle line sags below them for a smile (upturned arc).
 
     The two mouth attributes are drawn independently of each other, so that each has one look and
     latent-space edits of one do not change the other: Smiling sets the shape (wide upturned arc
     vs narrow flat line), Mouth_Slightly_Open the same dark gap between the lips along it.
     """
-    u, corner_y, mouth_x, mw = _U, p.corner_y, p.mouth_x, p.mw
-    mid = corner_y + (p.raise_ + 2.5 if p.smiling else 0.0) * (1 - u ** 2)
+    u = _U
+    mid = p.corner_y + (p.raise_ + 2.5 if p.smiling else 0.0) * (1 - u ** 2)
     if p.mouth_open:
         upper, lower_ = mid - p.opening * 0.4 * _ROOT, mid + p.opening * 0.6 * _ROOT
     else:
         upper, lower_ = mid, mid
-    mxs = mouth_x + mw * u
-    lip_top, lip_bot = upper - p.lip_up * _ROOT, lower_ + p.lip_lo * _ROOT
+    return MouthCurves(p.mouth_x + p.mw * u, mid, upper, lower_, upper - p.lip_up * _ROOT, lower_ + p.lip_lo * _ROOT)
 
-    if p.smiling:  # smile folds from the nose wings round the raised mouth corners
-        for side in (-1, 1):
-            c.line([CX + side * 9.5, mouth_x + side * (mw + 2.5), mouth_x + side * (mw + 1.5)],
-                   [p.nose_y + 1, corner_y - 3, corner_y + 3], fill=shade(p.skin, 0.7), width=2.2)
-    if p.mustache:
-        draw_mustache(c, p, lip_top)
-    c.poly(np.r_[mxs, mxs[::-1]], np.r_[lip_top, lip_bot[::-1]], fill=p.lip)
+
+def draw_smile_folds(c: Canvas, p: FaceParams) -> None:
+    """Smile folds from the nose wings round the raised mouth corners."""
+    mouth_x, mw, corner_y = p.mouth_x, p.mw, p.corner_y
+    for side in (-1, 1):
+        c.line([CX + side * 9.5, mouth_x + side * (mw + 2.5), mouth_x + side * (mw + 1.5)],
+               [p.nose_y + 1, corner_y - 3, corner_y + 3], fill=shade(p.skin, 0.7), width=2.2)
+
+
+def draw_lips(c: Canvas, p: FaceParams) -> None:
+    m = mouth_curves(p)
+    c.poly(np.r_[m.xs, m.xs[::-1]], np.r_[m.lip_top, m.lip_bot[::-1]], fill=p.lip)
     if p.mouth_open:
-        c.poly(np.r_[mxs, mxs[::-1]], np.r_[upper, lower_[::-1]], fill=(55, 18, 22))
+        c.poly(np.r_[m.xs, m.xs[::-1]], np.r_[m.upper, m.lower[::-1]], fill=(55, 18, 22))
     else:
         # a light, thin line where the lips meet, so that only an open mouth is dark
-        c.line(mxs, mid, fill=shade(p.lip, 0.62), width=2.0)
+        c.line(m.xs, m.mid, fill=shade(p.lip, 0.62), width=2.0)
 
 
-def draw_mustache(c: Canvas, p: FaceParams, lip_top: np.ndarray) -> None:
-    """A thick bar between the nose and the upper lip (whose top edge is `lip_top`), drooping at the ends."""
+def draw_mustache(c: Canvas, p: FaceParams) -> None:
+    """A thick bar between the nose and the upper lip, drooping at the ends (drawn before the lips)."""
+    lip_top = mouth_curves(p).lip_top
     mouth_x, mw, corner_y = p.mouth_x, p.mw, p.corner_y
     top_y = min(p.nose_y + 4.0, float(lip_top[6]) - 6.0)
     mu = max(mw, 16.0) + 4  # as wide as a smile, even over a small mouth
