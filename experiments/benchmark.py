@@ -246,7 +246,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     from dfc_vae.data.cache import open_cache
     from dfc_vae.model.losses import DFCLoss
     from dfc_vae.model.network import DFCVAE
-    from dfc_vae.training.loop import TrainStep, make_optimizer, make_step_fn
+    from dfc_vae.training.step import TrainStep, make_optimizer, make_step_fn
 
     device = torch.device(device_name)
     cache = open_cache(cache_path)
@@ -258,7 +258,7 @@ def train_worker(loss: str, cache_path: str, device_name: str, seconds: float, c
     torch.manual_seed(0)
     model = DFCVAE(cfg.model_config()).to(device, memory_format=torch.channels_last)
     loss_fn = DFCLoss(loss, vgg_weights="random").to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg, device)
+    optimizer = make_optimizer(model, cfg)
     forward_loss = make_step_fn(TrainStep(model), loss_fn, device, compile, precision)
 
     def step(x):

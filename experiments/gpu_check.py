@@ -201,7 +201,7 @@ class Checks(PerfChecks):
         return x, eps
 
     def _step_loss(self, precision: str, compile: bool = False):
-        from dfc_vae.training.loop import TrainStep, make_step_fn
+        from dfc_vae.training.step import TrainStep, make_step_fn
 
         model, loss_fn = self._parts()
         out, _ = make_step_fn(TrainStep(model), loss_fn, self.device, compile, precision)(*self._batch())
@@ -281,10 +281,10 @@ class Checks(PerfChecks):
 
     def check_fused_adam(self) -> str:
         from dfc_vae.runs.config import TrainConfig
-        from dfc_vae.training.loop import make_optimizer
+        from dfc_vae.training.step import make_optimizer
 
         model, _ = self._parts()
-        opt = make_optimizer(model, TrainConfig(), self.device)
+        opt = make_optimizer(model, TrainConfig())
         assert opt.defaults.get("fused") is True
         before = [p.detach().clone() for p in model.parameters()]
         for p in model.parameters():

@@ -89,7 +89,7 @@ class PerfChecks:
         from dfc_vae.runs.config import TrainConfig
         from dfc_vae.training.average import WeightAverage
         from dfc_vae.training.logs import StepWindow
-        from dfc_vae.training.loop import TrainStep, make_optimizer, make_step_fn
+        from dfc_vae.training.step import TrainStep, make_optimizer, make_step_fn
         from dfc_vae.util.device import resolve_precision
 
         import numpy as np
@@ -99,7 +99,7 @@ class PerfChecks:
         cache = self._dataset()
         batch = 8 if self.dry else 64
         model, loss_fn = self._parts()
-        optimizer = make_optimizer(model, TrainConfig(), self.device)
+        optimizer = make_optimizer(model, TrainConfig())
         step_fn = make_step_fn(TrainStep(model), loss_fn, self.device, False, resolve_precision("auto", self.device))
         average, window = WeightAverage(model, 0.999), StepWindow(model.config.latent_dim, self.device)
         # the epoch's order goes to the device once, before the steps: the steps alone are checked
@@ -167,7 +167,7 @@ class PerfChecks:
         from dfc_vae.data.cache import prepare_cache
         from dfc_vae.model.losses import DFCLoss
         from dfc_vae.model.network import DFCVAE, ModelConfig
-        from dfc_vae.training.loop import TrainStep, make_step_fn
+        from dfc_vae.training.step import TrainStep, make_step_fn
         from dfc_vae.training.measures import evaluate_fixed_set, fit_latent_calibration
         from dfc_vae.runs.split import read_rows
         from dfc_vae.util.device import autocast_for, resolve_precision

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfc_vae.training.loop import resolve_precision
+from dfc_vae.util.device import resolve_precision
 from dfc_vae.util.images import RANDOM_VGG, SYNTHETIC_FACES
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from dfc_vae.runs.config import TrainConfig, check_allowed, setting, setting_like
+from dfc_vae.util.argtypes import require
 from dfc_vae.util.choices import VECTOR_METHODS
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
@@ -46,38 +48,41 @@ TARGETS = {
 }
 
 
-def _setting(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class DemoSettings:
-    """The demo's defaults: the one place they live (the CLI's flags, with their help, are built from them)."""
+    """The demo's defaults: the one place they live, declared as the training settings are (runs/config.py);
+    the training settings among them keep TrainConfig's allowed values. The CLI's flags, with their help,
+    are built from them."""
 
     # CelebA's split proportions (~80% train, ~10% test): a test split with 200+ faces wearing eyeglasses at CelebA's
     # 6.5% (200+ faces per edit)
-    n: int = _setting(34000, "synthetic faces rendered (about 80% train, 10% test)")
-    image_size: int = _setting(32, "face size in pixels the VAE is trained at")
+    n: int = setting(34000, "synthetic faces rendered (about 80% train, 10% test)", min=200)
+    image_size: int = setting_like(TrainConfig, "image_size", 32, "face size in pixels the VAE is trained at")
     # 5 epochs: the fifth takes the worst leak under 10% at most seeds measured, not all (docs/demo.md)
-    epochs: int = _setting(5, "passes of the VAE over the training faces")
+    epochs: int = setting_like(TrainConfig, "epochs", 5, "passes of the VAE over the training faces")
     # at 32x32 a CPU costs about the same per image from batch 8 to 64, so within the same time a small
     # batch buys eight times the optimizer steps; the paper's 64 gives blurrier faces (docs/demo.md)
-    batch_size: int = _setting(8, "the VAE's batch size")
-    lr: float = _setting(5e-4, "Adam's learning rate (the paper's: 5e-4)")
-    lr_schedule: str = _setting("constant", "constant, or cosine: a decay to 0 over the training (after the warm-up)")
-    warmup_steps: int = _setting(0, "optimizer steps of a linear warm-up of the learning rate (0: none)")
+    batch_size: int = setting_like(TrainConfig, "batch_size", 8, "the VAE's batch size")
+    lr: float = setting_like(TrainConfig, "lr", 5e-4, "Adam's learning rate (the paper's: 5e-4)")
+    lr_schedule: str = setting_like(TrainConfig, "lr_schedule", "constant",
+                                    "constant, or cosine: a decay to 0 over the training (after the warm-up)")
+    warmup_steps: int = setting_like(TrainConfig, "warmup_steps", 0,
+                                     "optimizer steps of a linear warm-up of the learning rate (0: none)")
     # the weights evaluated and used: their moving average over ~1,000 steps (training.average.WeightAverage); at the
     # demo's constant rate the last weights swing from epoch to epoch (docs/demo.md)
-    ema_decay: float = _setting(0.999, "decay per step of the weights' moving average, the weights used (0: the last)")
+    ema_decay: float = setting_like(TrainConfig, "ema_decay", 0.999,
+                                    "decay per step of the weights' moving average, the weights used (0: the last)")
     # 2 passes over 27k faces: >= 99% test accuracy on every drawn attribute
-    classifier_epochs: int = _setting(2, "passes of the attribute classifier over the training faces")
-    faces_per_edit: int = _setting(300, "test faces per Figure 5 / Figure 6 row kind (fewer where the split has fewer)")
-    show: int = _setting(2, "rows drawn per row kind in the figures")
-    seed: int = _setting(0, "seed of the faces, the training and the figures' choices")
-    reduction: str = _setting("sum", "the loss scale (model/losses.py): sum (per-image sums) or paper")
+    classifier_epochs: int = setting(2, "passes of the attribute classifier over the training faces", min=1)
+    faces_per_edit: int = setting(300, "test faces per Figure 5 / Figure 6 row kind (fewer where the split has fewer)",
+                                  min=1)
+    show: int = setting(2, "rows drawn per row kind in the figures (at most --faces-per-edit)", min=0)
+    seed: int = setting_like(TrainConfig, "seed", 0, "seed of the faces, the training and the figures' choices")
+    reduction: str = setting_like(TrainConfig, "reduction", "sum",
+                                  "the loss scale (model/losses.py): sum (per-image sums) or paper")
     # regression keeps an edit off the attributes it co-occurs with; the report measures the other method too
-    vector_method: str = _setting("regression", "attribute vectors: regression or mean-difference")
-    vgg_weights: str = _setting("auto", "VGG19's weights: auto (ImageNet if it can be had), imagenet, random or a PATH")
+    vector_method: str = setting("regression", "attribute vectors: regression or mean-difference", choices=VECTOR_METHODS)
+    vgg_weights: str = setting("auto", "VGG19's weights: auto (ImageNet if it can be had), imagenet, random or a PATH")
 
 
 def _imagenet_available(timeout: float = 10.0) -> bool:
@@ -202,28 +207,19 @@ def _edits_against_twins(steps: Progress, run, data: Path, by_method, clf, figs:
     return bench
 
 
-def _train_config(s: DemoSettings, data: Path, run_out: Path, vgg: str, cache_dir: Path):
-    """The demo's VAE-123 training settings, validated."""
-    from dfc_vae.runs.config import TrainConfig
-
+def _train_config(s: DemoSettings, data: Path, run_out: Path, vgg: str, cache_dir: Path) -> TrainConfig:
+    """The demo's VAE-123 training settings."""
     return TrainConfig(data=str(data), out=str(run_out), loss="vae123", vgg_weights=vgg, image_size=s.image_size,
                        reduction=s.reduction, ema_decay=s.ema_decay, epochs=s.epochs, batch_size=s.batch_size,
                        lr=s.lr, lr_schedule=s.lr_schedule, warmup_steps=s.warmup_steps,
-                       seed=s.seed, cache_dir=str(cache_dir), checkpoint_every=0, device="auto").validate()
+                       seed=s.seed, cache_dir=str(cache_dir), checkpoint_every=0, device="auto")
 
 
 def check_settings(s: DemoSettings) -> None:
     """Refuse settings the demo cannot run, before anything is rendered or written (UserError)."""
-    from dfc_vae.util.argtypes import require
-    from dfc_vae.util.choices import VECTOR_METHODS
-
-    if s.vector_method not in VECTOR_METHODS:
-        raise UserError(f"--vector-method {s.vector_method!r} is not valid; choose one of {', '.join(VECTOR_METHODS)}")
-    require(s.n, "--n", "int", min=200)
-    require(s.classifier_epochs, "--classifier-epochs", "int", min=1)
-    require(s.faces_per_edit, "--faces-per-edit", "int", min=1)
+    check_allowed(s)
     require(s.show, "--show", "int", min=0, max=s.faces_per_edit)
-    _train_config(s, Path("data"), Path("run"), "random", Path("cache"))
+    _train_config(s, Path("data"), Path("run"), "random", Path("cache")).validate()
 
 
 def _edits_with(run, data, vectors, clf, f5, s: DemoSettings, cache_dir: Path) -> Headline:

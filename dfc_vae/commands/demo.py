@@ -7,24 +7,24 @@ ORDER = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dataclasses import fields
-
+    # deferred, as in every command: `dfc-vae --help` starts without importing torch
     from dfc_vae.app.demo import DemoSettings
+    from dfc_vae.runs.config import add_setting_flags
 
     parser.add_argument("--out", default="dfc_vae_demo", help="folder for everything the demo makes (default: dfc_vae_demo)")
     parser.add_argument("--cache-dir", help="folder of the decoded-image cache (default: OUT/cache)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (step lines only)")
-    for f in fields(DemoSettings):
-        flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, type=type(f.default), default=f.default, metavar=f.name.upper(),
-                            help=f"{f.metadata['help']} (default: {f.default})".replace("%", "%%"))
+    add_setting_flags(parser, DemoSettings)
 
 
 def run(args: argparse.Namespace) -> None:
-    from dataclasses import fields
-
     from dfc_vae.app.demo import DemoSettings, run_demo
+    from dfc_vae.runs.config import given_settings
+    from dfc_vae.training.interrupt import TrainingInterrupted
 
-    settings = DemoSettings(**{f.name: getattr(args, f.name) for f in fields(DemoSettings)})
-    report = run_demo(args.out, settings, args.cache_dir, progress=not args.no_progress)
+    settings = DemoSettings(**given_settings(DemoSettings, args))
+    try:
+        report = run_demo(args.out, settings, args.cache_dir, progress=not args.no_progress)
+    except TrainingInterrupted:  # the demo starts over when run again: no `train --resume` to offer
+        raise KeyboardInterrupt from None
     print(f"report written to {report}")

@@ -10,23 +10,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dfc_vae.runs.config import add_config_arguments
 
     add_config_arguments(parser)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its latest checkpoint (saved at every epoch's end, "
+                             "every --checkpoint-every steps, and where Ctrl-C or SIGTERM stopped it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard event files into RUN/tensorboard (pip install 'dfc_vae[tensorboard]')")
 
 
 def run(args: argparse.Namespace) -> None:
+    # deferred, as in every command: `dfc-vae --help` starts without importing torch
     from dfc_vae.runs.config import config_from_args
-    from dfc_vae.training.loop import train
+    from dfc_vae.training.loop import Trainer
 
-    import os
-
-    cfg = config_from_args(args)
-    out = train(cfg, resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, from rank 0
+    trainer = Trainer(config_from_args(args), resume=args.resume, progress=not args.no_progress,
+                      tensorboard=args.tensorboard)
+    out = trainer.fit()
+    if trainer.procs.is_main:  # under torchrun, one line, from rank 0
         print(f"run written to {out}")
-        _fit_prior(out, cfg.device, not args.no_progress)
+        _fit_prior(out, trainer.cfg.device, not args.no_progress)
 
 
 def _fit_prior(run_dir, device: str, progress: bool) -> None:

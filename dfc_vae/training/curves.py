@@ -1,7 +1,8 @@
 """Training curves as a picture: loss, reconstruction, KL and active units against the step.
 
 Drawn from a run's metrics.csv (training batches, a row every `log_every` steps: lines) and
-epochs.csv (the fixed held-out set at every epoch's end: dots); several runs share one figure in
+epochs.csv (the fixed held-out set at every epoch's end: dots, below the lines because they decode the
+posterior mean, not a sample, in eval mode and with the weights' average when the run keeps one); several runs share one figure in
 different colours, for comparison. Drawn with matplotlib's Agg canvas (no display, no global
 pyplot state) and written atomically.
 """
@@ -68,7 +69,7 @@ def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | Non
             if train[train_col]:
                 ax.plot(*zip(*train[train_col]), color=colour, lw=1.2, label=f"{label} (training batches)")
             if held_out[eval_col]:
-                ax.plot(*zip(*held_out[eval_col]), "o--", color=colour, ms=4, lw=0.8, label=f"{label} (held-out, epoch end)")
+                ax.plot(*zip(*held_out[eval_col]), "o--", color=colour, ms=4, lw=0.8, label=f"{label} (held-out, z = posterior mean, epoch end)")
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -30,11 +30,6 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def launched_rank() -> int:
-    """This process's rank as torchrun numbered it (0 without torchrun), read before any process group exists."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def local_gpu() -> torch.device:
     """This process's GPU: LOCAL_RANK among the GPUs it sees. A launcher that gives each rank its own
     GPUs (SLURM's --gpus-per-task=1, CUDA_VISIBLE_DEVICES set per rank) leaves fewer visible than

@@ -75,7 +75,10 @@ def add_scalars(writer, prefix: str, row: dict, step: int) -> None:
 
 
 class StepWindow:
-    """Loss sums and posterior-mean moments since the last log, kept on the device (no sync)."""
+    """Loss sums and posterior-mean moments since the last log, kept on the device (no sync).
+
+    Each step's loss terms (batch means, model/losses.py) are summed weighted by the step's images,
+    so a row is the mean per image over the window whatever the size of its batches."""
 
     def __init__(self, latent_dim: int, device: torch.device):
         self.sums = torch.zeros(3, device=device)
@@ -86,7 +89,8 @@ class StepWindow:
 
     @torch.no_grad()
     def add(self, out: dict, mu: torch.Tensor) -> None:
-        self.sums += torch.stack([out["loss"].detach(), out["recon"].detach(), out["kl"].detach()]).float()
+        terms = torch.stack([out["loss"].detach(), out["recon"].detach(), out["kl"].detach()]).float()
+        self.sums += terms * mu.shape[0]
         mu = mu.detach().float()
         self.mu_sum += mu.sum(0)
         self.mu_sq += mu.pow(2).sum(0)
@@ -94,17 +98,40 @@ class StepWindow:
         self.n += mu.shape[0]
 
     def read(self, procs: Processes | None = None) -> dict:
-        """The window's mean loss terms, active units and image count (n) over the global batches of all
-        processes, as one process would log them for the same batches (each process's terms are those
-        of its equal shard: their mean over processes is the global batch's); then starts a new window."""
-        sums, mu_sum, mu_sq, n = self.sums, self.mu_sum, self.mu_sq, self.n
-        if procs is not None and procs.world > 1:
-            moments = sum_over_processes(torch.cat([sums, mu_sum, mu_sq]), procs)
-            sums, (mu_sum, mu_sq), n = moments[:3] / procs.world, moments[3:].chunk(2), n * procs.world
-        loss, recon, kl = (sums / max(self.steps, 1)).tolist()
+        """The window's mean loss terms per image, active units and image count (n) over the global
+        batches of all processes, as one process would log them for the same batches; then starts a
+        new window."""
+        moments, n = self._global(procs)
+        sums, mu_sum, mu_sq = moments[:3], *moments[3:].chunk(2)
+        loss, recon, kl = (sums / max(n, 1)).tolist()
         mean = mu_sum / max(n, 1)
         var = mu_sq / max(n, 1) - mean.pow(2)
         row = {"loss": loss, "recon": recon, "kl": kl, "active_units": int((var > ACTIVE_UNIT_THRESHOLD).sum()), "n": n}
         self.sums.zero_(), self.mu_sum.zero_(), self.mu_sq.zero_()
         self.steps = self.n = 0
         return row
+
+    def _global(self, procs: Processes | None) -> tuple[torch.Tensor, int]:
+        """The sums and the image count of all processes (a collective under data parallelism: every
+        process calls it)."""
+        moments = torch.cat([self.sums, self.mu_sum, self.mu_sq])
+        if procs is None or procs.world == 1:
+            return moments, self.n
+        count = torch.tensor([self.n], dtype=moments.dtype, device=moments.device)
+        total = sum_over_processes(torch.cat([moments, count]), procs)
+        return total[:-1], int(total[-1].item())
+
+    def state(self, procs: Processes | None = None) -> dict:
+        """What a checkpoint keeps of the window: the sums of all processes, so that a run resumed from
+        it logs the next row as the uninterrupted run does (a collective, as `read`)."""
+        moments, n = self._global(procs)
+        return {"moments": moments.cpu(), "steps": self.steps, "n": n}
+
+    def load_state(self, state: dict, procs: Processes | None = None) -> None:
+        """Restore `state`'s sums into rank 0's window (the other ranks start empty: rows sum over all)."""
+        if procs is not None and not procs.is_main:
+            return
+        moments = state["moments"].to(self.sums.device)
+        latent = len(self.mu_sum)
+        self.sums.copy_(moments[:3]), self.mu_sum.copy_(moments[3:3 + latent]), self.mu_sq.copy_(moments[3 + latent:])
+        self.steps, self.n = state["steps"], state["n"]

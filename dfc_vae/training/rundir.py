@@ -2,12 +2,14 @@
 is resumed (its settings, its checkpoint, its RNG states).
 
 Everything a run makes goes into its run directory:
-  config.json     resolved settings + provenance (data, VGG weights, versions)
-  metrics.csv     a row every `log_every` steps: loss, recon, kl, active units, images/s
+  config.json     resolved settings + provenance (data as given and as an absolute path, VGG weights, versions)
+  metrics.csv     a row every `log_every` steps: loss, recon, kl (means per image over the steps since the
+                  last row), active units, images/s
   epochs.csv      a row per epoch: the same on a fixed held-out set, in eval mode, through the latent's
                   calibration (model/network.py), fitted at every epoch's end on up to CALIBRATION_IMAGES
                   training faces (their mean KL per image before and after it: kl_uncalibrated, kl_calibrated)
-  checkpoints/    latest.pt (also every `checkpoint_every` steps) and epoch_NNN.pt
+  checkpoints/    latest.pt (at every epoch's end, every `checkpoint_every` steps and where SIGINT or
+                  SIGTERM stopped training) and epoch_NNN.pt
   grids/          epoch_NNN_recon.png (inputs above reconstructions), epoch_NNN_samples.png (z ~ N(0, I))
   curves.png      loss, reconstruction, KL and active units against the step (training/curves.py), at every
                   epoch's end
@@ -40,26 +42,24 @@ def run_directory(cfg: TrainConfig) -> Path:
     """The run directory --out names (not yet checked for what it holds)."""
     if not cfg.out:
         raise UserError("no run directory given; pass --out RUN")
-    run = output_folder(cfg.out, purpose=" for the run")
-    return run
+    return output_folder(cfg.out, purpose=" for the run")
 
 
-def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
-    """The run directory, and the saved config when resuming; refuses to overwrite another run."""
-    run = run_directory(cfg)
+def check_run_dir(run: Path, resume: bool) -> dict | None:
+    """The saved config of the run in `run` when resuming (None otherwise); refuses to overwrite another run."""
     saved = run / "config.json"
     if resume:
         if not saved.is_file():
             raise UserError(f"{run} holds no run to resume; start it without --resume")
         # a run killed before its first checkpoint resumes from step 0 with its saved settings
-        return run, json.loads(saved.read_text())["config"]
+        return json.loads(saved.read_text())["config"]
     if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()):
         if saved.is_file() and latest_checkpoint(run) is not None:
             raise UserError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
         if saved.is_file():  # killed before its first checkpoint: nothing to lose, start again
-            return run, None
+            return None
         raise UserError(f"{run} exists, is not empty and is not a dfc_vae run; choose another --out")
-    return run, None
+    return None
 
 
 def merge_resume_config(saved: dict, cfg: TrainConfig) -> TrainConfig:
@@ -76,9 +76,10 @@ def merge_resume_config(saved: dict, cfg: TrainConfig) -> TrainConfig:
 
 
 def resume_from(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                average: WeightAverage | None = None) -> tuple[int, int, int]:
+                average: WeightAverage | None = None) -> dict:
     """Load a checkpoint into `model` and `optimizer` (and the weight average, if the run keeps one)
-    and restore the RNG states; (step, epoch, batch).
+    and restore the RNG states; the checkpoint's other entries (step, epoch, batch_in_epoch, and,
+    when it has them, the open log window and the time trained so far).
 
     Loaded to the CPU: load_state_dict then places the model's and the optimizer's tensors where
     the parameters are, and the RNG states stay the CPU ByteTensors their setters want."""
@@ -88,4 +89,4 @@ def resume_from(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, 
         average.model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"], device)
-    return ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+    return {k: ckpt[k] for k in ("step", "epoch", "batch_in_epoch", "window", "elapsed_s") if k in ckpt}

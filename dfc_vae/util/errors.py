@@ -12,8 +12,9 @@ class UserError(Exception):
 def exit_status(prog: str, action) -> int:
     """Run `action()` for an entry point (the `dfc-vae` command, an experiment script) and return its
     exit status: 0 when it finishes; a UserError becomes one line on stderr, "PROG: error: MESSAGE",
-    and status 2; Ctrl-C becomes "PROG: interrupted" and status 130. Open progress bars are closed
-    first, so the line starts on a line of its own."""
+    and status 2; Ctrl-C becomes "PROG: interrupted" (or "PROG: MESSAGE" when the interruption carries
+    one, e.g. what training saved; nothing when its message is empty) and status 130. Open progress bars
+    are closed first, so the line starts on a line of its own."""
     import sys
 
     try:
@@ -22,9 +23,11 @@ def exit_status(prog: str, action) -> int:
         _end_progress_bars()
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         _end_progress_bars()
-        print(f"{prog}: interrupted", file=sys.stderr)
+        message = str(e.args[0]) if e.args else "interrupted"
+        if message:
+            print(f"{prog}: {message}", file=sys.stderr)
         return 130
     return 0
 

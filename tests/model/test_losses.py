@@ -257,7 +257,7 @@ def test_unknown_reduction_is_a_user_error():
 
 def test_resume_refuses_a_change_of_reduction_and_old_runs_had_sums():
     from dfc_vae.runs.config import TrainConfig
-    from dfc_vae.training.loop import merge_resume_config
+    from dfc_vae.training.rundir import merge_resume_config
 
     saved = TrainConfig(data="d", out="o").to_dict()
     with pytest.raises(UserError, match="reduction"):

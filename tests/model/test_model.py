@@ -61,7 +61,7 @@ def test_reparameterize_uses_the_noise_passed_in_or_draws_its_own():
 
 
 def test_the_training_step_is_the_models_forward_pass_with_the_noise_passed_in():
-    from dfc_vae.training.loop import TrainStep
+    from dfc_vae.training.step import TrainStep
 
     model = DFCVAE(ModelConfig(image_size=32, latent_dim=8))
     x, eps = torch.rand(3, 3, 32, 32), torch.randn(3, 8)

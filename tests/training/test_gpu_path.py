@@ -118,7 +118,7 @@ def test_two_processes_agree_on_a_flag_that_holds_on_one_of_them():
 
 def test_nan_weights_never_overwrite_the_last_good_checkpoint(synth_root, tmp_path, monkeypatch):
     """On CUDA the loss is read only at log steps; a save must still refuse non-finite weights."""
-    import dfc_vae.training.loop as training
+    from dfc_vae.training.step import TrainingDiverged
     from dfc_vae.runs.checkpoint import load_checkpoint
 
     cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, cache_dir=str(tmp_path / "c"),
@@ -135,7 +135,7 @@ def test_nan_weights_never_overwrite_the_last_good_checkpoint(synth_root, tmp_pa
         return out
 
     monkeypatch.setattr(torch.optim.Adam, "step", step)
-    with pytest.raises(training.TrainingDiverged, match="the weights became NaN/Inf at step 3") as e:
+    with pytest.raises(TrainingDiverged, match="the weights became NaN/Inf at step 3") as e:
         train(cfg, progress=False)
     assert "intact" in str(e.value)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")

@@ -12,7 +12,9 @@ from dfc_vae.cli import main
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.data.cache import prepare_cache
 from dfc_vae.util.errors import UserError
-from dfc_vae.training.loop import learning_rate, resolve_precision, train
+from dfc_vae.training.loop import train
+from dfc_vae.training.step import learning_rate
+from dfc_vae.util.device import resolve_precision
 from tiny import tiny_settings
 
 pytestmark = pytest.mark.slow  # trains models or starts processes
@@ -198,7 +200,7 @@ def test_compiled_step_matches_the_eager_step():
     """--compile runs forward and loss as one torch.compile graph (~30 s to compile on a 2-core CPU)."""
     from dfc_vae.model.losses import DFCLoss
     from dfc_vae.model.network import DFCVAE, ModelConfig
-    from dfc_vae.training.loop import TrainStep, make_step_fn
+    from dfc_vae.training.step import TrainStep, make_step_fn
 
     x = torch.rand(4, 32, 32, 3).permute(0, 3, 1, 2)  # channels_last, as batches come
     eps = torch.randn(4, 100)
@@ -220,7 +222,7 @@ def test_compiled_step_matches_the_eager_step():
 def test_precision_auto_is_bf16_where_the_cpu_computes_it_natively_and_a_bf16_step_tracks_fp32():
     from dfc_vae.model.losses import DFCLoss
     from dfc_vae.model.network import DFCVAE, ModelConfig
-    from dfc_vae.training.loop import TrainStep, make_step_fn
+    from dfc_vae.training.step import TrainStep, make_step_fn
 
     cpu = torch.device("cpu")
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
