@@ -1,8 +1,8 @@
 """`dfc-vae demo`: the whole job offline, in one command, on synthetic faces.
 
 synthetic faces -> decoded-image cache -> train a VAE-123 -> attribute vectors -> attribute
-classifier -> Figure 5 -> Figure 6 -> report.md with the measured numbers against the targets.
-The defaults finish in under 10 minutes on a 2-core CPU with AMX and in 5.5 to 12.5 on one without (docs/demo.md).
+classifier -> Figure 5 -> Figure 6 -> the prior gap -> edits against their twins -> random faces of each prior ->
+report.md with the measured numbers against the targets (the wall times per machine: docs/demo.md).
 """
 
 from __future__ import annotations
