@@ -19,11 +19,10 @@ TRAIN_STEP_PER_IMAGE = 0.0026
 EPOCH_END = 5.0  # calibration, held-out evaluation, grids and checkpoint
 CLASSIFIER_PER_IMAGE = 43 / (2 * 27316)  # per training image and epoch
 FIGURE_PER_FACE = 12 / 300  # each of Figure 5, Figure 6 and the prior gap, per face per row kind
-# The twins and the edit benchmark (steps 9 and 10), per twin and per face edited with one vector method: CPU time
-# measured on the project's 2-core AMD EPYC under load (8 ms and 81 ms), halved for its two cores; not yet measured
-# on the reference machine.
-TWIN_PER_TWIN = 0.004
-EDIT_PER_FACE = 0.04
+# The twins and the edit benchmark (steps 9 and 10), per twin and per face edited with one vector method: the seed-0
+# demo's 200 twins took 1 s and its 400 edits 4 s on a 2-core AMD EPYC without native bf16 (docs/demo.md)
+TWIN_PER_TWIN = 0.005
+EDIT_PER_FACE = 0.01
 SAMPLES = 25.0  # the prior fitted and the samples measured (app/demo_samples.py: bounded, whatever the settings)
 TRAIN_SHARE = 0.8  # the training split's share of the faces (CelebA's proportions)
 MIN_MEASURED = 5.0  # steps shorter than this (a reused dataset, a cached choice) say nothing about the machine's speed
