@@ -37,6 +37,7 @@ def enlarge(images: np.ndarray, min_size: int = 64) -> np.ndarray:
 
 
 FIGURE_CELL = 64  # the least size a face is drawn at in a figure (32x32 faces: each pixel as 2 x 2)
+FOOTER_WIDTH = 360  # the least width a figure's footer wraps to (a figure of few, small faces still reads it)
 
 
 def grid(images: np.ndarray, ncol: int, pad: int = 2, fill: int = 255, min_size: int = FIGURE_CELL) -> np.ndarray:
@@ -85,7 +86,7 @@ def figure(rows: list[np.ndarray], row_labels: list[str] | None = None, column_l
     """A figure as a paper draws one: rows of faces (each (C, S, S, 3) uint8; every row as long as the first),
     each drawn at least `min_cell` px (nearest neighbour, util.images.enlarge), each row's label at its left
     (wrapped to `label_width` px), the columns' labels above them (`corner`: what they are, above the rows'
-    labels) and one line under it (`footer`).
+    labels) and `footer` under it, wrapped to the faces' width.
     Returns the image and where its cells are: {"cells": "x0,y0,size,pitch"} (cell (r, c) starts at
     x0 + c * pitch, y0 + r * pitch), for a PNG's text chunks."""
     font = _font()
@@ -98,10 +99,11 @@ def figure(rows: list[np.ndarray], row_labels: list[str] | None = None, column_l
     left = int(np.ceil(left))
     top = line_h + pad if column_labels else 0
     width = left + ncol * (size + pad) + pad
-    bottom = line_h + pad if footer else 0
+    # the footer wraps to the faces' width (at least FOOTER_WIDTH), so that a long caption does not set the picture's
+    footer_lines = _wrap(footer, font, max(width, FOOTER_WIDTH) - 2 * pad) if footer else []
+    bottom = len(footer_lines) * line_h + pad if footer_lines else 0
     height = top + len(cells) * (size + pad) + pad + bottom
-    if footer:
-        width = max(width, int(np.ceil(font.getlength(footer))) + 2 * pad)
+    width = max([width] + [int(np.ceil(font.getlength(line))) + 2 * pad for line in footer_lines])
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     if corner and column_labels:
@@ -118,8 +120,8 @@ def figure(rows: list[np.ndarray], row_labels: list[str] | None = None, column_l
             y0 = y + size / 2 - line_h * (len(block) - 1) / 2
             for i, line in enumerate(block):
                 draw.text((left - pad, y0 + i * line_h), line, fill=(0, 0, 0), font=font, anchor="rm")
-    if footer:
-        draw.text((pad, height - bottom + pad / 2), footer, fill=(90, 90, 90), font=font)
+    for i, line in enumerate(footer_lines):
+        draw.text((pad, height - bottom + pad / 2 + i * line_h), line, fill=(90, 90, 90), font=font)
     return np.asarray(img), {"cells": f"{left + pad},{top + pad},{size},{size + pad}"}
 
 

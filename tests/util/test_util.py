@@ -177,3 +177,16 @@ def test_a_figure_reads_as_a_papers():
     assert ink[y0:y0 + size, :x0].any() and ink[y0 + pitch:y0 + pitch + size, :x0].any()  # each row's label at its left
     assert ink[:y0, x0:].any()  # the columns' labels above them
     assert (image[y0 + 2 * pitch:].min(axis=2) < 200).any() and image.shape[0] < y0 + 2 * pitch + 30  # one line under it
+
+
+def test_a_long_footer_wraps_to_the_faces_width():
+    from dfc_vae.util.images import FOOTER_WIDTH, figure
+
+    rows = [np.full((6, 32, 32, 3), 90, np.uint8)]
+    short, _ = figure(rows, ["row"], footer="synthetic faces")
+    long_footer = "synthetic faces, not CelebA; VGG19 with RANDOM weights, not ImageNet; " * 6
+    wrapped, where = figure(rows, ["row"], footer=long_footer)
+    assert wrapped.shape[1] == short.shape[1] >= FOOTER_WIDTH  # the faces set the width, not the caption
+    assert wrapped.shape[0] > short.shape[0] + 30  # the caption takes several lines instead
+    x0, y0, size, _ = map(int, where["cells"].split(","))
+    assert np.all(wrapped[y0:y0 + size, x0:x0 + size] == 90)
