@@ -12,6 +12,17 @@ ZIPPED = {"official": ("", "img_align_celeba/"), "torchvision": ("celeba/", "img
           "kaggle": ("", "img_align_celeba/img_align_celeba/")}
 
 
+LAYOUTS = ("official", "torchvision", "kaggle", "folder")
+
+
+def render_layouts(base: Path, n: int, seed: int) -> dict[str, Path]:
+    """The same `n` synthetic faces in CelebA's three layouts and as a plain folder with labels.csv."""
+    from dfc_vae.data.synth import render_celeba
+
+    return {layout: render_celeba(base / layout, n=n, seed=seed, layout=layout, workers=1, progress=False)
+            for layout in LAYOUTS}
+
+
 def zip_folder(folder: Path, zip_path: Path, prefix: str, method=zipfile.ZIP_DEFLATED) -> None:
     """Zip every file under `folder` with names `prefix` + its relative path, as zip -r does."""
     with zipfile.ZipFile(zip_path, "w", method) as zf:

@@ -26,15 +26,15 @@ from dfc_vae.data.folder import hashed_split
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.data.cache import prepare_cache
 
+from archives import render_layouts
+
 N = 40
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """The same 40 synthetic faces in the three CelebA layouts and as a plain folder with labels.csv."""
-    base = tmp_path_factory.mktemp("sources")
-    return {layout: render_celeba(base / layout, n=N, seed=5, layout=layout, workers=1, progress=False)
-            for layout in ("official", "torchvision", "kaggle", "folder")}
+    return render_layouts(tmp_path_factory.mktemp("sources"), N, seed=5)
 
 
 def _labels(faces) -> pd.DataFrame:

@@ -17,17 +17,14 @@ import pytest
 from dfc_vae.cli import main
 from dfc_vae.data.cache import prepare_cache
 from dfc_vae.data.sources import open_faces
-from dfc_vae.data.synth import render_celeba
 from dfc_vae.util.errors import UserError
 
-from archives import ZIPPED, drive_tree, flip_byte, zip_folder, zipped_celeba
+from archives import ZIPPED, drive_tree, flip_byte, render_layouts, zip_folder, zipped_celeba
 
 N = 24
 @pytest.fixture(scope="module")
 def unpacked(tmp_path_factory):
-    base = tmp_path_factory.mktemp("unpacked")
-    return {layout: render_celeba(base / layout, n=N, seed=7, layout=layout, workers=1, progress=False)
-            for layout in ("official", "torchvision", "kaggle", "folder")}
+    return render_layouts(tmp_path_factory.mktemp("unpacked"), N, seed=7)
 
 
 @pytest.fixture(scope="module")
