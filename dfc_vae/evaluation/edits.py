@@ -208,23 +208,30 @@ def _encode(run, images: torch.Tensor) -> torch.Tensor:
 
 def _judge(classifier, group: TwinGroup, recon, twin_recon, edit) -> dict[str, float | None]:
     """The classifier's accuracy on the attribute: on the twins, their reconstructions and the edits (against the
-    twins' labels), on the faces' reconstructions (against the faces' labels); and on every other attribute it
-    scores, on the twins' reconstructions."""
+    twins' labels), on the faces' reconstructions (against the faces' labels); on every other attribute it scores,
+    on the twins' reconstructions; and the share of faces where another scored attribute's label changes from the
+    reconstruction to the edit (Figure 6's leak measure) and to the twin's reconstruction (the leak an edit as
+    good as this model's drawing of the true twin would show: the judge's and the decoder's share of the leak)."""
     if classifier is None:
-        return {"twin": None, "twin_recon": None, "edit": None, "face_recon": None, "twin_recon_others": None}
+        return dict.fromkeys(("twin", "twin_recon", "edit", "face_recon", "twin_recon_others", "others_changed_edit",
+                              "others_changed_twin"))
     col = classifier.column(group.attribute)
     truth = group.twin_labels[:, list(ATTRIBUTE_NAMES).index(group.attribute)]
-
-    def accuracy(images, labels) -> float:
-        return float(((classifier.predict(images)[:, col] > 0.5).numpy() == labels).mean())
-
     others = [n for n in classifier.scored() if n != group.attribute]
-    probs = classifier.predict(twin_recon)
+    other_cols = [classifier.column(n) for n in others]
+    said = {name: (classifier.predict(images) > 0.5).numpy()
+            for name, images in (("twin", group.twins), ("twin_recon", twin_recon), ("edit", edit), ("recon", recon))}
     other_truth = group.twin_labels[:, [list(ATTRIBUTE_NAMES).index(n) for n in others]]
-    other_pred = (probs[:, [classifier.column(n) for n in others]] > 0.5).numpy()
-    return {"twin": accuracy(group.twins, truth), "twin_recon": float(((probs[:, col] > 0.5).numpy() == truth).mean()),
-            "edit": accuracy(edit, truth), "face_recon": accuracy(recon, group.face_labels),
-            "twin_recon_others": float((other_pred == other_truth).mean()) if others else None}
+
+    def changed(name) -> float | None:  # any other scored label differs from the reconstruction's
+        return float((said[name][:, other_cols] != said["recon"][:, other_cols]).any(1).mean()) if others else None
+
+    return {"twin": float((said["twin"][:, col] == truth).mean()),
+            "twin_recon": float((said["twin_recon"][:, col] == truth).mean()),
+            "edit": float((said["edit"][:, col] == truth).mean()),
+            "face_recon": float((said["recon"][:, col] == group.face_labels).mean()),
+            "twin_recon_others": float((said["twin_recon"][:, other_cols] == other_truth).mean()) if others else None,
+            "others_changed_edit": changed("edit"), "others_changed_twin": changed("twin_recon")}
 
 
 def _cells(group: TwinGroup, recon, edit, twin_recon) -> list[np.ndarray]:

@@ -75,13 +75,16 @@ def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str
                       if judge.get("edit") is not None else "-")
         if judge.get("edit") is not None and not bench.classifier_trusted.get(r.attribute, True):
             judge_cell += " (not scored)"
+        leak_cell = (f"{_pct(judge.get('others_changed_edit'))} / {_pct(judge.get('others_changed_twin'))}"
+                     if judge.get("others_changed_edit") is not None else "-")
         rows.append([edit_name(r.attribute, r.direction), r.method, r.faces,
                      f"{r.floor['mse']:.4f} -> {r.ceiling['mse']:.4f}", " / ".join(_pos(r.position_at_one[m]) for m in ("mse", "ssim", "vgg")),
                      f"{r.best_alpha:g}", " / ".join(_pos(r.position_at_best[m]) for m in ("mse", "vgg")),
-                     f"{_pct(r.inside_region)} ({_pct(r.twin_inside_region)}; {_pct(r.region_share)})", judge_cell])
+                     f"{_pct(r.inside_region)} ({_pct(r.twin_inside_region)}; {_pct(r.region_share)})", judge_cell,
+                     leak_cell])
     header = ["edit", "vectors", "faces", "MSE floor -> ceiling", "position at alpha 1 (MSE / SSIM / VGG)", "best alpha",
               "position at best (MSE / VGG)", "change inside region (twin's; region's area)",
-              "judge right: twin recon. / edit"]
+              "judge right: twin recon. / edit", "others changed: edit / twin recon."]
     text = [f"{heading} Edits against their twins (ground truth)", "",
             "Each test face is edited (z +/- alpha v) and compared with its twin: the same face drawn with the "
             "attribute flipped. *Position* reads the distance to the twin between the face's own reconstruction "
@@ -91,7 +94,11 @@ def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str
             "MSE. *Inside region*: the share of the change |edit - reconstruction| at alpha 1 that lies where the "
             "renderer draws the attribute (beside the twin's own share and the region's share of the pixels). "
             "*Judge right*: the attribute classifier's accuracy, against the twins' true labels, on the twins' "
-            "reconstructions and on the edits at alpha 1.", ""]
+            "reconstructions and on the edits at alpha 1. *Others changed*: the share of faces where another "
+            "attribute the classifier scores changes label from the reconstruction to the edit (Figure 6's leak "
+            "measure, on these faces) and to the twin's reconstruction (what an edit as good as this model's "
+            "drawing of the true twin would score: the share of the leak owed to the decoder and the judge, not "
+            "the vector).", ""]
     if picture:
         text += [f"![edits against twins]({picture})", ""]
     return text + markdown_table(header, rows)

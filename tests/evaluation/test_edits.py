@@ -95,6 +95,8 @@ def test_a_zero_vector_scores_the_floor_and_the_twins_latent_the_ceiling(group):
     assert twin.inside_region == twin.twin_inside_region
     assert some.at_best["mse"] <= min(some.at_one["mse"], some.floor["mse"])
     assert zero.judge["edit"] == 1 - zero.judge["face_recon"]  # the unedited reconstruction, judged against the twin
+    assert zero.judge["others_changed_edit"] == 0  # doing nothing changes no other label...
+    assert twin.judge["others_changed_edit"] == twin.judge["others_changed_twin"]  # ...the true twin's latent: its own
     for r in results:
         assert all(0 <= v <= 1 for v in r.judge.values())
     probs = judge.predict(group.twins)[:, judge.column("Smiling")] > 0.5
