@@ -327,42 +327,6 @@ def test_a_toml_setting_of_the_wrong_type_is_refused(tmp_path, capsys):
     assert "epochs = 'three'" in _error_line(capsys)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["sample", "--run", "RUN", "--n", "0"], "argument --n: 0 is out of range; allowed: an integer >= 1"),
-    (["sample", "--run", "RUN", "--temperature", "nan"], "argument --temperature: nan is out of range"),
-    (["sample", "--run", "RUN", "--seed", "-1"], "argument --seed: -1 is out of range"),
-    (["reconstruct", "--run", "RUN", "--data", "D", "--n", "-2"], "argument --n: -2 is out of range"),
-    (["synth", "--out", "OUT", "--workers", "-3"], "argument --workers: -3 is out of range"),
-    (["prepare", "--data", "D", "--workers", "-1"], "argument --workers: -1 is out of range"),
-    (["evaluate", "--run", "RUN", "--seed", "4294967296"], "argument --seed: 4294967296 is out of range"),
-])
-def test_other_commands_refuse_numbers_out_of_range(argv, message, tmp_path, capsys):
-    argv = [str(tmp_path / a) if a in ("RUN", "D", "OUT") else a for a in argv]
-    assert main(argv) == 2
-    assert message in _error_line(capsys)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_an_error_line_starts_on_a_line_of_its_own_under_a_progress_bar(monkeypatch, capsys):
-    import sys
-
-    from tqdm.auto import tqdm
-
-    import dfc_vae.commands.sample as sample
-
-    def run(args):
-        bar = tqdm(total=10, desc="working", file=sys.stderr)  # a bar left open by the failing step
-        bar.update(3)
-        raise UserError("something went wrong")
-
-    monkeypatch.setattr(sample, "run", run)
-    assert main(["sample", "--run", "x"]) == 2
-    err = capsys.readouterr().err
-    assert err.endswith("dfc-vae sample: error: something went wrong\n")
-    line = next(line for line in err.split("\n") if "error:" in line)
-    assert line == "dfc-vae sample: error: something went wrong"  # not appended to the bar's line
-
-
 @pytest.mark.slow  # trains
 def test_a_nonfinite_loss_term_is_named(synth_root, tmp_path, monkeypatch):
     from dfc_vae.model import losses
