@@ -4,6 +4,7 @@ the last good checkpoint is kept."""
 import errno
 import io
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,17 +123,23 @@ def _poison_batches(monkeypatch, bad_calls):
     monkeypatch.setattr(DFCLoss, "forward", forward)
 
 
+def _stops_and_keeps_the_checkpoint_of_step(cfg, error, message, step):
+    """Training `cfg` stops with `error` matching `message`, saying the last checkpoint is intact: that of `step`,
+    with finite weights."""
+    with pytest.raises(error, match=message) as e:
+        train(cfg, progress=False)
+    assert "intact" in str(e.value)
+    ckpt = load_checkpoint(Path(cfg.out) / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == step
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
 @pytest.mark.slow  # trains
 def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(synth_root, tmp_path, monkeypatch):
     _poison_batches(monkeypatch, {4})
     cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=2, checkpoint_every=1,
                       cache_dir=str(tmp_path / "c"), **TINY)
-    with pytest.raises(UserError, match="step 4") as e:
-        train(cfg, progress=False)
-    assert "intact" in str(e.value)
-    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
-    assert ckpt["step"] == 3
-    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    _stops_and_keeps_the_checkpoint_of_step(cfg, UserError, "step 4", 3)
 
 
 @pytest.mark.slow  # trains
@@ -154,12 +161,7 @@ def test_nan_weights_never_overwrite_the_last_good_checkpoint(synth_root, tmp_pa
         return out
 
     monkeypatch.setattr(torch.optim.Adam, "step", step)
-    with pytest.raises(TrainingDiverged, match="the weights became NaN/Inf at step 3") as e:
-        train(cfg, progress=False)
-    assert "intact" in str(e.value)
-    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
-    assert ckpt["step"] == 2
-    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    _stops_and_keeps_the_checkpoint_of_step(cfg, TrainingDiverged, "the weights became NaN/Inf at step 3", 2)
 
 
 @pytest.mark.slow  # trains
