@@ -36,8 +36,13 @@ def tiny_trained_run(tmp_path_factory, synth_root, cache_dir):
     return train(cfg, progress=False)
 
 
-# Tests that need a trained run or start processes: marked slow wherever they are.
-SLOW_FIXTURES = {"tiny_trained_run"}
+# Fixtures that train a model (each name is unique in the suite): the tests that use them, directly or through
+# another fixture, are marked slow wherever they are. A test that trains or starts processes itself carries the mark.
+SLOW_FIXTURES = {
+    "tiny_trained_run",
+    "world", "trained_world",  # evaluation/test_evaluate.py: runs trained for 30 and 600 steps, evaluated
+    "two_runs",  # training/test_curves.py: two runs of two epochs
+}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,8 +11,6 @@ from PIL import Image
 
 from dfc_vae.runs.run import load_run
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 
 def _compare_losses():
     path = Path(__file__).parents[1] / "experiments" / "compare_losses.py"
@@ -22,6 +20,7 @@ def _compare_losses():
     return module
 
 
+@pytest.mark.slow  # trains
 def test_both_reductions_are_trained_compared_and_pictured(synth_root, cache_dir, tmp_path):
     out = tmp_path / "cmp"
     status = _compare_losses().main([

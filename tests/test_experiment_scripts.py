@@ -79,6 +79,7 @@ def test_prior_gap_prints_and_writes_its_measures_and_refuses_bad_counts(tiny_tr
     assert not (tmp_path / "none.json").exists()
 
 
+@pytest.mark.slow  # trains, in worker processes
 def test_benchmark_prints_and_writes_every_row_at_a_tiny_size(tmp_path, capsys):
     """The benchmark's one command, shrunk (timings are not judged here: docs/benchmarks.md holds them)."""
     bench = _script("benchmark")

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 SCRIPT = Path(__file__).parents[1] / "experiments" / "gpu_check.py"
 spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
 gpu_check = importlib.util.module_from_spec(spec)
@@ -18,6 +16,7 @@ sys.modules["gpu_check"] = gpu_check  # its dataclasses look their module up the
 spec.loader.exec_module(gpu_check)
 
 
+@pytest.mark.slow  # starts the script in a process
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the script runs its checks")
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "report.md")], capture_output=True,
@@ -112,6 +111,7 @@ def test_the_gpu_table_is_written_between_its_markers(tmp_path):
     assert TABLE_START in real and TABLE_END in real  # where a run on a GPU machine writes it
 
 
+@pytest.mark.slow  # trains (the dry runs of the training checks)
 def test_every_new_check_runs_in_a_dry_run_on_the_cpu(tmp_path):
     checks = gpu_check.Checks(tmp_path, torch.device("cpu"), faces=160, size=64, dry=True)
     new = [c for c in checks.limited() if c[0] in ("utilization", "sync_free", "real_loop", "end_to_end", "memory")]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -160,39 +159,3 @@ def test_a_recorded_data_folder_that_is_nowhere_names_the_config_and_data(run_co
     assert "--data DIR" in err[0] and not (tmp_path / "r.png").exists()
     assert main(["reconstruct", "--run", str(run), "--n", "4", "--out", "r.png", "--data",
                  str(run_copy / "data" / "synth")]) == 0
-
-
-def test_grid_enlarges_faces_under_64_px_unless_asked_to_keep_them_native():
-    from dfc_vae.util.images import grid
-
-    faces = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    big = grid(faces, 3)
-    assert big.shape == (64 + 4, 3 * 66 + 2, 3)
-    assert np.array_equal(big[2:66:2, 2:66:2], faces[0]) and np.array_equal(big[3:66:2, 3:66:2], faces[0])
-    assert grid(faces, 3, min_size=0).shape == (32 + 4, 3 * 34 + 2, 3)
-    assert grid(np.zeros((2, 64, 64, 3), np.uint8), 2).shape == (64 + 4, 2 * 66 + 2, 3)  # 64 px: as they are
-
-
-def test_a_caption_is_wrapped_to_the_picture_s_width():
-    from dfc_vae.util.images import add_caption
-
-    image = np.zeros((40, 200, 3), np.uint8)
-    captioned = add_caption(image, ["a caption line far longer than the two hundred pixels of the picture above it"])
-    assert captioned.shape[1] == 200 and captioned.shape[0] > 40
-    ink = (captioned[40:].min(axis=2) < 128).any(axis=1)  # the rows of the strip with text in them
-    starts = np.flatnonzero(ink[1:] & ~ink[:-1])
-    assert len(starts) >= 2  # two lines or more
-
-
-def test_the_untrusted_note_says_which_accuracy_fell_short_and_what_to_do():
-    from types import SimpleNamespace
-
-    from dfc_vae.evaluation.figures import untrusted_note
-
-    clf = SimpleNamespace(report={"accuracy": {"Eyeglasses": 0.91, "Male": 0.97},
-                                  "balanced_accuracy": {"Eyeglasses": 0.6, "Male": 0.8}})
-    assert untrusted_note(clf, "Eyeglasses", "train longer, e.g. the demo's 5 epochs") == (
-        "Eyeglasses not measured: the classifier's test accuracy on Eyeglasses is 91% < 95%; train longer, e.g. the "
-        "demo's 5 epochs")
-    assert untrusted_note(clf, "Male").startswith("Male not measured: the classifier's balanced test accuracy on Male "
-                                                  "is 80% < 90%")

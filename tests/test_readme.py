@@ -15,8 +15,6 @@ import pytest
 
 from dfc_vae.util.images import caption_height
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -56,6 +54,7 @@ def test_the_example_imports_only_names_dfc_vae_exports():
         assert getattr(dfc_vae, name) is not None, name
 
 
+@pytest.mark.slow  # starts a Python process
 def test_importing_the_package_leaves_the_api_modules_unloaded():
     code = "import sys, dfc_vae; print(sorted(m for m in ('pandas', 'dfc_vae.runs.run', 'dfc_vae.data.faces') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -38,3 +38,17 @@ def untrained_run(run_dir, cfg, faces, step: int = 7, **config_meta):
     save_checkpoint(run_dir, {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "meta": meta})
     write_json(run_dir / "config.json", {"config": cfg.to_dict(), "meta": {**meta, **config_meta}})
     return run_dir
+
+
+def untrained_loaded_run(cfg, path, meta: dict | None = None, step: int = 0):
+    """A LoadedRun in memory (no run directory) holding an untrained model of `cfg` (seed 0, eval mode) on the CPU,
+    at `path` with provenance `meta`: for tests of what is done with a run's model, to which training adds nothing."""
+    from pathlib import Path
+
+    import torch
+
+    from dfc_vae import DFCVAE
+    from dfc_vae.runs.run import LoadedRun
+
+    torch.manual_seed(0)
+    return LoadedRun(Path(path), DFCVAE(cfg.model_config()).eval(), cfg, dict(meta or {}), step, torch.device("cpu"))

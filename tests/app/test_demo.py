@@ -5,9 +5,8 @@ import json
 from dfc_vae.cli import main
 import pytest
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
 
-
+@pytest.mark.slow  # runs the demo: trains
 def test_tiny_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--n", "300",

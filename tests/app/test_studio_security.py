@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 IN_CI = os.environ.get("CI") == "true"
@@ -25,9 +24,8 @@ from dfc_vae.app import studio as studio_module  # noqa: E402
 from dfc_vae.app import studio_guard  # noqa: E402
 from dfc_vae.app.studio import Studio, create_app  # noqa: E402
 from dfc_vae.cli import main  # noqa: E402
-from dfc_vae.model.network import DFCVAE  # noqa: E402
 from dfc_vae.runs.config import TrainConfig  # noqa: E402
-from dfc_vae.runs.run import LoadedRun  # noqa: E402
+from tiny import untrained_loaded_run  # noqa: E402
 
 TOKEN = "a-secret-token-0123456789"
 HOME = "http://127.0.0.1:7860"
@@ -35,10 +33,8 @@ HOME = "http://127.0.0.1:7860"
 
 @pytest.fixture()
 def studio(tmp_path):
-    torch.manual_seed(0)
     config = TrainConfig(image_size=32, latent_dim=8, base_channels=4, crop="official")
-    run = LoadedRun(tmp_path, DFCVAE(config.model_config()).eval(), config, {}, 0, torch.device("cpu"))
-    return Studio(run)
+    return Studio(untrained_loaded_run(config, tmp_path))
 
 
 def client_for(studio, token=TOKEN, host="127.0.0.1", base_url=HOME) -> TestClient:

@@ -1,4 +1,5 @@
-"""The decode-once data path: reduced-scale JPEG decoding, the cache's validity, and batches."""
+"""The decode-once data path: reduced-scale JPEG decoding, batches (from the host or from a split held on the
+device, as the GPU path keeps it), and the cache: its crop, its reuse, and its validity."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -105,6 +107,91 @@ def test_processes_take_disjoint_slices_of_the_same_global_batch():
         assert torch.equal(torch.cat([parts[0][b], parts[1][b]]), x)
 
 
+def test_batches_indexed_on_the_device_are_those_of_the_host_path():
+    """The GPU path keeps the split on the device and indexes it there with the epoch's order and
+    flips moved once; shown here with the 'device' copy on the CPU: the same batches."""
+    images = _images(40)
+    indices = np.arange(3, 40)
+    for flip in (False, True):
+        host = BatchSource(images, indices, 8, torch.device("cpu"), seed=5, flip=flip, rank=1, world_size=2)
+        dev = BatchSource(images, indices, 8, torch.device("cpu"), seed=5, flip=flip, rank=1, world_size=2)
+        dev.on_device = torch.from_numpy(np.ascontiguousarray(images[dev.indices]))
+        for epoch in (0, 1):
+            a, b = list(host.batches(epoch, 1)), list(dev.batches(epoch, 1))
+            assert len(a) == len(b) == host.num_batches - 1
+            for x, y in zip(a, b):
+                assert torch.equal(x, y)
+
+
+class _Recorded:
+    """A memory-mapped cache that records how many rows each read takes."""
+
+    def __init__(self, images):
+        self.images, self.shape, self.reads = images, images.shape, []
+
+    def __getitem__(self, rows):
+        self.reads.append(len(rows))
+        return self.images[rows]
+
+
+def test_the_split_goes_to_the_device_a_chunk_at_a_time_in_the_order_asked():
+    from dfc_vae.data.batches import upload_rows
+
+    images = _images(50, 4)
+    recorded = _Recorded(images)
+    rows = np.array([7, 2, 9, 30, 31, 40, 1])
+    out = upload_rows(recorded, rows, torch.device("cpu"), chunk_bytes=3 * 48)
+    assert out.dtype == torch.uint8 and torch.equal(out, torch.from_numpy(images[rows]))
+    assert recorded.reads == [3, 3, 1]  # never more than a chunk of the split on the host
+
+
+def test_a_split_held_on_the_device_gives_the_batches_of_the_host_path(monkeypatch):
+    from dfc_vae.data import batches
+
+    images = _images(40)
+    recorded = _Recorded(images)
+    indices = np.arange(3, 40)
+    host = batches.BatchSource(images, indices, 8, torch.device("cpu"), seed=5, flip=True)
+    monkeypatch.setattr(batches, "fits_on_device", lambda images, count, device: True)
+    monkeypatch.setattr(batches, "UPLOAD_CHUNK_BYTES", 10 * 192)
+    held = batches.BatchSource(recorded, indices, 8, torch.device("cpu"), seed=5, flip=True)
+    assert held.on_device is not None and max(recorded.reads) == 10 and sum(recorded.reads) == len(indices)
+    for x, y in zip(host.batches(1), held.batches(1)):
+        assert torch.equal(x, y)
+
+
+def test_nothing_is_held_on_a_cpu_device():
+    from dfc_vae.data.batches import fits_on_device
+
+    assert not fits_on_device(np.zeros((4, 8, 8, 3), np.uint8), 4, torch.device("cpu"))
+
+
+def test_calibration_faces_come_from_the_held_split_as_the_host_path_reads_them(monkeypatch):
+    from dfc_vae.data import batches
+    from dfc_vae.runs.split import read_rows
+
+    images = np.random.default_rng(2).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    indices = np.arange(3, 40, 2)
+    host = batches.BatchSource(images, indices, 4, torch.device("cpu"))
+    monkeypatch.setattr(batches, "fits_on_device", lambda images, count, device: True)
+    held = batches.BatchSource(images, indices, 4, torch.device("cpu"))
+    rows = indices[[0, 2, 3, 7, 18]]
+    for source in (host, held):
+        got = source.floats(rows)
+        assert torch.equal(got, read_rows(images, rows)) and got.stride() == read_rows(images, rows).stride()
+    with pytest.raises(ValueError, match="outside"):
+        held.floats(np.array([4]))
+
+
+def test_cache_holds_the_official_crop_and_is_reused(synth_root, cache_dir):
+    cache = prepare_cache(synth_root, 32, "official", cache_dir, workers=2, progress=False)
+    assert cache.images.shape == (96, 32, 32, 3) and cache.images.dtype == np.uint8
+    assert np.array_equal(cache.images[5], load_face(synth_root / "img_align_celeba" / cache.ids[5], 32))
+    assert prepare_cache(synth_root, 32, "official", cache_dir, progress=False).path == cache.path
+    other = prepare_cache(synth_root, 32, "center148", cache_dir, progress=False)
+    assert other.path != cache.path and not np.array_equal(other.images[5], cache.images[5])
+
+
 def test_cache_is_remade_when_a_file_or_a_setting_changes(synth_root, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(synth_root, data)
@@ -127,3 +214,27 @@ def test_a_leftover_partial_cache_is_never_read(synth_root, tmp_path):
     arr.flush()
     again = prepare_cache(synth_root, 32, "official", tmp_path / "c", progress=False)
     assert np.array_equal(np.asarray(again.images), good) and not partial.exists()
+
+
+def test_an_interrupted_cache_is_rebuilt_not_read(synth_root, tmp_path):
+    cache = prepare_cache(synth_root, 32, "official", tmp_path, progress=False)
+    good = np.array(cache.images)
+    # simulate a preparation killed after decoding half the images: no meta.json, zeros after that
+    (cache.path / "meta.json").unlink()
+    arr = np.load(cache.path / "images.npy", mmap_mode="r+")
+    arr[len(arr) // 2:] = 0
+    arr.flush()
+    again = prepare_cache(synth_root, 32, "official", tmp_path, progress=False)
+    assert np.array_equal(np.asarray(again.images), good)
+
+
+def test_a_cache_for_other_files_is_not_used(synth_root, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(synth_root, copy)
+    first = prepare_cache(copy, 32, "official", tmp_path / "c", progress=False)
+    victim = copy / "img_align_celeba" / first.ids[0]
+    Image.new("RGB", (178, 218), (255, 0, 0)).save(victim)
+    second = prepare_cache(copy, 32, "official", tmp_path / "c", progress=False)
+    assert second.path != first.path
+    red = np.abs(second.images[0].astype(int) - [255, 0, 0]).max(axis=-1) < 12  # JPEG-compressed red
+    assert red.mean() > 0.9

@@ -281,6 +281,7 @@ def test_model_classifier_and_cache_at_every_size(size, sources, tmp_path):
 # ----------------------------------------------------------------------------- the whole pipeline on a folder
 
 
+@pytest.mark.slow  # trains a run and a classifier
 def test_train_attributes_fig6_and_evaluate_on_a_plain_folder(tmp_path, capsys):
     import importlib.util
 

@@ -11,8 +11,7 @@ from dfc_vae.data.cache import prepare_cache
 from dfc_vae.data.sources import open_faces
 from dfc_vae.util.images import to_tensor
 from dfc_vae.util.errors import UserError
-from dfc_vae.model.network import DFCVAE
-from dfc_vae.runs.run import LoadedRun
+from tiny import untrained_loaded_run
 
 
 def test_toy_latents_with_known_answer():
@@ -28,10 +27,8 @@ def test_toy_latents_with_known_answer():
 
 @pytest.fixture(scope="module")
 def untrained_run(tmp_path_factory):
-    torch.manual_seed(0)
     cfg = TrainConfig(image_size=32, latent_dim=8, base_channels=4)
-    model = DFCVAE(cfg.model_config()).eval()
-    return LoadedRun(tmp_path_factory.mktemp("run"), model, cfg, {"vgg_weights": "random"}, 0, torch.device("cpu"))
+    return untrained_loaded_run(cfg, tmp_path_factory.mktemp("run"), {"vgg_weights": "random"})
 
 
 def test_vectors_match_brute_force_on_a_synthetic_root(untrained_run, synth_root, cache_dir):

@@ -22,8 +22,6 @@ from dfc_vae.evaluation.plots import TSNE_CANVAS, TSNE_FACES, tsne_embedding
 from dfc_vae.data.synth import render_celeba
 from dfc_vae.training.loop import train
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 PNGS = ("attribute_correlation.png", "latent_pca.png", "kl_per_dim.png", "samples.png", "reconstructions.png")
 
 
@@ -159,10 +157,10 @@ def _copy_data(world, tmp_path):
     return copy
 
 
-def test_a_folder_that_is_not_a_run_is_refused(world, tmp_path, capsys):
+def test_a_folder_that_is_not_a_run_is_refused(synth_root, tmp_path, capsys):
     (tmp_path / "notarun").mkdir()
     out = tmp_path / "out"
-    code = main(["evaluate", "--run", str(tmp_path / "notarun"), "--data", str(world["data"]), "--out", str(out)])
+    code = main(["evaluate", "--run", str(tmp_path / "notarun"), "--data", str(synth_root), "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not a dfc_vae run" in err[0]
     assert not out.exists()

@@ -1,4 +1,5 @@
-"""Figures 5 and 6: grid geometry, endpoints, the per-cell CSV and the summary measures."""
+"""Figures 5 and 6: grid geometry, endpoints, the per-cell CSV, the summary measures, and the note for an
+attribute the classifier is not trusted on."""
 
 import numpy as np
 import pandas as pd
@@ -134,3 +135,17 @@ def test_as_dict_leaves_out_the_measures_a_run_could_not_take():
         "others_changed_max_edit": 0.0, "monotone_rows": 1.0}
     summary = Figure5Summary({"man -> woman": RowCount(0)}, "linear", [0.0, 1.0], [], 0.05, 0.0, 0.0)
     assert as_dict(summary)["rows"] == {"man -> woman": {"faces": 0}} and "monotone_rows_own_attribute" not in as_dict(summary)
+
+
+def test_the_untrusted_note_says_which_accuracy_fell_short_and_what_to_do():
+    from types import SimpleNamespace
+
+    from dfc_vae.evaluation.figures import untrusted_note
+
+    clf = SimpleNamespace(report={"accuracy": {"Eyeglasses": 0.91, "Male": 0.97},
+                                  "balanced_accuracy": {"Eyeglasses": 0.6, "Male": 0.8}})
+    assert untrusted_note(clf, "Eyeglasses", "train longer, e.g. the demo's 5 epochs") == (
+        "Eyeglasses not measured: the classifier's test accuracy on Eyeglasses is 91% < 95%; train longer, e.g. the "
+        "demo's 5 epochs")
+    assert untrusted_note(clf, "Male").startswith("Male not measured: the classifier's balanced test accuracy on Male "
+                                                  "is 80% < 90%")

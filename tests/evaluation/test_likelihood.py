@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from dfc_vae import DFCVAE, LoadedRun, ModelConfig, TrainConfig, UserError, decoder_sigma, log_likelihood, log_px_given_z
+from tiny import untrained_loaded_run
+
+from dfc_vae import LoadedRun, ModelConfig, TrainConfig, UserError, decoder_sigma, log_likelihood, log_px_given_z
 from dfc_vae.runs.split import FaceSplit
 
 SIZE, LATENT = 32, 4
@@ -17,9 +18,7 @@ SIZE, LATENT = 32, 4
 def _run(**changes) -> LoadedRun:
     """An untrained run of the given training settings (no data needed)."""
     cfg = TrainConfig(**{"loss": "pvae", "image_size": SIZE, "latent_dim": LATENT, "base_channels": 4, **changes})
-    torch.manual_seed(0)
-    model = DFCVAE(cfg.model_config()).eval()
-    return LoadedRun(Path("untrained"), model, cfg, {}, 0, torch.device("cpu"))
+    return untrained_loaded_run(cfg, "untrained")
 
 
 def _faces(n: int = 6) -> torch.Tensor:

@@ -9,14 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dfc_vae import DFCVAE, LoadedRun, ModelConfig, TrainConfig, UserError, manifold_grid, save_manifold, to_uint8
+from tiny import untrained_loaded_run
+
+from dfc_vae import LoadedRun, ModelConfig, TrainConfig, UserError, manifold_grid, save_manifold, to_uint8
 
 
 def _run(latent_dim: int = 2, vgg_weights: str = "random") -> LoadedRun:
     cfg = TrainConfig(loss="vae123", vgg_weights=vgg_weights, image_size=32, latent_dim=latent_dim, base_channels=4)
-    torch.manual_seed(0)
-    return LoadedRun(Path("m2"), DFCVAE(cfg.model_config()).eval(), cfg, {"synthetic": True, "vgg_weights": "random"},
-                     7, torch.device("cpu"))
+    return untrained_loaded_run(cfg, "m2", {"synthetic": True, "vgg_weights": "random"}, step=7)
 
 
 def test_the_grid_decodes_z_left_to_right_and_bottom_to_top():

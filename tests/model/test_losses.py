@@ -254,15 +254,3 @@ def test_unknown_reduction_is_a_user_error():
     with pytest.raises(UserError, match="sum, paper"):
         DFCLoss("pvae", reduction="mean")
 
-
-def test_resume_refuses_a_change_of_reduction_and_old_runs_had_sums():
-    from dfc_vae.runs.config import TrainConfig
-    from dfc_vae.training.rundir import merge_resume_config
-
-    saved = TrainConfig(data="d", out="o").to_dict()
-    with pytest.raises(UserError, match="reduction"):
-        merge_resume_config(saved, TrainConfig(data="d", out="o", reduction="paper"))
-    del saved["reduction"]  # a run from before the setting existed trained with per-image sums
-    assert merge_resume_config(saved, TrainConfig(data="d", out="o")).reduction == "sum"
-    with pytest.raises(UserError, match="reduction"):
-        merge_resume_config(saved, TrainConfig(data="d", out="o", reduction="paper"))

@@ -5,13 +5,12 @@ import importlib.util
 from pathlib import Path
 import pytest
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 spec = importlib.util.spec_from_file_location("chaos_resume", Path(__file__).parents[2] / "experiments" / "chaos_resume.py")
 chaos = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(chaos)
 
 
+@pytest.mark.slow  # trains in processes it kills
 def test_killed_and_resumed_training_ends_identical_to_an_uninterrupted_run(tmp_path):
     from dfc_vae.data.synth import render_celeba
 

@@ -11,8 +11,6 @@ from dfc_vae.training.curves import run_curves
 from dfc_vae.training.loop import train
 from tiny import tiny_settings
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 TINY = tiny_settings(log_every=1, checkpoint_every=0)
 
 
@@ -51,6 +49,7 @@ def test_curves_command_compares_runs(two_runs, tmp_path, capsys):
     assert not (tmp_path / "none.png").exists()
 
 
+@pytest.mark.slow  # trains
 def test_tensorboard_event_files_or_how_to_install(synth_root, tmp_path, capsys, monkeypatch):
     args = ["train", "--data", str(synth_root), "--out", str(tmp_path / "run"), "--loss", "pvae", "--image-size", "32",
             "--latent-dim", "8", "--batch-size", "16", "--vgg-weights", "random", "--cache-dir", str(tmp_path / "c"),

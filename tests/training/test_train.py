@@ -7,17 +7,15 @@ import shutil
 import pytest
 import torch
 
+from dfc_vae.runs import checkpoint
 from dfc_vae.runs.checkpoint import load_checkpoint
 from dfc_vae.cli import main
 from dfc_vae.runs.config import TrainConfig
-from dfc_vae.data.cache import prepare_cache
 from dfc_vae.util.errors import UserError
 from dfc_vae.training.loop import train
 from dfc_vae.training.step import learning_rate
 from dfc_vae.util.device import resolve_precision
 from tiny import tiny_settings
-
-pytestmark = pytest.mark.slow  # trains models or starts processes
 
 TINY = tiny_settings(latent_dim=16, log_every=1, checkpoint_every=0)  # the exact-resume and precision assertions hold on a CPU
 
@@ -27,18 +25,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_cache_holds_the_official_crop_and_is_reused(synth_root, cache_dir):
-    from dfc_vae.data.decode import load_face
-    import numpy as np
-
-    cache = prepare_cache(synth_root, 32, "official", cache_dir, workers=2, progress=False)
-    assert cache.images.shape == (96, 32, 32, 3) and cache.images.dtype == np.uint8
-    assert np.array_equal(cache.images[5], load_face(synth_root / "img_align_celeba" / cache.ids[5], 32))
-    assert prepare_cache(synth_root, 32, "official", cache_dir, progress=False).path == cache.path
-    other = prepare_cache(synth_root, 32, "center148", cache_dir, progress=False)
-    assert other.path != cache.path and not np.array_equal(other.images[5], cache.images[5])
-
-
+@pytest.mark.slow  # trains
 def test_training_lowers_the_loss_and_writes_the_run_directory(synth_root, cache_dir, tmp_path):
     run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=3,
                             cache_dir=str(cache_dir), **(TINY | {"loss": "vae123"})), progress=False)
@@ -78,6 +65,7 @@ def test_warm_up_then_cosine_decay_by_the_step():
         TrainConfig(lr_schedule="linear").validate()
 
 
+@pytest.mark.slow  # trains
 def test_resume_inside_a_cosine_schedule_matches_the_uninterrupted_run(synth_root, cache_dir, tmp_path):
     cfg = dict(data=str(synth_root), cache_dir=str(cache_dir), epochs=2, lr_schedule="cosine", warmup_steps=3, **TINY)
     straight = train(TrainConfig(out=str(tmp_path / "a"), **cfg), progress=False)
@@ -90,6 +78,7 @@ def test_resume_inside_a_cosine_schedule_matches_the_uninterrupted_run(synth_roo
     assert a["step"] == b["step"] and a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
 
 
+@pytest.mark.slow  # trains
 def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_root, cache_dir, tmp_path):
     # lr_halving=2: the resumed second epoch must run at the halved rate, as the uninterrupted one did
     cfg = dict(data=str(synth_root), cache_dir=str(cache_dir), lr_halving=2, **TINY)
@@ -108,6 +97,72 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(synth_r
     assert _rows(straight / "metrics.csv") != [] and len(_rows(straight / "metrics.csv")) == len(_rows(resumed / "metrics.csv"))
 
 
+@pytest.mark.slow  # trains
+def test_resume_loads_the_checkpoint_to_the_cpu_and_restores_rng_states_from_any_device(synth_root, cache_dir, tmp_path,
+                                                                                       monkeypatch):
+    cfg = dict(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, cache_dir=str(cache_dir), **TINY)
+    train(TrainConfig(max_steps=2, **cfg), progress=False)
+    import dfc_vae.training.rundir as rundir
+
+    seen = []
+    original = rundir.load_checkpoint
+    monkeypatch.setattr(rundir, "load_checkpoint", lambda path, map_location="cpu": seen.append(map_location)
+                        or original(path, map_location))
+    train(TrainConfig(max_steps=3, **cfg), resume=True, progress=False)
+    assert seen == ["cpu"]  # load_state_dict places model and optimizer state on the training device
+    # set_rng_state takes states whatever device they were mapped to (here: views of the CPU ones)
+    state = checkpoint.rng_state()
+    checkpoint.set_rng_state({**state, "torch": state["torch"].clone()})
+    assert torch.equal(torch.get_rng_state(), state["torch"])
+
+
+def test_only_the_training_devices_cuda_rng_state_is_saved_and_restored(monkeypatch):
+    calls = []
+    fake_state = torch.arange(16, dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": calls.append(("get", device)) or fake_state)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved the state of every GPU"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": calls.append(("set", device, s)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: pytest.fail("restored the state of every GPU"))
+    on_cpu = checkpoint.rng_state(torch.device("cpu"))
+    assert "cuda" not in on_cpu
+    gpu1 = torch.device("cuda", 1)
+    state = checkpoint.rng_state(gpu1)
+    assert torch.equal(state["cuda"], fake_state) and calls == [("get", gpu1)]
+    calls.clear()
+    checkpoint.set_rng_state(state, torch.device("cuda", 0))  # resumed on another (or the only) GPU
+    assert calls[0][:2] == ("set", torch.device("cuda", 0)) and torch.equal(calls[0][2], fake_state)
+    calls.clear()
+    checkpoint.set_rng_state({**state, "cuda": [fake_state, fake_state + 1]}, torch.device("cuda", 1))  # older files
+    assert torch.equal(calls[0][2], fake_state + 1)
+    calls.clear()
+    checkpoint.set_rng_state(state, torch.device("cpu"))
+    assert calls == []
+
+
+def test_resuming_with_another_configuration_is_refused(tiny_trained_run, synth_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_trained_run, run)  # the shared run stays as trained
+    # the run's own settings but for the latent size
+    code = main(["train", "--data", str(synth_root), "--out", str(run), "--resume", "--latent-dim", "32",
+                 "--vgg-weights", "imagenet", "--base-channels", "8", "--image-size", "32", "--batch-size", "16",
+                 "--loss", "pvae"])
+    assert code == 2
+    assert "latent-dim" in _error_line(capsys)
+
+
+def test_resume_refuses_a_change_of_reduction_and_old_runs_had_sums():
+    from dfc_vae.training.rundir import merge_resume_config
+
+    saved = TrainConfig(data="d", out="o").to_dict()
+    with pytest.raises(UserError, match="reduction"):
+        merge_resume_config(saved, TrainConfig(data="d", out="o", reduction="paper"))
+    del saved["reduction"]  # a run from before the setting existed trained with per-image sums
+    assert merge_resume_config(saved, TrainConfig(data="d", out="o")).reduction == "sum"
+    with pytest.raises(UserError, match="reduction"):
+        merge_resume_config(saved, TrainConfig(data="d", out="o", reduction="paper"))
+
+
+@pytest.mark.slow  # trains
 def test_without_calibration_the_latent_stays_raw(synth_root, cache_dir, tmp_path):
     run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, max_steps=2,
                             cache_dir=str(cache_dir), calibrate_latent=False, **TINY), progress=False)
@@ -115,6 +170,7 @@ def test_without_calibration_the_latent_stays_raw(synth_root, cache_dir, tmp_pat
     assert torch.equal(model["latent_scale"], torch.ones(16)) and torch.equal(model["latent_shift"], torch.zeros(16))
 
 
+@pytest.mark.slow  # trains
 def test_cli_train_sample_reconstruct(synth_root, cache_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(synth_root), "--out", str(run), "--loss", "pvae", "--epochs", "1",
@@ -194,6 +250,7 @@ def test_not_a_run_directory_and_taken_run_directory(synth_root, tmp_path, capsy
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow  # compiles the step (~30 s)
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                     reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_step_matches_the_eager_step():
@@ -219,15 +276,12 @@ def test_compiled_step_matches_the_eager_step():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * scale)
 
 
-def test_precision_auto_is_bf16_where_the_cpu_computes_it_natively_and_a_bf16_step_tracks_fp32():
+def test_a_bf16_step_tracks_fp32():
     from dfc_vae.model.losses import DFCLoss
     from dfc_vae.model.network import DFCVAE, ModelConfig
     from dfc_vae.training.step import TrainStep, make_step_fn
 
     cpu = torch.device("cpu")
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
-    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     x = torch.rand(8, 32, 32, 3).permute(0, 3, 1, 2)  # channels_last, as batches come
     eps = torch.randn(8, 100)
     results = {}
@@ -273,42 +327,7 @@ def test_a_toml_setting_of_the_wrong_type_is_refused(tmp_path, capsys):
     assert "epochs = 'three'" in _error_line(capsys)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["sample", "--run", "RUN", "--n", "0"], "argument --n: 0 is out of range; allowed: an integer >= 1"),
-    (["sample", "--run", "RUN", "--temperature", "nan"], "argument --temperature: nan is out of range"),
-    (["sample", "--run", "RUN", "--seed", "-1"], "argument --seed: -1 is out of range"),
-    (["reconstruct", "--run", "RUN", "--data", "D", "--n", "-2"], "argument --n: -2 is out of range"),
-    (["synth", "--out", "OUT", "--workers", "-3"], "argument --workers: -3 is out of range"),
-    (["prepare", "--data", "D", "--workers", "-1"], "argument --workers: -1 is out of range"),
-    (["evaluate", "--run", "RUN", "--seed", "4294967296"], "argument --seed: 4294967296 is out of range"),
-])
-def test_other_commands_refuse_numbers_out_of_range(argv, message, tmp_path, capsys):
-    argv = [str(tmp_path / a) if a in ("RUN", "D", "OUT") else a for a in argv]
-    assert main(argv) == 2
-    assert message in _error_line(capsys)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_an_error_line_starts_on_a_line_of_its_own_under_a_progress_bar(monkeypatch, capsys):
-    import sys
-
-    from tqdm.auto import tqdm
-
-    import dfc_vae.commands.sample as sample
-
-    def run(args):
-        bar = tqdm(total=10, desc="working", file=sys.stderr)  # a bar left open by the failing step
-        bar.update(3)
-        raise UserError("something went wrong")
-
-    monkeypatch.setattr(sample, "run", run)
-    assert main(["sample", "--run", "x"]) == 2
-    err = capsys.readouterr().err
-    assert err.endswith("dfc-vae sample: error: something went wrong\n")
-    line = next(line for line in err.split("\n") if "error:" in line)
-    assert line == "dfc-vae sample: error: something went wrong"  # not appended to the bar's line
-
-
+@pytest.mark.slow  # trains
 def test_a_nonfinite_loss_term_is_named(synth_root, tmp_path, monkeypatch):
     from dfc_vae.model import losses
 

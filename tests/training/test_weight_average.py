@@ -10,11 +10,10 @@ from dfc_vae.training.loop import train
 from tiny import tiny_settings
 import pytest
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 TINY = tiny_settings(latent_dim=16, base_channels=8, workers=1)
 
 
+@pytest.mark.slow  # trains
 def test_the_run_model_is_the_weight_average_and_resume_continues_both_exactly(synth_root, cache_dir, tmp_path):
     cfg = dict(data=str(synth_root), cache_dir=str(cache_dir), ema_decay=0.9, **TINY)
     straight = train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **cfg), progress=False)
@@ -30,6 +29,7 @@ def test_the_run_model_is_the_weight_average_and_resume_continues_both_exactly(s
     assert all(torch.equal(loaded[k], a["model"][k]) for k in loaded)
 
 
+@pytest.mark.slow  # trains
 def test_without_averaging_the_checkpoint_holds_the_trained_weights_only(synth_root, cache_dir, tmp_path):
     run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), epochs=1, max_steps=2,
                             cache_dir=str(cache_dir), **TINY), progress=False)

@@ -20,8 +20,6 @@ from dfc_vae.cli import main
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.runlock import LOCK_NAME, run_lock
 
-pytestmark = pytest.mark.slow  # trains models or starts processes
-
 REPO = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time\nfrom dfc_vae.util.runlock import run_lock\n"
         "with run_lock(sys.argv[1], 'train'):\n    print('held', flush=True)\n    time.sleep(600)\n")
@@ -51,6 +49,7 @@ def _error_line(capsys) -> str:
     return err[0]
 
 
+@pytest.mark.slow  # trains and starts a process
 def test_a_second_train_is_refused_naming_the_holder_and_a_killed_holder_frees_the_run(synth_root, tmp_path, capsys):
     run, cache = tmp_path / "run", tmp_path / "cache"
     assert main(_train_args(synth_root, run, cache, "--max-steps", "2")) == 0
@@ -68,6 +67,7 @@ def test_a_second_train_is_refused_naming_the_holder_and_a_killed_holder_frees_t
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 4
 
 
+@pytest.mark.slow  # trains in two processes
 def test_two_concurrent_trainings_one_refused_the_other_identical_to_a_lone_run(synth_root, tmp_path, capsys):
     cache = tmp_path / "cache"
     assert main(["prepare", "--data", str(synth_root), "--image-size", "32", "--cache-dir", str(cache)]) == 0
@@ -136,6 +136,7 @@ print(prepare_cache(data, 128, "official", cache, workers=1, progress=False).pat
 """
 
 
+@pytest.mark.slow  # starts processes
 def test_two_concurrent_prepares_of_one_cache_both_end_with_the_same_complete_cache(synth_root, tmp_path):
     from dfc_vae.data.cache import open_cache, prepare_cache
 

@@ -1,5 +1,6 @@
 """The shared pieces of dfc_vae/util and commands/_common: allowed values, the output-folder check, markdown
-tables, the machine's description, the torchrun command line, and the flags several commands share."""
+tables, the machine's description, the torchrun command line, the flags several commands share and their
+ranges, an error's one line (under an open progress bar too), and the pictures: figures, grids, captions."""
 
 import argparse
 import os
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from dfc_vae.cli import main
 from dfc_vae.util import choices, machine
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder
@@ -190,3 +192,62 @@ def test_a_long_footer_wraps_to_the_faces_width():
     assert wrapped.shape[0] > short.shape[0] + 30  # the caption takes several lines instead
     x0, y0, size, _ = map(int, where["cells"].split(","))
     assert np.all(wrapped[y0:y0 + size, x0:x0 + size] == 90)
+
+
+def test_grid_enlarges_faces_under_64_px_unless_asked_to_keep_them_native():
+    from dfc_vae.util.images import grid
+
+    faces = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    big = grid(faces, 3)
+    assert big.shape == (64 + 4, 3 * 66 + 2, 3)
+    assert np.array_equal(big[2:66:2, 2:66:2], faces[0]) and np.array_equal(big[3:66:2, 3:66:2], faces[0])
+    assert grid(faces, 3, min_size=0).shape == (32 + 4, 3 * 34 + 2, 3)
+    assert grid(np.zeros((2, 64, 64, 3), np.uint8), 2).shape == (64 + 4, 2 * 66 + 2, 3)  # 64 px: as they are
+
+
+def test_a_caption_is_wrapped_to_the_picture_s_width():
+    from dfc_vae.util.images import add_caption
+
+    image = np.zeros((40, 200, 3), np.uint8)
+    captioned = add_caption(image, ["a caption line far longer than the two hundred pixels of the picture above it"])
+    assert captioned.shape[1] == 200 and captioned.shape[0] > 40
+    ink = (captioned[40:].min(axis=2) < 128).any(axis=1)  # the rows of the strip with text in them
+    starts = np.flatnonzero(ink[1:] & ~ink[:-1])
+    assert len(starts) >= 2  # two lines or more
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "--run", "RUN", "--n", "0"], "argument --n: 0 is out of range; allowed: an integer >= 1"),
+    (["sample", "--run", "RUN", "--temperature", "nan"], "argument --temperature: nan is out of range"),
+    (["sample", "--run", "RUN", "--seed", "-1"], "argument --seed: -1 is out of range"),
+    (["reconstruct", "--run", "RUN", "--data", "D", "--n", "-2"], "argument --n: -2 is out of range"),
+    (["synth", "--out", "OUT", "--workers", "-3"], "argument --workers: -3 is out of range"),
+    (["prepare", "--data", "D", "--workers", "-1"], "argument --workers: -1 is out of range"),
+    (["evaluate", "--run", "RUN", "--seed", "4294967296"], "argument --seed: 4294967296 is out of range"),
+])
+def test_other_commands_refuse_numbers_out_of_range(argv, message, tmp_path, capsys):
+    argv = [str(tmp_path / a) if a in ("RUN", "D", "OUT") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0] and message in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_line_starts_on_a_line_of_its_own_under_a_progress_bar(monkeypatch, capsys):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    import dfc_vae.commands.sample as sample
+
+    def run(args):
+        bar = tqdm(total=10, desc="working", file=sys.stderr)  # a bar left open by the failing step
+        bar.update(3)
+        raise UserError("something went wrong")
+
+    monkeypatch.setattr(sample, "run", run)
+    assert main(["sample", "--run", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("dfc-vae sample: error: something went wrong\n")
+    line = next(line for line in err.split("\n") if "error:" in line)
+    assert line == "dfc-vae sample: error: something went wrong"  # not appended to the bar's line
