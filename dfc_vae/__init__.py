@@ -15,7 +15,7 @@ from dfc_vae.runs.config import TrainConfig  # noqa: E402
 
 # name -> the module (under dfc_vae) that defines it
 _LAZY = {
-    "load_run": "runs.run", "LoadedRun": "runs.run", "sample_grid": "runs.run", "reconstruct_grid": "runs.run", "export_run": "app.export", "load_model": "app.export",
+    "load_run": "runs.run", "LoadedRun": "runs.run", "sample_grid": "runs.run", "reconstruct_grid": "runs.run", "export_run": "sharing.export", "load_model": "sharing.export",
     "open_faces": "data.sources", "FaceSet": "data.faces",
     "read_photo": "editing.edit", "edit_faces": "editing.edit",
     "AttributeVectors": "editing.attributes", "compute_attribute_vectors": "editing.attributes",

@@ -62,7 +62,7 @@ def model_vectors(args: argparse.Namespace, loaded, required: bool = False):
     step of the model. None where there are none, or with `required`, a UserError saying what to pass."""
     import sys
 
-    from dfc_vae.app.export import DEFAULT_VECTORS, default_vectors_file
+    from dfc_vae.sharing.export import DEFAULT_VECTORS, default_vectors_file
     from dfc_vae.editing.attributes import load_attribute_vectors, stale_vectors_note
     from dfc_vae.util.errors import UserError
 

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dfc_vae.app.export import export_run
+    from dfc_vae.sharing.export import export_run
     from dfc_vae.util.hub import push_folder
     from dfc_vae.util.runlock import run_lock
 
