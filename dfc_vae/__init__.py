@@ -22,7 +22,7 @@ _LAZY = {
     "load_attribute_vectors": "editing.attributes",
     "add_attributes": "editing.latent", "interpolate": "editing.latent", "lerp": "editing.latent", "slerp": "editing.latent", "walk": "editing.latent",
     "to_tensor": "util.images",
-    "to_uint8": "util.images", "grid": "util.images", "save_png": "util.images", "provenance": "util.images",
+    "to_uint8": "util.images", "grid": "util.images", "save_png": "util.images", "provenance": "runs.provenance",
     "train": "training.loop", "render_celeba": "data.synth", "FaceSplit": "runs.split",
     "measure_reconstruction": "evaluation.evaluate",
     "log_likelihood": "evaluation.likelihood", "LogLikelihood": "evaluation.likelihood",

@@ -23,7 +23,7 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
 from dfc_vae.util.tables import markdown_table
 from dfc_vae.util.machine import describe_machine
-from dfc_vae.util.images import synthetic_faces
+from dfc_vae.data.faces import synthetic_faces
 from dfc_vae.app.demo_progress import DemoWork, Progress, twin_estimates
 
 if TYPE_CHECKING:

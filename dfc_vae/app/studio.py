@@ -45,7 +45,8 @@ import torch
 from PIL import Image
 
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import grid, provenance, save_png, to_uint8
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import grid, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
 from dfc_vae.evaluation.samples import request_scores, run_classifier
 from dfc_vae.runs.prior import PRIOR_TITLES, drawn_to_order, parse_where

@@ -20,7 +20,8 @@ from dfc_vae.data.celeba import ALIGNED_SIZE
 from dfc_vae.data.decode import crop_box, load_face, opened_image
 from dfc_vae.util.images import to_tensor
 from dfc_vae.util.errors import UserError, check_names
-from dfc_vae.util.images import grid, provenance, save_png, to_uint8
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import grid, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
 
 ASPECT_TOLERANCE = 0.12  # width/height may differ this much (relative) from CelebA's 178/218

@@ -37,7 +37,8 @@ from dfc_vae.evaluation.metrics import mse, psnr, ssim
 from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss
 from dfc_vae.runs.split import open_faces_for_run
 from dfc_vae.util.errors import UserError, check_names
-from dfc_vae.util.images import provenance, to_tensor
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import to_tensor
 
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)  # the grid searched for the edit closest to the twin
 FACES = 50  # faces per attribute and direction

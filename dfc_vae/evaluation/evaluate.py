@@ -34,13 +34,15 @@ import torch
 from dfc_vae.util.argtypes import require
 from dfc_vae.editing.attributes import attribute_vectors, encode_split
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD, SPLIT_NAMES
+from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.util.choices import SPLIT_NAMES
 from dfc_vae.util.images import to_tensor
 from dfc_vae.data.faces import FaceSet, report_notes
 from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
-from dfc_vae.util.images import provenance, save_png
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import save_png
 from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss, active_units
 from dfc_vae.evaluation.likelihood import LL_FACES, likelihood_lines, log_likelihood, require_pixel_loss
 from dfc_vae.evaluation.metrics import ProbeResult, linear_probe, mse, psnr, ssim

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import numpy as np
 import torch
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
 
 TSNE_FACES = 500  # default number of test faces in the t-SNE picture: enough to see clusters, seconds on a CPU
 TSNE_CANVAS = 1024  # pixels per side of the t-SNE picture (before its caption)

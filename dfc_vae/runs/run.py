@@ -15,8 +15,10 @@ from dfc_vae.runs.checkpoint import latest_checkpoint, load_checkpoint
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.util.device import resolve_device
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import RANDOM_VGG, provenance, save_figure, to_uint8
+from dfc_vae.util.images import save_figure, to_uint8
+from dfc_vae.model.losses import RANDOM_VGG
 from dfc_vae.model.network import DFCVAE
+from dfc_vae.runs.provenance import provenance
 from dfc_vae.runs.prior import Draw, FittedPrior, stored_prior
 from dfc_vae.runs.split import FaceSplit
 

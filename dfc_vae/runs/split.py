@@ -21,7 +21,8 @@ from dfc_vae.data.cache import ImageCache, prepare_cache
 from dfc_vae.data.faces import FaceSet
 from dfc_vae.data.sources import open_faces
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import provenance, to_tensor
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import to_tensor
 
 
 def open_faces_for_run(run, data=None, labels=None, allow_missing: bool | None = None) -> FaceSet:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from dfc_vae.training.distributed import Processes, sum_over_processes
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_text
 

@@ -1,5 +1,5 @@
 """Pictures: uint8 <-> float conversion of face batches, image grids, and PNG files with a caption
-strip that says how the pictures were made."""
+strip under them."""
 
 from __future__ import annotations
 
@@ -181,23 +181,3 @@ def save_png(path: str | Path, image: np.ndarray, caption: list[str] | None = No
     Image.fromarray(image).save(buf, format="PNG", pnginfo=info)
     write_bytes(path, buf.getvalue())
 
-
-# The provenance sentences: every output made from rendered faces or random VGG weights says so, in
-# these words (captions, reports, the terminal).
-SYNTHETIC_FACES = "synthetic faces (dfc_vae.data.synth), not CelebA"
-RANDOM_VGG = "VGG19 with RANDOM weights, not ImageNet"
-
-
-def synthetic_faces(seed) -> str:
-    """The provenance sentence of one rendered dataset."""
-    return f"synthetic faces rendered by dfc_vae.data.synth (seed {seed}), not CelebA"
-
-
-def provenance(synthetic: bool, vgg_weights: str) -> list[str]:
-    """Caption lines that say how a picture was made, when it was not real CelebA + ImageNet VGG."""
-    lines = []
-    if synthetic:
-        lines.append(SYNTHETIC_FACES)
-    if vgg_weights.startswith("random"):
-        lines.append(RANDOM_VGG)
-    return lines

@@ -21,11 +21,11 @@ from dfc_vae.data.celeba import ATTRIBUTE_NAMES, LAST_IMAGE, LAST_TRAIN, LAST_VA
 from dfc_vae.data.synth.face import render_face_annotated
 from dfc_vae.data.synth.labels import VISIBLE_ATTRIBUTES, sample_attributes
 from dfc_vae.util.argtypes import require
-from dfc_vae.util.choices import SYNTH_LAYOUTS as LAYOUTS
-from dfc_vae.util.choices import SYNTHETIC_MARKER as MARKER_NAME
+from dfc_vae.data.faces import SYNTHETIC_MARKER as MARKER_NAME
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
 
+LAYOUTS = ("official", "torchvision", "kaggle", "folder")  # folder: the JPEGs and a labels.csv, nothing else
 GENERATOR = "dfc_vae.synth"  # the marker's "generator": names the renderer in every dataset's marker
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
 # Raised whenever the same seed would draw different pixels, so that a dataset of an older format

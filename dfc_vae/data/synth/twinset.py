@@ -25,11 +25,11 @@ import pandas as pd
 from PIL import Image
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
+from dfc_vae.data.faces import SYNTHETIC_MARKER
 from dfc_vae.data.synth.dataset import (FORMAT_VERSION, GENERATOR, JPEG_QUALITY, face_rng, partition, paths)
 from dfc_vae.data.synth.face import render_params
 from dfc_vae.data.synth.labels import sample_attributes
 from dfc_vae.data.synth.twins import DIRECTIONS, TWIN_ATTRIBUTES, attribute_region, label_row, twin_labels, twin_params
-from dfc_vae.util.choices import SYNTHETIC_MARKER
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
 
