@@ -235,7 +235,8 @@ def _figures(steps: Progress, s: DemoSettings, run, data, vectors, clf, figs: Pa
     """Steps 6 to 8: Figures 5 and 6 and the prior gap, written into `figs`; returns their summaries."""
     from dfc_vae.evaluation.diagnostics import prior_gap
     from dfc_vae.evaluation.figure6 import figure6
-    from dfc_vae.evaluation.figures import as_dict, figure5
+    from dfc_vae.evaluation.figure5 import figure5
+    from dfc_vae.evaluation.figures import as_dict
 
     common = dict(n_faces=s.faces_per_edit, seed=s.seed, cache_dir=cache_dir, progress=progress)
     with steps.step(6, f"Figure 5: interpolations, {s.faces_per_edit} rows per kind, measured", "fig5"):

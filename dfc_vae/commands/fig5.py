@@ -113,7 +113,7 @@ def _row_line(r) -> str:
 
 def run(args: argparse.Namespace) -> None:
     from dfc_vae.evaluation.classifier import classifier_for_run
-    from dfc_vae.evaluation.figures import FIG5_ROWS, figure5
+    from dfc_vae.evaluation.figure5 import FIG5_ROWS, figure5
     check_figure_numbers(args)
     endpoints = _endpoints(args.pairs)
     with model_lock(args, "fig5"):  # the run's classifier may be trained and written

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.figure6 import figure6
-    from dfc_vae.evaluation.figures import FIG6_ROWS, parse_edit
+    from dfc_vae.evaluation.figure6 import FIG6_ROWS, parse_edit
 
     check_figure_numbers(args, few_steps="--steps must be at least 2")
     _check_alpha_range(args.alpha_min, args.alpha_max)

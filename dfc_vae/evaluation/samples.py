@@ -275,7 +275,8 @@ def fake_rows_by_prior(run, classifier, prior, n_rows: int = 300, seed: int = 0,
     without a fitted prior): the same judge and measures, the same generator (the ends of N(0, I) are the figure's
     own at this seed; the fitted Gaussian's, those draws mapped)."""
     from dfc_vae.evaluation.diagnostics import FAKE_ROW_SALT, measure_rows
-    from dfc_vae.evaluation.figures import AttributeJudge, prior_ends
+    from dfc_vae.evaluation.figure5 import prior_ends
+    from dfc_vae.evaluation.figures import AttributeJudge
     from dfc_vae.runs.prior import PRIOR_TITLES, PRIORS
 
     judge = AttributeJudge.for_rows(classifier)
@@ -371,7 +372,8 @@ def sample_section(quality: SampleQuality, fake_rows: dict | None = None, level:
 def fig5_rows_with_prior(prior, kind: str):
     """Figure 5's row kinds with the fake -> fake rows' ends drawn from `kind` of the fitted `prior` (the same place
     in the figure, so the same generator as the N(0, I) rows at a seed)."""
-    from dfc_vae.evaluation.figures import FIG5_ROWS, InterpolationRow
+    from dfc_vae.evaluation.figure5 import FIG5_ROWS
+    from dfc_vae.evaluation.figures import InterpolationRow
     from dfc_vae.runs.prior import PRIOR_TITLES
 
     if kind == "normal":
