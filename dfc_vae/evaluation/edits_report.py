@@ -13,7 +13,7 @@ from dfc_vae.evaluation.edits import EditBenchmark, edit_benchmark
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import save_figure
-from dfc_vae.util.tables import markdown_table
+from dfc_vae.util.tables import markdown_table, percent
 
 COLUMNS = ["face", "twin", "recon.", "edit", "twin rec.", "change"]  # the edit at alpha = 1
 FILES = ("edits.png", "edits.csv", "edits.json")
@@ -58,10 +58,6 @@ def write_edit_benchmark(bench: EditBenchmark, out: str | Path) -> dict[str, Pat
     return paths
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.0f}%"
-
-
 def _pos(v) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -71,14 +67,14 @@ def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str
     rows = []
     for r in bench.results:
         judge = r.judge
-        judge_cell = (f"{_pct(judge.get('twin_recon'))} / {_pct(judge.get('edit'))}"
+        judge_cell = (f"{percent(judge.get('twin_recon'), 0, nan_missing=False)} / {percent(judge.get('edit'), 0, nan_missing=False)}"
                       if judge.get("edit") is not None else "-")
         if judge.get("edit") is not None and not bench.classifier_trusted.get(r.attribute, True):
             judge_cell += " (not scored)"
         rows.append([edit_name(r.attribute, r.direction), r.method, r.faces,
                      f"{r.floor['mse']:.4f} -> {r.ceiling['mse']:.4f}", " / ".join(_pos(r.position_at_one[m]) for m in ("mse", "ssim", "vgg")),
                      f"{r.best_alpha:g}", " / ".join(_pos(r.position_at_best[m]) for m in ("mse", "vgg")),
-                     f"{_pct(r.inside_region)} ({_pct(r.twin_inside_region)}; {_pct(r.region_share)})", judge_cell])
+                     f"{percent(r.inside_region, 0, nan_missing=False)} ({percent(r.twin_inside_region, 0, nan_missing=False)}; {percent(r.region_share, 0, nan_missing=False)})", judge_cell])
     header = ["edit", "vectors", "faces", "MSE floor -> ceiling", "position at alpha 1 (MSE / SSIM / VGG)", "best alpha",
               "position at best (MSE / VGG)", "change inside region (twin's; region's area)",
               "judge right: twin recon. / edit"]

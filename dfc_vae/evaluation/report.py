@@ -3,6 +3,7 @@ tables from the summary, and every file of the evaluation written into its folde
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -15,11 +16,10 @@ from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
 from dfc_vae.runs.run import reconstruct_grid, sample_grid
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import save_png
-from dfc_vae.util.tables import markdown_table
+from dfc_vae.util.tables import markdown_table, percent
 
-
-def _pct(x: float) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+# the report's percentages: the number alone (its column or sentence says "%"), blank where not measured
+_percent = functools.partial(percent, unit="", missing="")
 
 
 def write_evaluation(inputs, tables: dict[str, str], pictures: dict[str, tuple[np.ndarray, list[str]]],
@@ -72,14 +72,14 @@ def _attribute_section(s: dict, attrs: pd.DataFrame) -> list[str]:
     ]
     header = ["attribute", "probe acc. %", "majority %", "gain (points)", *(["LNets+ANet %"] if real else []),
               *(["drawn"] if drawn else []), "L2"]
-    rows = [[r.attribute, _pct(r.test_accuracy), _pct(r.majority_baseline), f"{100 * r.gain:+.1f}",
-             *([_pct(r.lnets_anet)] if real else []), *(["yes" if r.visible else "no"] if drawn else []),
+    rows = [[r.attribute, _percent(r.test_accuracy), _percent(r.majority_baseline), f"{100 * r.gain:+.1f}",
+             *([_percent(r.lnets_anet)] if real else []), *(["yes" if r.visible else "no"] if drawn else []),
              "majority" if math.isinf(r.l2) else f"{r.l2:g}"] for r in attrs.itertuples()]
     # the mean row's blank cells are written "| |"
-    mean_row = f"| **mean** | **{_pct(s['mean_accuracy'])}** | {_pct(s['mean_majority_baseline'])} | " \
+    mean_row = f"| **mean** | **{_percent(s['mean_accuracy'])}** | {_percent(s['mean_majority_baseline'])} | " \
                f"{100 * (s['mean_accuracy'] - s['mean_majority_baseline']):+.1f} |"
     if real:
-        mean_row += f" {_pct(s['mean_lnets_anet'])} |"
+        mean_row += f" {_percent(s['mean_lnets_anet'])} |"
     if drawn:
         mean_row += " |"
     lines += markdown_table(header, rows) + [mean_row + " |", ""]
@@ -95,7 +95,7 @@ def _honesty_section(s: dict) -> list[str]:
         "",
         f"- drawn attributes reach >= {VISIBLE_MIN_ACCURACY:.0%} test accuracy: "
         f"{'yes' if not h['visible_below_95'] else 'NO: ' + ', '.join(h['visible_below_95'])} "
-        f"(lowest {_pct(h['visible_min_accuracy'])}%; mean over drawn attributes {_pct(s['mean_accuracy_visible'])}%)",
+        f"(lowest {_percent(h['visible_min_accuracy'])}%; mean over drawn attributes {_percent(s['mean_accuracy_visible'])}%)",
         f"- label-only attributes stay within {100 * LABEL_ONLY_MAX_GAP:.0f} points of the majority baseline: "
         f"{'yes' if not h['label_only_off_baseline'] else 'NO: ' + ', '.join(h['label_only_off_baseline'])} "
         f"(largest gap {100 * h['label_only_max_abs_gap']:.1f} points)",

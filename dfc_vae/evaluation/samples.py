@@ -296,10 +296,6 @@ def _f(x: float | None, digits: int = 3) -> str:
     return "-" if x is None or x != x else f"{x:.1f}" if abs(x) >= 100 else f"{x:.{digits}f}"
 
 
-def _pct(x: float) -> str:
-    return "-" if x != x else f"{100 * x:.1f}%"
-
-
 def sample_table_rows(quality: SampleQuality) -> tuple[list[str], list[list[str]]]:
     """The header and rows of the measures' table: one row per sampler."""
     header = ["faces from", "faces", "FD classifier", "precision classifier", "recall classifier", "FD VGG",
@@ -342,7 +338,7 @@ def sample_csv(quality: SampleQuality) -> str:
 def sample_section(quality: SampleQuality, fake_rows: dict | None = None, level: str = "##",
                    picture: str | None = None) -> list[str]:
     """The markdown section of the samples' quality (evaluate's report and the demo's)."""
-    from dfc_vae.util.tables import markdown_table
+    from dfc_vae.util.tables import markdown_table, percent
 
     ref = quality.reference
     lines = [f"{level} Random faces: sample quality", "",
@@ -362,7 +358,7 @@ def sample_section(quality: SampleQuality, fake_rows: dict | None = None, level:
         lines += ["Figure 5's fake -> fake rows with their ends drawn from each prior (the same judge and tolerance; "
                   "rows whose scores change):", ""]
         lines += markdown_table(["ends of the rows", "monotone (rows)"],
-                                [[name, f"{_pct(r.monotone)} ({r.rows_with_changing_scores})"]
+                                [[name, f"{percent(r.monotone)} ({r.rows_with_changing_scores})"]
                                  for name, r in fake_rows.items()]) + [""]
     if picture:
         lines += [f"![random faces from each prior]({picture})", ""]
