@@ -6,6 +6,8 @@ loading a trained run, reading faces, attribute vectors, latent arithmetic, imag
 imported on first use, so `import dfc_vae` loads no more than the model needs.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 from dfc_vae.util.errors import UserError  # noqa: E402
@@ -37,7 +39,6 @@ __all__ = ["DFCVAE", "ModelConfig", "DFCLoss", "TrainConfig", "UserError", "kl_d
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     globals()[name] = value  # later look-ups skip this function

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import shutil
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +25,12 @@ from dfc_vae.util.tables import markdown_table, percent
 from dfc_vae.util.machine import describe_machine
 from dfc_vae.data.faces import synthetic_faces
 from dfc_vae.app.demo_progress import DemoWork, Progress, twin_estimates
+from dfc_vae.model.losses import VGG19_IMAGENET_URL, load_vgg19_features
+from dfc_vae.data.synth import VISIBLE_ATTRIBUTES, render_celeba
+
+# The modules that do the demo's work (training, the figures, the classifier, the twins) are imported in the
+# functions that use them: the command line imports this module to build `dfc-vae demo`'s flags (DemoSettings),
+# and `dfc-vae --help` should not load them.
 
 if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
@@ -88,7 +93,7 @@ class DemoSettings:
 
 def _imagenet_available(timeout: float = 10.0) -> bool:
     """Whether torchvision's VGG19 ImageNet weights are cached or can be downloaded now."""
-    from dfc_vae.model.losses import VGG19_IMAGENET_URL as url
+    url = VGG19_IMAGENET_URL
     if (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file():
         return True
     host = url.split("/")[2]
@@ -102,7 +107,6 @@ def _imagenet_available(timeout: float = 10.0) -> bool:
 def choose_vgg_weights(choice: str, say=print) -> str:
     if choice != "auto":
         return choice
-    from dfc_vae.model.losses import load_vgg19_features
 
     if _imagenet_available():
         try:
@@ -153,7 +157,6 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.figure6 import headline
     from dfc_vae.runs.run import load_run
-    from dfc_vae.data.synth import render_celeba
     from dfc_vae.training.loop import train
 
     s = settings
@@ -336,7 +339,6 @@ def _targets_section(numbers: Headline) -> list[str]:
 
 
 def _classifier_section(clf: AttributeClassifier) -> list[str]:
-    from dfc_vae.data.synth import VISIBLE_ATTRIBUTES
     from dfc_vae.evaluation.classifier import MIN_ACCURACY, MIN_BALANCED
 
     scored = clf.scored()

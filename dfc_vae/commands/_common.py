@@ -1,8 +1,19 @@
 """What several commands share: the flags naming a trained run, its faces and the device, and their opening."""
 
 import argparse
+import contextlib
+import sys
+from pathlib import Path
 
+from dfc_vae.app.demo import DemoSettings
+from dfc_vae.data.faces import report_notes
+from dfc_vae.util.argtypes import require
 from dfc_vae.util.choices import DEVICES
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.runlock import run_lock
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 RUN_HELP = "run directory made by `dfc-vae train`"
 RUNS_HELP = "run directories made by `dfc-vae train`"
@@ -60,11 +71,8 @@ def model_vectors(args: argparse.Namespace, loaded, required: bool = False):
     """The attribute vectors: --attributes, else the model's own (RUN/attributes_train.safetensors of a run, the
     default file of an export); the file used is printed, and one line warns when they were computed at another
     step of the model. None where there are none, or with `required`, a UserError saying what to pass."""
-    import sys
-
     from dfc_vae.sharing.export import DEFAULT_VECTORS, default_vectors_file
     from dfc_vae.editing.attributes import load_attribute_vectors, stale_vectors_note
-    from dfc_vae.util.errors import UserError
 
     path = args.attributes or default_vectors_file(loaded)
     if path is None:
@@ -86,25 +94,18 @@ def model_vectors(args: argparse.Namespace, loaded, required: bool = False):
 def default_output(args: argparse.Namespace, name: str, here: str | None = None):
     """Where an output goes without --out: into the run (--run), or the current folder (--model: an exported
     model's folder, perhaps the Hub's cache, is not written into), as `here` when given, else as `name`."""
-    from pathlib import Path
-
     return Path(args.run) / name if args.run else Path(here or name)
 
 
 def model_lock(args: argparse.Namespace, command: str):
     """The run's lock for a command that may write into it (its classifier). An exported model takes none: the
     one thing written into it, a classifier trained for other data, is written atomically."""
-    import contextlib
-
-    from dfc_vae.util.runlock import run_lock
-
     return run_lock(args.run, command, create=False) if args.run else contextlib.nullcontext()
 
 
 def open_run_and_faces(args: argparse.Namespace):
     """The model (--run or --model, on --device) and the faces it is measured on (--data, --labels); their notes
     are printed."""
-    from dfc_vae.data.faces import report_notes
     from dfc_vae.runs.split import open_faces_for_run
 
     loaded = open_model(args)
@@ -133,9 +134,6 @@ def add_figure_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def check_figure_numbers(args: argparse.Namespace, few_steps: str | None = None) -> None:
     """--faces, --show, --steps and --seed in range, else a UserError; `few_steps`: the message for
     --steps below 2, where a command words that one itself."""
-    from dfc_vae.util.argtypes import require
-    from dfc_vae.util.errors import UserError
-
     require(args.faces, "--faces", "int", min=1)
     require(args.show, "--show", "int", min=1, max=args.faces)
     if few_steps and args.steps < 2:
@@ -151,7 +149,6 @@ def figure_output(args: argparse.Namespace, name: str) -> str:
 
 def untrusted_lines(classifier, attributes, trusted: list[str]) -> list[str]:
     """One line for each of `attributes` the classifier is not trusted on: why the figure does not measure it."""
-    from dfc_vae.app.demo import DemoSettings
     from dfc_vae.evaluation.figures import untrusted_note
 
     advice = f"train longer, e.g. the demo's {DemoSettings().epochs} epochs"
@@ -160,8 +157,6 @@ def untrusted_lines(classifier, attributes, trusted: list[str]) -> list[str]:
 
 def wrote_line(png) -> str:
     """The line naming every file a figure wrote: the PNG, its CSV and its JSON."""
-    from pathlib import Path
-
     png = Path(png)
     return f"wrote {png}, {png.with_suffix('.csv').name} and {png.with_suffix('.json').name} (the full summary)"
 

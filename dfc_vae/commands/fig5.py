@@ -3,9 +3,13 @@
 import argparse
 
 from dfc_vae.commands._common import (add_figure_arguments, check_figure_numbers, figure_output, model_lock,
-                                     open_run_and_faces, print_summary, untrusted_lines)
+                                      open_run_and_faces, print_summary, untrusted_lines)
 from dfc_vae.util.choices import INTERPOLATIONS, PRIORS
+from dfc_vae.util.errors import UserError
 from dfc_vae.util.tables import percent
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("the paper's Figure 5, measured: interpolation between latent vectors of faces (and of prior samples); "
         "PNG, every cell's attribute scores (CSV), summary (JSON)")
@@ -25,8 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _endpoints(pairs: list[str]) -> dict[str, tuple[str, str]]:
     """--pairs ROW=LEFT_ID,RIGHT_ID items -> {ROW: (LEFT_ID, RIGHT_ID)}."""
-    from dfc_vae.util.errors import UserError
-
     endpoints = {}
     for item in pairs:
         row, _, ids = item.partition("=")

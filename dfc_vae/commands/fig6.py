@@ -1,10 +1,17 @@
 """`dfc-vae fig6`: the paper's Figure 6, measured (the flags it shares with `dfc-vae fig5` are built in _common.py)."""
 
 import argparse
+import math
+
+import torch
 
 from dfc_vae.commands._common import (ATTRIBUTES_HELP, add_figure_arguments, check_figure_numbers, figure_output,
-                                     model_lock, model_vectors, open_run_and_faces, print_summary, untrusted_lines)
+                                      model_lock, model_vectors, open_run_and_faces, print_summary, untrusted_lines)
+from dfc_vae.util.errors import UserError
 from dfc_vae.util.tables import percent
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
         "PNG, every cell's attribute scores (CSV), flip rates and side effects (JSON)")
@@ -22,10 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_alpha_range(low: float, high: float) -> None:
-    import math
-
-    from dfc_vae.util.errors import UserError
-
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise UserError(f"alpha range {low}..{high} is malformed; give finite values with "
                         "--alpha-min below --alpha-max (e.g. --alpha-min 0 --alpha-max 1)")
@@ -38,8 +41,6 @@ def _row_line(r) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
-
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.figure6 import FIG6_ROWS, figure6, parse_edit
 

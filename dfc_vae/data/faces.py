@@ -18,6 +18,7 @@ images were missing, the synthetic marker of dfc_vae's rendered faces.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,8 +155,6 @@ class FaceSet:
 
 def report_notes(faces: FaceSet) -> None:
     """Print the collection's notes (one line each), once per FaceSet."""
-    import sys
-
     for line in faces.notes:
         print(f"note: {line}", file=sys.stderr)
     faces.notes = []

@@ -14,6 +14,8 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import save_figure
 from dfc_vae.util.tables import markdown_table, percent
+from dfc_vae.evaluation.classifier import FOLDER, load_classifier
+from dfc_vae.data.synth.twinset import open_twins
 
 COLUMNS = ["face", "twin", "recon.", "edit", "twin rec.", "change"]  # the edit at alpha = 1
 FILES = ("edits.png", "edits.csv", "edits.json")
@@ -96,8 +98,6 @@ def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str
 def kept_classifier(run, faces):
     """The run's attribute classifier where one was trained for these faces at its size (RUN/classifier/), else None:
     the evaluation's judge check uses it but trains none."""
-    from dfc_vae.evaluation.classifier import FOLDER, load_classifier
-
     folder = Path(run.path) / FOLDER
     if not (folder / "classifier.json").is_file():
         return None
@@ -108,8 +108,6 @@ def kept_classifier(run, faces):
 def evaluation_edits(run, faces, vgg_weights=None, cache_dir=None, progress: bool = False) -> EditBenchmark | None:
     """`dfc-vae evaluate`'s edit benchmark: every attribute with twins, both vector methods, the run's own
     classifier as the judge where it has one; None where the faces have no twins."""
-    from dfc_vae.data.synth.twinset import open_twins
-
     if faces.synthetic is None or open_twins(faces.root) is None:
         return None
     bench = edit_benchmark(run, faces, classifier=kept_classifier(run, faces), vgg_weights=vgg_weights,

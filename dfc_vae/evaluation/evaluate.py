@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from dfc_vae.util.argtypes import require
 from dfc_vae.editing.attributes import attribute_vectors, encode_split
@@ -49,6 +50,7 @@ from dfc_vae.evaluation.edits_report import edits_section, evaluation_edits, wri
 from dfc_vae.evaluation.samples import SAMPLE_FACES, evaluate_samples
 from dfc_vae.evaluation.report import render_report, write_evaluation
 from dfc_vae.evaluation.plots import (TSNE_FACES, correlation_figure, kl_figure, pca_figure, tsne_embedding, tsne_figure)
+from dfc_vae.data.synth import VISIBLE_ATTRIBUTES
 
 # LNets+ANet (Liu et al. 2015, "Deep Learning Face Attributes in the Wild") test accuracies in %,
 # ATTRIBUTE_NAMES order, as the official DFC-VAE repository's analysis script lists them.
@@ -84,8 +86,6 @@ def measure_reconstruction(run: LoadedRun, images: np.ndarray, vgg: DFCLoss, bat
     images: (N, S, S, 3) uint8 (a cache slice). vgg_distance is the per-image sum over the tapped
     layers of squared feature differences, the run's training reconstruction term for VGG runs.
     """
-    from tqdm.auto import tqdm
-
     run.model.eval()
     rows, mus, kls = [], [], []
     for i in tqdm(range(0, len(images), batch_size), desc="reconstructing test", unit="batch", disable=not progress):
@@ -246,7 +246,7 @@ def _attribute_prediction(inputs: _Inputs, progress: bool) -> _Probe:
         table["lnets_anet"] = [LNETS_ANET[a] / 100 for a in inputs.names]
     visible = ()
     if inputs.synthetic:
-        from dfc_vae.data.synth import VISIBLE_ATTRIBUTES as visible
+        visible = VISIBLE_ATTRIBUTES
         table["visible"] = table.attribute.isin(visible)
     return _Probe(z, y, probe, table, visible)
 

@@ -59,7 +59,7 @@ class Logs:
 def tensorboard_writer():
     """torch.utils.tensorboard's SummaryWriter, or a UserError saying how to install it."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # the optional extra `tensorboard`, only with --tensorboard
     except ImportError:
         raise UserError("--tensorboard needs the tensorboard package; install it with "
                         "`pip install 'dfc_vae[tensorboard]'` (or `pip install tensorboard`), or drop --tensorboard") from None

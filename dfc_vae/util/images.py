@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from dfc_vae.util.fileio import write_bytes
 
@@ -59,8 +59,6 @@ _LINE_H = round(_FONT_SIZE * 1.3)  # a line of text, with its leading
 
 
 def _font(size: int = _FONT_SIZE):
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)  # a scalable font where FreeType is there
     except TypeError:  # Pillow without sized default fonts

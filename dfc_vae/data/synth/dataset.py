@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES, LAST_IMAGE, LAST_TRAIN, LAST_VALID
 from dfc_vae.data.synth.face import render_face_annotated
@@ -99,8 +100,6 @@ def _render_all(img_dir: Path, n: int, seed: int, workers: int, progress: bool):
     landmarks = np.empty((n, 10), dtype=np.int32)
     bboxes = np.empty((n, 4), dtype=np.int32)
     identities = np.empty(n, dtype=np.int32)
-
-    from tqdm import tqdm
 
     with tqdm(total=n, disable=not progress, unit="img", desc="rendering synthetic faces") as bar:
         def collect(result):
