@@ -41,7 +41,8 @@ from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder
 from dfc_vae.util.machine import describe_machine
 from dfc_vae.util.tables import markdown_table
-from dfc_vae.util.images import RANDOM_VGG, SYNTHETIC_FACES
+from dfc_vae.data.faces import SYNTHETIC_FACES
+from dfc_vae.model.losses import RANDOM_VGG
 
 BATCH = 64
 SIZE = 64

@@ -30,7 +30,7 @@ from dfc_vae.data.synth import render_celeba
 from dfc_vae.util.argtypes import number
 from dfc_vae.util.choices import IMAGE_SIZES
 from dfc_vae.util.errors import exit_status
-from dfc_vae.util.images import SYNTHETIC_FACES
+from dfc_vae.data.faces import SYNTHETIC_FACES
 from dfc_vae.util.machine import describe_machine
 from dfc_vae.util.tables import markdown_table
 

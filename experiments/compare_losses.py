@@ -28,7 +28,8 @@ from dfc_vae.model.losses import LOSS_NAMES, REDUCTIONS
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.runs.run import compare_reconstructions, load_run, sample_grid
 from dfc_vae.training.loop import train
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD, DEVICES, IMAGE_SIZES
+from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.util.choices import DEVICES, IMAGE_SIZES
 from dfc_vae.util.device import resolve_device
 from dfc_vae.util.errors import exit_status
 from dfc_vae.util.fileio import output_folder, write_text

@@ -373,7 +373,7 @@ class Checks(PerfChecks):
         from dfc_vae.editing.attributes import compute_attribute_vectors
         from dfc_vae.evaluation.classifier import classifier_for_run
         from dfc_vae.evaluation.figure6 import figure6
-        from dfc_vae.evaluation.figures import figure5
+        from dfc_vae.evaluation.figure5 import figure5
         from dfc_vae.runs.run import load_run
 
         if self.run_dir is None or not (self.run_dir / "checkpoints" / "latest.pt").is_file():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dfc_vae.util.device import resolve_precision
-from dfc_vae.util.images import RANDOM_VGG, SYNTHETIC_FACES
+from dfc_vae.data.faces import SYNTHETIC_FACES
+from dfc_vae.model.losses import RANDOM_VGG
 
 
 def _script(name):

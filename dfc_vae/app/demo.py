@@ -7,9 +7,9 @@ report.md with the measured numbers against the targets (the wall times per mach
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,10 +21,16 @@ from dfc_vae.util.argtypes import require
 from dfc_vae.util.choices import VECTOR_METHODS
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
-from dfc_vae.util.tables import markdown_table
+from dfc_vae.util.tables import markdown_table, percent
 from dfc_vae.util.machine import describe_machine
-from dfc_vae.util.images import synthetic_faces
+from dfc_vae.data.faces import synthetic_faces
 from dfc_vae.app.demo_progress import DemoWork, Progress, twin_estimates
+from dfc_vae.model.losses import VGG19_IMAGENET_URL, load_vgg19_features
+from dfc_vae.data.synth import VISIBLE_ATTRIBUTES, render_celeba
+
+# The modules that do the demo's work (training, the figures, the classifier, the twins) are imported in the
+# functions that use them: the command line imports this module to build `dfc-vae demo`'s flags (DemoSettings),
+# and `dfc-vae --help` should not load them.
 
 if TYPE_CHECKING:
     from dfc_vae.evaluation.classifier import AttributeClassifier
@@ -87,7 +93,7 @@ class DemoSettings:
 
 def _imagenet_available(timeout: float = 10.0) -> bool:
     """Whether torchvision's VGG19 ImageNet weights are cached or can be downloaded now."""
-    from dfc_vae.model.losses import VGG19_IMAGENET_URL as url
+    url = VGG19_IMAGENET_URL
     if (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file():
         return True
     host = url.split("/")[2]
@@ -101,7 +107,6 @@ def _imagenet_available(timeout: float = 10.0) -> bool:
 def choose_vgg_weights(choice: str, say=print) -> str:
     if choice != "auto":
         return choice
-    from dfc_vae.model.losses import load_vgg19_features
 
     if _imagenet_available():
         try:
@@ -152,7 +157,6 @@ def run_demo(out: str | Path = "dfc_vae_demo", settings: DemoSettings = DemoSett
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.figure6 import headline
     from dfc_vae.runs.run import load_run
-    from dfc_vae.data.synth import render_celeba
     from dfc_vae.training.loop import train
 
     s = settings
@@ -235,7 +239,8 @@ def _figures(steps: Progress, s: DemoSettings, run, data, vectors, clf, figs: Pa
     """Steps 6 to 8: Figures 5 and 6 and the prior gap, written into `figs`; returns their summaries."""
     from dfc_vae.evaluation.diagnostics import prior_gap
     from dfc_vae.evaluation.figure6 import figure6
-    from dfc_vae.evaluation.figures import as_dict, figure5
+    from dfc_vae.evaluation.figure5 import figure5
+    from dfc_vae.evaluation.figures import as_dict
 
     common = dict(n_faces=s.faces_per_edit, seed=s.seed, cache_dir=cache_dir, progress=progress)
     with steps.step(6, f"Figure 5: interpolations, {s.faces_per_edit} rows per kind, measured", "fig5"):
@@ -291,9 +296,8 @@ def targets_met(numbers: Headline) -> dict[str, bool]:
 
 # ----------------------------------------------------------------------------- report.md
 
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.1f}%"
+# the demo's tables write a share that could not be measured (nan) as it always has: "nan%"
+_percent = functools.partial(percent, nan_missing=False)
 
 
 def _report(r: _Results) -> str:
@@ -330,16 +334,15 @@ def _targets_section(numbers: Headline) -> list[str]:
         if key in met:
             invalid = _trusted(numbers, key) is False
             note = f" (classifier below {MIN_ACCURACY:.0%} on it: not a valid measurement)" if invalid else ""
-            rows.append([text, _pct(getattr(numbers, key)) + note, f"{op} {_pct(target)}", "yes" if met[key] else "**no**"])
+            rows.append([text, _percent(getattr(numbers, key)) + note, f"{op} {_percent(target)}", "yes" if met[key] else "**no**"])
     return ["## Targets (test split)", ""] + markdown_table(["measure", "value", "target", "met"], rows)
 
 
 def _classifier_section(clf: AttributeClassifier) -> list[str]:
-    from dfc_vae.data.synth import VISIBLE_ATTRIBUTES
     from dfc_vae.evaluation.classifier import MIN_ACCURACY, MIN_BALANCED
 
     scored = clf.scored()
-    rows = [[n, _pct(clf.accuracy[n]), _pct(clf.report["balanced_accuracy"][n]), "yes" if n in scored else "no"]
+    rows = [[n, _percent(clf.accuracy[n]), _percent(clf.report["balanced_accuracy"][n]), "yes" if n in scored else "no"]
             for n in VISIBLE_ATTRIBUTES]
     return (["## Attribute classifier (test-split accuracy)", "",
              f"Trained on {clf.report['train_images']} training faces, tested on {clf.report['test_images']}. "
@@ -353,8 +356,8 @@ def _figure6_section(f6: Figure6Summary) -> list[str]:
         if not r.faces:
             rows.append([name, 0, "-", "-", "-", "-"])
             continue
-        rows.append([name, r.faces, _pct(r.flip_rate), _pct(r.at_start), _pct(r.others_changed),
-                     f"{_pct(r.others_changed_max)} ({r.others_changed_max_attribute})"])
+        rows.append([name, r.faces, _percent(r.flip_rate), _percent(r.at_start), _percent(r.others_changed),
+                     f"{_percent(r.others_changed_max)} ({r.others_changed_max_attribute})"])
     header = ["edit", "faces", "label reached at alpha = 1", "at alpha = 0", "others changed (any)", "worst single other"]
     return (["## Figure 6: attribute arithmetic z + alpha v (alpha = 0 ... 1)", "",
              "![Figure 6](figures/fig6_arithmetic.png)", ""] + markdown_table(header, rows))
@@ -362,8 +365,8 @@ def _figure6_section(f6: Figure6Summary) -> list[str]:
 
 def _methods_section(r: _Results) -> list[str]:
     rows = [[m + (" (drawn above)" if m == r.settings.vector_method else ""),
-             _pct(h.flip_Smiling) if h.flip_Smiling is not None else "-",
-             _pct(h.flip_Eyeglasses) if h.flip_Eyeglasses is not None else "-", _pct(h.others_changed_max_edit)]
+             _percent(h.flip_Smiling) if h.flip_Smiling is not None else "-",
+             _percent(h.flip_Eyeglasses) if h.flip_Eyeglasses is not None else "-", _percent(h.others_changed_max_edit)]
             for m, h in r.methods.items()]
     return (["### The attribute-vector methods (editing/attributes.py) on this run", "",
              "The same faces, edits and classifier; only the vectors differ.", ""]
@@ -379,9 +382,9 @@ def _figure5_section(f5: Figure5Summary) -> list[str]:
         if not r.faces:
             rows.append([name, 0, "-", "-", "-"])
             continue
-        own = (f"{_pct(r.monotone_own_attribute)} ({r.own_attribute})" if isinstance(r, OwnAttributeMeasures) else "-")
-        rows.append([name, r.faces, f"{_pct(r.monotone)} ({r.rows_with_changing_scores})", own,
-                     _pct(r.monotone_all_attributes)])
+        own = (f"{_percent(r.monotone_own_attribute)} ({r.own_attribute})" if isinstance(r, OwnAttributeMeasures) else "-")
+        rows.append([name, r.faces, f"{_percent(r.monotone)} ({r.rows_with_changing_scores})", own,
+                     _percent(r.monotone_all_attributes)])
     header = ["row", "rows measured", "monotone, changing scores (rows)", "monotone, own attribute", "monotone, all"]
     return ([f"## Figure 5: {f5.method} interpolation (alpha = 0 ... 1)", "",
              "![Figure 5](figures/fig5_interpolation.png)", "",
@@ -393,7 +396,7 @@ def _figure5_section(f5: Figure5Summary) -> list[str]:
 
 def _prior_gap_section(gap: PriorGap) -> list[str]:
     ev, mo = gap.aggregate_posterior.covariance_eigenvalues, gap.aggregate_posterior.second_moment_per_dimension
-    rows = [[name, f"{_pct(r.monotone)} ({r.rows_with_changing_scores})",
+    rows = [[name, f"{_percent(r.monotone)} ({r.rows_with_changing_scores})",
              ", ".join(f"{k} {v}" for k, v in list(r.failing_scores.items())[:3]) or "-"]
             for name, r in gap.sources.items()]
     return (["### The prior gap: fake -> fake rows with other ends", "",

@@ -15,6 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from dfc_vae.util.fileio import write_json, write_text
+from dfc_vae.evaluation.samples import (fake_rows_by_prior, measure_run_samples, prior_samplers, sample_csv,
+                                        sample_section)
+from dfc_vae.runs.prior import FILE, PRIOR_TITLES, describe_prior, fit_prior
+from dfc_vae.runs.split import FaceSplit
+from dfc_vae.evaluation.figures import InterpolationMeasures, OwnAttributeMeasures
+from dfc_vae.util.images import save_figure, to_uint8
 
 FIT_FACES = 2000  # training faces the demo's prior is fitted to (and as many valid faces choose the mixture's size)
 SAMPLE_FACES = 500  # samples per prior, and test faces, measured
@@ -35,10 +41,6 @@ def demo_samples(run, data, classifier, fig5, figs: Path, seed: int, fake_rows: 
                  progress: bool = False) -> DemoSamples:
     """Fit the prior (kept with the run), measure each prior's samples, Figure 5's fake -> fake rows with each
     prior's ends, and draw PICTURE_FACES faces of each prior; the files go into `figs`."""
-    from dfc_vae.evaluation.samples import (fake_rows_by_prior, measure_run_samples, sample_csv, sample_section)
-    from dfc_vae.runs.prior import FILE, describe_prior, fit_prior
-    from dfc_vae.runs.split import FaceSplit
-
     prior = fit_prior(run, data, cache_dir, FIT_FACES, seed, progress)
     prior.save(run.path / FILE)
     test = FaceSplit.of_run(run, data, "test", cache_dir, progress)
@@ -57,18 +59,12 @@ def demo_samples(run, data, classifier, fig5, figs: Path, seed: int, fake_rows: 
 
 def _figure5_fake_row(fig5) -> dict:
     """Figure 5's own fake -> fake rows (z ~ N(0, I)) under the name the table gives that prior."""
-    from dfc_vae.evaluation.figures import InterpolationMeasures, OwnAttributeMeasures
-    from dfc_vae.runs.prior import PRIOR_TITLES
-
     return {PRIOR_TITLES["normal"]: r for r in fig5.rows.values()
             if isinstance(r, InterpolationMeasures) and not isinstance(r, OwnAttributeMeasures)}
 
 
 def _picture(run, prior, out: Path, seed: int) -> Path:
     """PICTURE_FACES random faces of each prior, one row each, the prior named at the left."""
-    from dfc_vae.evaluation.samples import prior_samplers
-    from dfc_vae.util.images import save_figure, to_uint8
-
     samplers = prior_samplers(run, prior, seed + 1)
     rows = [to_uint8(sample(PICTURE_FACES)) for sample in samplers.values()]
     caption = run.caption + [f"{run.name} step {run.step}: {PICTURE_FACES} random faces from each prior "

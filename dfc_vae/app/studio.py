@@ -28,7 +28,9 @@ headless browser test offline.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import importlib.util
 import io
 import itertools
 import secrets
@@ -45,14 +47,24 @@ import torch
 from PIL import Image
 
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import grid, provenance, save_png, to_uint8
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import grid, save_png, to_tensor, to_uint8
 from dfc_vae.editing.latent import add_attributes
 from dfc_vae.evaluation.samples import request_scores, run_classifier
 from dfc_vae.runs.prior import PRIOR_TITLES, drawn_to_order, parse_where
 from dfc_vae.util.choices import PRIORS
 from dfc_vae.util.argtypes import in_range
 from dfc_vae.app.studio_guard import GENERIC_FAILURE, Guard, Refused, exposure_warning, read_json, studio_url
+from dfc_vae.editing.attributes import attribute_notes
+from dfc_vae.evaluation.classifier import scored_attributes
+from dfc_vae.editing import align
+from dfc_vae.editing.edit import aligned_input, read_photo
+from dfc_vae.editing.align import paste_back
+from dfc_vae.data.celeba import ALIGNED_SIZE
+from dfc_vae.data.decode import crop_box, open_photo
 
+# starlette and uvicorn are the optional extra `studio`: imported where the app is built and served, so that this
+# module imports without them and require_web_libraries can say what to install.
 INSTALL_HINT = 'pip install "dfc_vae[studio]"'
 MAX_UPLOAD_BYTES = 20 * 2**20
 MAX_UPLOAD_PIXELS = 30_000_000  # e.g. 6000 x 5000
@@ -107,14 +119,9 @@ class Studio:
     @functools.cached_property
     def attribute_notes(self) -> dict[str, str]:
         """Each slider's attribute -> "" (scored), "few examples" or "not measured" (editing.attributes)."""
-        from dfc_vae.editing.attributes import attribute_notes
-        from dfc_vae.evaluation.classifier import scored_attributes
-
         return attribute_notes(self.vectors, scored_attributes(self.run.path)) if self.vectors is not None else {}
 
     def info(self) -> dict:
-        from dfc_vae.editing import align
-
         prior = self.run.prior
         return {"run": self.run.name, "step": self.run.step, "image_size": self.size,
                 "priors": {k: PRIOR_TITLES[k] for k in (PRIORS if prior is not None else ("normal",))},
@@ -151,9 +158,6 @@ class Studio:
         (unless `already_aligned`); a photo without a detectable face, or without the extra, is
         taken as a CelebA-style aligned crop (so its width:height must be 178:218's).
         """
-        from dfc_vae.editing import align
-        from dfc_vae.editing.edit import aligned_input, read_photo
-
         if len(data) > MAX_UPLOAD_BYTES:
             raise UserError(f"the photo is {len(data) / 2**20:.1f} MB; the studio takes at most "
                             f"{MAX_UPLOAD_BYTES // 2**20} MB, so shrink it first")
@@ -214,8 +218,6 @@ class Studio:
         return run_classifier(self.run)
 
     def _encode(self, pixels: np.ndarray) -> torch.Tensor:
-        from dfc_vae.util.images import to_tensor
-
         with self._lock:
             return self.model.encode(to_tensor(np.array(pixels[None])).to(self.run.device))[0][0].float().cpu()
 
@@ -266,10 +268,6 @@ class Studio:
 
     def photo_png(self, face_id: str, settings: dict | None = None, other: str | None = None, mix: float = 0.0) -> bytes:
         """The uploaded photo with the edited face pasted back (faces that were aligned only)."""
-        from dfc_vae.editing.align import paste_back
-        from dfc_vae.data.celeba import ALIGNED_SIZE
-        from dfc_vae.data.decode import crop_box
-
         face = self.face(face_id)
         if face.photo is None:
             raise UserError("this face was not found in a photo, so there is no photo to paste it back into; "
@@ -303,8 +301,6 @@ def _number(value, name: str, low: float, high: float) -> float:
 
 def _open_upload(data: bytes) -> Image.Image:
     """The uploaded bytes as an RGB image, after checking its dimensions from the header alone."""
-    from dfc_vae.data.decode import open_photo
-
     return open_photo(data, "the photo", MAX_UPLOAD_PIXELS)
 
 
@@ -314,8 +310,6 @@ def _open_upload(data: bytes) -> Image.Image:
 def create_app(studio: Studio, token: str | None, host: str = "127.0.0.1"):
     """The app of `studio` (closing the studio, and its temporary folder, on shutdown): Starlette's,
     behind the Guard that asks for `token` (None: none) and serves only `host`'s names."""
-    import contextlib
-
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
 
@@ -411,8 +405,6 @@ def _routes(studio: Studio) -> list:
 
 
 def require_web_libraries() -> None:
-    import importlib.util
-
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"the studio needs {' and '.join(missing)}; install them with {INSTALL_HINT}")

@@ -34,6 +34,8 @@ from urllib.parse import parse_qs
 
 from dfc_vae.util.errors import UserError
 
+# starlette (the optional extra `studio`) is imported where a response is made, as in studio.py.
+
 log = logging.getLogger("dfc_vae.app.studio")
 
 MAX_JSON_BYTES = 64 * 1024  # a render request is under 2 KB even with 40 sliders set

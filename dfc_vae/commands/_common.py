@@ -1,8 +1,19 @@
 """What several commands share: the flags naming a trained run, its faces and the device, and their opening."""
 
 import argparse
+import contextlib
+import sys
+from pathlib import Path
 
+from dfc_vae.app.demo import DemoSettings
+from dfc_vae.data.faces import report_notes
+from dfc_vae.util.argtypes import require
 from dfc_vae.util.choices import DEVICES
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.runlock import run_lock
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 RUN_HELP = "run directory made by `dfc-vae train`"
 RUNS_HELP = "run directories made by `dfc-vae train`"
@@ -60,11 +71,8 @@ def model_vectors(args: argparse.Namespace, loaded, required: bool = False):
     """The attribute vectors: --attributes, else the model's own (RUN/attributes_train.safetensors of a run, the
     default file of an export); the file used is printed, and one line warns when they were computed at another
     step of the model. None where there are none, or with `required`, a UserError saying what to pass."""
-    import sys
-
-    from dfc_vae.app.export import DEFAULT_VECTORS, default_vectors_file
+    from dfc_vae.sharing.export import DEFAULT_VECTORS, default_vectors_file
     from dfc_vae.editing.attributes import load_attribute_vectors, stale_vectors_note
-    from dfc_vae.util.errors import UserError
 
     path = args.attributes or default_vectors_file(loaded)
     if path is None:
@@ -86,28 +94,79 @@ def model_vectors(args: argparse.Namespace, loaded, required: bool = False):
 def default_output(args: argparse.Namespace, name: str, here: str | None = None):
     """Where an output goes without --out: into the run (--run), or the current folder (--model: an exported
     model's folder, perhaps the Hub's cache, is not written into), as `here` when given, else as `name`."""
-    from pathlib import Path
-
     return Path(args.run) / name if args.run else Path(here or name)
 
 
 def model_lock(args: argparse.Namespace, command: str):
     """The run's lock for a command that may write into it (its classifier). An exported model takes none: the
     one thing written into it, a classifier trained for other data, is written atomically."""
-    import contextlib
-
-    from dfc_vae.util.runlock import run_lock
-
     return run_lock(args.run, command, create=False) if args.run else contextlib.nullcontext()
 
 
 def open_run_and_faces(args: argparse.Namespace):
     """The model (--run or --model, on --device) and the faces it is measured on (--data, --labels); their notes
     are printed."""
-    from dfc_vae.data.faces import report_notes
     from dfc_vae.runs.split import open_faces_for_run
 
     loaded = open_model(args)
     faces = open_faces_for_run(loaded, args.data, args.labels)
     report_notes(faces)
     return loaded, faces
+
+
+# ----------------------------------------------------------------------------- the figure commands (fig5, fig6)
+
+
+def add_figure_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The flags Figures 5 and 6 share; `name`: the figure's file name without .png (fig5, fig6)."""
+    add_run_arguments(parser, model=True)
+    parser.add_argument("--out", help="PNG path; .csv and .json (the full summary) are written beside it (default: "
+                                      f"RUN/figures/{name}.png, where `dfc-vae export` finds it; with --model: {name}.png here)")
+    parser.add_argument("--faces", type=int, default=200, help="faces (rows) measured per row kind (default 200)")
+    parser.add_argument("--show", type=int, default=1, help="rows drawn per row kind (default 1)")
+    parser.add_argument("--steps", type=int, default=11, help="columns from the first to the last alpha (default 11)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--seed", type=int, default=0)
+    add_device_argument(parser)
+    parser.add_argument("--cache-dir")
+
+
+def check_figure_numbers(args: argparse.Namespace, few_steps: str | None = None) -> None:
+    """--faces, --show, --steps and --seed in range, else a UserError; `few_steps`: the message for
+    --steps below 2, where a command words that one itself."""
+    require(args.faces, "--faces", "int", min=1)
+    require(args.show, "--show", "int", min=1, max=args.faces)
+    if few_steps and args.steps < 2:
+        raise UserError(few_steps)
+    require(args.steps, "--steps", "int", min=2, max=101)
+    require(args.seed, "--seed", "int", min=0, max=2**32 - 1)
+
+
+def figure_output(args: argparse.Namespace, name: str) -> str:
+    """--out, else RUN/figures/NAME.png (where `dfc-vae export` finds the figures), or NAME.png here with --model."""
+    return args.out or str(default_output(args, f"figures/{name}.png", f"{name}.png"))
+
+
+def untrusted_lines(classifier, attributes, trusted: list[str]) -> list[str]:
+    """One line for each of `attributes` the classifier is not trusted on: why the figure does not measure it."""
+    from dfc_vae.evaluation.figures import untrusted_note
+
+    advice = f"train longer, e.g. the demo's {DemoSettings().epochs} epochs"
+    return [untrusted_note(classifier, a, advice) for a in dict.fromkeys(attributes) if a not in trusted]
+
+
+def wrote_line(png) -> str:
+    """The line naming every file a figure wrote: the PNG, its CSV and its JSON."""
+    png = Path(png)
+    return f"wrote {png}, {png.with_suffix('.csv').name} and {png.with_suffix('.json').name} (the full summary)"
+
+
+def print_summary(title: str, res, row_line, notes: list[str]) -> None:
+    """At most about ten lines (the whole summary is in the JSON file beside the PNG): `title`, one line per row
+    kind (`row_line(measures)`, where it had faces), `notes`, and the files written."""
+    print(title)
+    for name, r in res.summary.rows.items():
+        print(f"  {name}: {row_line(r) if r.faces else 'no faces measured (none in the split, or no vector)'}")
+    for line in notes:
+        print(line)
+    print(wrote_line(res.png))

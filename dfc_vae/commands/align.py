@@ -2,6 +2,9 @@
 
 import argparse
 
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
+
 HELP = "align the faces of ordinary photos onto CelebA's 178x218 frame (needs the align extra)"
 ORDER = 65
 

@@ -1,9 +1,16 @@
 """`dfc-vae attributes`: attribute vectors from labelled faces or from two folders, and the run's classifier."""
 
 import argparse
+from pathlib import Path
 
 from dfc_vae.commands._common import add_device_argument, add_run_arguments
+from dfc_vae.data.faces import report_notes
 from dfc_vae.util.choices import SPLIT_NAMES, VECTOR_METHODS
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.runlock import run_lock
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("attribute vectors: mean posterior mean with minus without each attribute the data is labelled with, "
         "or from two folders (--positive DIR_A --negative DIR_B --name NAME)")
@@ -36,18 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dfc_vae.util.runlock import run_lock
-
     with run_lock(args.run, "attributes", create=False):  # writes the run's attribute vectors and classifier
         _run(args)
 
 
 def _run(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from dfc_vae.editing.attributes import (compute_attribute_vectors, folder_attribute_vector, load_attribute_vectors, merge_attribute_vectors)
-    from dfc_vae.util.errors import UserError
-    from dfc_vae.data.faces import report_notes
     from dfc_vae.runs.split import open_faces_for_run
     from dfc_vae.runs.run import load_run
 

@@ -2,6 +2,12 @@
 MD5 sums, the images against the annotations, the split, and what training would do."""
 
 import argparse
+import sys
+
+from dfc_vae.util.errors import UserError
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = "check a CelebA download: files against the published sizes and MD5 sums, images against the annotations"
 ORDER = 15
@@ -13,10 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import sys
-
     from dfc_vae.data.check import check_data
-    from dfc_vae.util.errors import UserError
 
     check = check_data(args.data, progress=not args.no_progress and sys.stderr.isatty())
     print(check.report)

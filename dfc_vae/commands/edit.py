@@ -3,6 +3,10 @@
 import argparse
 
 from dfc_vae.commands._common import ATTRIBUTES_HELP, add_device_argument, add_run_argument, model_vectors, open_model
+from dfc_vae.util.errors import UserError
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = "edit your own face photo with attribute vectors (e.g. --set Smiling=1); --align for any photo"
 ORDER = 70
@@ -25,7 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from dfc_vae.editing.edit import edit_photo, parse_settings
-    from dfc_vae.util.errors import UserError
 
     if args.largest and not args.align:
         raise UserError("--largest chooses among the faces --align finds; add --align")

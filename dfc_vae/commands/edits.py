@@ -1,8 +1,14 @@
 """`dfc-vae edits`: the run's attribute edits measured against the counterfactual twins of its synthetic test faces."""
 
 import argparse
+from pathlib import Path
 
 from dfc_vae.commands._common import add_device_argument, add_run_arguments, model_lock, open_run_and_faces
+from dfc_vae.util.argtypes import require
+from dfc_vae.util.fileio import output_folder
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("measure attribute edits against ground truth: each synthetic test face edited (z +/- alpha v, both vector "
         "methods) and compared with its twin, the same face drawn with the attribute flipped (render twins with "
@@ -28,12 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from dfc_vae.evaluation.edits import edit_benchmark, require_twins
     from dfc_vae.evaluation.edits_report import edits_section, write_edit_benchmark
-    from dfc_vae.util.argtypes import require
-    from dfc_vae.util.fileio import output_folder
 
     require(args.faces, "--faces", "int", min=1)
     out = output_folder(args.out or Path(args.run) / "edits", purpose=" for the edit benchmark")

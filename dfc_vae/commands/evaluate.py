@@ -1,9 +1,13 @@
 """`dfc-vae evaluate`: its flags and the call into evaluation/evaluate.py, and the one line it prints."""
 
 import argparse
+import json
 
 from dfc_vae.commands._common import add_device_argument, add_run_arguments, default_output, open_model
 from dfc_vae.util.argtypes import nonnegative_int, seed
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("evaluate a run: the paper's attribute linear-probe table, reconstruction MSE/PSNR/SSIM/VGG distance, "
         "KL per latent dimension, and pictures of the latent space (PCA, t-SNE of faces)")
@@ -38,8 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import json
-
     from dfc_vae.evaluation.evaluate import evaluate
 
     out = evaluate(open_model(args) if args.model else args.run, args.data, args.out or default_output(args, "eval"), args.color_by, args.vgg_weights, args.device, args.cache_dir,

@@ -3,6 +3,11 @@
 import argparse
 
 from dfc_vae.commands._common import add_run_argument
+from dfc_vae.util.hub import push_folder
+from dfc_vae.util.runlock import run_lock
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("export a run's model as a Hub-ready folder: safetensors weights, JSON config, the run's attribute vectors, "
         "its classifier and figures, and a model card (loads with --model DIR, load_model, DFCVAE.from_pretrained)")
@@ -19,9 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dfc_vae.app.export import export_run
-    from dfc_vae.util.hub import push_folder
-    from dfc_vae.util.runlock import run_lock
+    from dfc_vae.sharing.export import export_run
 
     with run_lock(args.run, "export", create=False):  # not while a training replaces the checkpoint
         out = export_run(args.run, args.out, args.checkpoint, model_ref=args.push_to_hub)

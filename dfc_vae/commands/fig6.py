@@ -1,10 +1,17 @@
-"""`dfc-vae fig6` (its flags shared with Figure 5 are built in commands/fig5.py)."""
+"""`dfc-vae fig6`: the paper's Figure 6, measured (the flags it shares with `dfc-vae fig5` are built in _common.py)."""
 
 import argparse
+import math
 
-from dfc_vae.commands._common import ATTRIBUTES_HELP, model_lock, model_vectors, open_run_and_faces
-from dfc_vae.commands.fig5 import (add_figure_arguments, check_figure_numbers, figure_output, pct, print_summary,
-                                  untrusted_lines)
+import torch
+
+from dfc_vae.commands._common import (ATTRIBUTES_HELP, add_figure_arguments, check_figure_numbers, figure_output,
+                                      model_lock, model_vectors, open_run_and_faces, print_summary, untrusted_lines)
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.tables import percent
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("the paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their labels; "
         "PNG, every cell's attribute scores (CSV), flip rates and side effects (JSON)")
@@ -22,10 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_alpha_range(low: float, high: float) -> None:
-    import math
-
-    from dfc_vae.util.errors import UserError
-
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise UserError(f"alpha range {low}..{high} is malformed; give finite values with "
                         "--alpha-min below --alpha-max (e.g. --alpha-min 0 --alpha-max 1)")
@@ -33,16 +36,13 @@ def _check_alpha_range(low: float, high: float) -> None:
 
 def _row_line(r) -> str:
     """A Figure 6 row kind's measures in a few words."""
-    worst = f" (most: {r.others_changed_max_attribute} {pct(r.others_changed_max)})" if r.others_changed_max_attribute else ""
-    return f"{pct(r.flip_rate)} of {r.faces} faces ({pct(r.at_start)}); others changed {pct(r.others_changed)}{worst}"
+    worst = f" (most: {r.others_changed_max_attribute} {percent(r.others_changed_max)})" if r.others_changed_max_attribute else ""
+    return f"{percent(r.flip_rate)} of {r.faces} faces ({percent(r.at_start)}); others changed {percent(r.others_changed)}{worst}"
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
-
     from dfc_vae.evaluation.classifier import classifier_for_run
-    from dfc_vae.evaluation.figure6 import figure6
-    from dfc_vae.evaluation.figures import FIG6_ROWS, parse_edit
+    from dfc_vae.evaluation.figure6 import FIG6_ROWS, figure6, parse_edit
 
     check_figure_numbers(args, few_steps="--steps must be at least 2")
     _check_alpha_range(args.alpha_min, args.alpha_max)

@@ -3,8 +3,11 @@ it beside the model."""
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_arguments, model_lock
+from dfc_vae.commands._common import add_device_argument, add_run_arguments, model_lock, open_run_and_faces
 from dfc_vae.util.argtypes import number, seed
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("fit a full-covariance Gaussian and a Gaussian mixture to the posterior means of the training faces "
         "(a prior to draw random faces from; kept as RUN/prior.safetensors)")
@@ -23,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dfc_vae.commands._common import open_run_and_faces
     from dfc_vae.runs.prior import FILE, MAX_FIT_FACES, describe_prior, fit_prior
 
     with model_lock(args, "fit-prior"):

@@ -2,7 +2,12 @@
 
 import argparse
 
-from dfc_vae.commands._common import add_device_argument, add_run_arguments, default_output, model_lock, open_run_and_faces
+from dfc_vae.commands._common import (add_device_argument, add_run_arguments, default_output, model_lock,
+                                      open_run_and_faces)
+from dfc_vae.util.fileio import write_json
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("the prior gap: Figure 5's fake -> fake rows, scored the same way, with their ends drawn from N(0, I) "
         "and from where the encoder puts training faces")
@@ -35,7 +40,6 @@ def run(args: argparse.Namespace) -> None:
     from dfc_vae.evaluation.classifier import classifier_for_run
     from dfc_vae.evaluation.diagnostics import prior_gap
     from dfc_vae.evaluation.figures import as_dict
-    from dfc_vae.util.fileio import write_json
 
     out = args.out or default_output(args, "figures/prior_gap.json")
     with model_lock(args, "gap"):  # the run's classifier may be trained, and the measures go into the run

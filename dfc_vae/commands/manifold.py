@@ -5,6 +5,9 @@ import argparse
 from dfc_vae.commands._common import add_device_argument, add_run_argument, default_output, open_model
 from dfc_vae.util.argtypes import nonnegative_int, number
 
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
+
 HELP = ("the learned manifold: faces decoded from an n x n grid over two latent dimensions (the whole latent of a "
         "2-d model), as Kingma and Welling drew it")
 ORDER = 42

@@ -1,18 +1,20 @@
 """`dfc-vae prepare`: the faces decoded once into the cache training reads."""
 
 import argparse
+import time
 
-from dfc_vae.util.argtypes import nonnegative_int
 from dfc_vae.data.cache import prepare_cache
+from dfc_vae.data.faces import report_notes
+from dfc_vae.data.sources import open_faces
+from dfc_vae.runs.config import TrainConfig
+from dfc_vae.util.argtypes import nonnegative_int
+from dfc_vae.util.choices import CROPS, IMAGE_SIZES
 
 HELP = "decode every face once into the uint8 cache that training reads"
 ORDER = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dfc_vae.runs.config import TrainConfig
-    from dfc_vae.util.choices import CROPS, IMAGE_SIZES
-
     d = TrainConfig()
     parser.add_argument("--data", required=True,
                         help="the faces: CelebA (official, torchvision, Kaggle or PNG layout; img_align_celeba.zip is read "
@@ -29,11 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import time
-
-    from dfc_vae.data.faces import report_notes
-    from dfc_vae.data.sources import open_faces
-
     t = time.perf_counter()
     faces = open_faces(args.data, args.labels, args.allow_missing)
     report_notes(faces)

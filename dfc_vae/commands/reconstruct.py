@@ -6,6 +6,9 @@ from dfc_vae.commands._common import add_device_argument, add_run_arguments, def
 from dfc_vae.util.argtypes import positive_int
 from dfc_vae.util.choices import SPLIT_NAMES
 
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
+
 HELP = "reconstruct faces of a data split with a trained run (inputs beside reconstructions)"
 ORDER = 41
 

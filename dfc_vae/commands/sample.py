@@ -7,6 +7,10 @@ from dfc_vae.commands._common import (add_data_arguments, add_device_argument, a
                                       open_model)
 from dfc_vae.util.argtypes import nonnegative_float, positive_int, seed
 from dfc_vae.util.choices import PRIORS
+from dfc_vae.util.errors import UserError
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = ("decode random latent vectors of a trained run into a grid of faces: z ~ N(0, I), the prior fitted to the "
         "faces (--prior), or faces with chosen attributes (--where Smiling=1)")
@@ -36,7 +40,6 @@ def run(args: argparse.Namespace) -> None:
     from dfc_vae.runs.prior import PRIOR_TITLES, drawn_to_order, parse_where, prior_for
     from dfc_vae.runs.run import sample_grid
     from dfc_vae.runs.split import open_faces_for_run
-    from dfc_vae.util.errors import UserError
 
     where = parse_where(args.where)
     if where and args.prior:

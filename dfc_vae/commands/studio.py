@@ -3,6 +3,10 @@
 import argparse
 
 from dfc_vae.commands._common import ATTRIBUTES_HELP, add_device_argument, add_run_argument, model_vectors, open_model
+from dfc_vae.util.errors import UserError
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = "a local web page to explore a trained model: your photo, attribute sliders, blends, random faces"
 ORDER = 75
@@ -24,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dfc_vae.util.errors import UserError
     from dfc_vae.app.studio import require_web_libraries, serve
     from dfc_vae.app.studio_guard import check_token, new_token
 

@@ -1,10 +1,16 @@
 """`dfc-vae synth`: synthetic faces in CelebA's layouts or as a folder."""
 
 import argparse
+import sys
 
-from dfc_vae.util.argtypes import nonnegative_int, seed
-from dfc_vae.util.choices import SYNTH_LAYOUTS
-from dfc_vae.util.images import synthetic_faces
+from dfc_vae.data.faces import synthetic_faces
+from dfc_vae.data.synth import render_celeba
+from dfc_vae.data.synth.dataset import LAYOUTS
+from dfc_vae.util.argtypes import nonnegative_int, require, seed
+from dfc_vae.util.errors import UserError
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
 
 HELP = "render synthetic faces in CelebA's formats or as a plain folder (offline stand-in for CelebA)"
 ORDER = 10
@@ -15,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the dataset (new, empty, or an earlier synth output, which is replaced)")
     parser.add_argument("--n", type=int, default=2000, help="number of faces (default 2000)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed; the same seed gives the same files (default 0)")
-    parser.add_argument("--layout", default="official", choices=SYNTH_LAYOUTS,
+    parser.add_argument("--layout", default="official", choices=LAYOUTS,
                         help="official: DIR/img_align_celeba + list_*.txt; torchvision: the same under DIR/celeba; "
                              "kaggle: DIR/img_align_celeba/img_align_celeba + list_*.csv; folder: DIR/*.jpg + "
                              "DIR/labels.csv (a plain folder of faces)")
@@ -30,12 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import sys
-
-    from dfc_vae.data.synth import render_celeba
     from dfc_vae.data.synth.twinset import check_twin_attributes, open_twins, render_twins
-    from dfc_vae.util.argtypes import require
-    from dfc_vae.util.errors import UserError
 
     if not args.twins and (args.twin_attributes or args.twin_faces is not None):
         raise UserError("--twin-attributes and --twin-faces choose which twins --twins renders; add --twins")

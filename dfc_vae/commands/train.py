@@ -2,13 +2,18 @@
 
 import argparse
 
+from dfc_vae.runs.config import add_config_arguments, config_from_args
+from dfc_vae.util.errors import UserError
+from dfc_vae.util.runlock import run_lock
+
+# The library modules that do the work are imported in the functions that use them: cli.py imports every
+# command to build the parser, and `dfc-vae --help` should not load them (commands/__init__.py).
+
 HELP = "train a DFC-VAE (VAE-123, VAE-345 or the pixel PVAE) on CelebA or synthetic faces"
 ORDER = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dfc_vae.runs.config import add_config_arguments
-
     add_config_arguments(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its latest checkpoint (saved at every epoch's end, "
@@ -19,8 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    # deferred, as in every command: `dfc-vae --help` starts without importing torch
-    from dfc_vae.runs.config import config_from_args
     from dfc_vae.training.loop import Trainer
 
     trainer = Trainer(config_from_args(args), resume=args.resume, progress=not args.no_progress,
@@ -36,8 +39,6 @@ def _fit_prior(run_dir, device: str, progress: bool) -> None:
     fit it later)."""
     from dfc_vae.runs.prior import FILE, describe_prior, fit_prior
     from dfc_vae.runs.run import load_run
-    from dfc_vae.util.errors import UserError
-    from dfc_vae.util.runlock import run_lock
 
     try:
         with run_lock(run_dir, "fit-prior", create=False):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from dfc_vae.data.archive import DamagedMember, open_zip, read_members
 from dfc_vae.data.celeba import CelebARoot
@@ -201,8 +202,6 @@ def _make_cache(faces, ids, key, target, folder, image_size, crop, workers, prog
 
 def _decode_all(paths, zip_path, array_path, size, crop, workers, progress):
     """Decode `paths` (files, or with `zip_path` the zip's members) into the array at `array_path`."""
-    from tqdm.auto import tqdm
-
     workers = workers or os.cpu_count() or 1
     chunk = 256
     tasks = [(s, paths[s:s + chunk], size, crop) for s in range(0, len(paths), chunk)]
@@ -266,8 +265,6 @@ def _folder_content_key(faces, size: int, crop: str, archive: str, progress: boo
     """`_content_key` of a folder's files, read once (at disk speed, with a progress bar), and the first
     file whose size or CRC differs from the member of the same name in the zip `archive`, in words (None
     when the zip is gone or no file differs)."""
-    from tqdm.auto import tqdm
-
     members = {}
     if Path(archive).is_file():
         try:

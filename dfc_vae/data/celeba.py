@@ -51,6 +51,7 @@ CELEBA_RATES: dict[str, float] = {
 }
 
 # Aligned CelebA images are 178 wide, 218 high.
+LAYOUTS = ("official", "torchvision", "kaggle", "png")  # png: the official PNG release, img_align_celeba_png/
 ALIGNED_SIZE = (178, 218)
 # The official crop box (x0, y0, x1, y1) of DFC-VAE's data/crop_celebA.lua: a 138x138 face.
 OFFICIAL_CROP_BOX = (30, 40, 168, 178)
@@ -86,7 +87,7 @@ class CelebARoot:
 
     annotations: Path  # the folder holding list_attr_celeba.* and list_eval_partition.*
     images: Path  # the folder holding the aligned images (JPEG, or PNG in the PNG release)
-    layout: str  # 'official', 'torchvision', 'kaggle' or 'png'
+    layout: str  # one of LAYOUTS
     synthetic: dict | None  # the marker of dfc_vae's rendered faces, None for real CelebA
     archive: ZipArchive | None = None  # img_align_celeba.zip, when the images are read from it (`images` is then the zip)
     eval_folder: Path | None = None  # where list_eval_partition is when not beside the attributes (the Drive tree's Eval/)

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from dfc_vae.data.archive import DamagedMember, describe_head, read_head, read_members
 from dfc_vae.data.celeba import (GET_CELEBA, IMAGE_SUFFIXES, LAST_TRAIN, LAST_VALID, LAST_IMAGE, PUBLISHED, ZIP_NAME,
                                  find_celeba)
@@ -116,8 +118,6 @@ def _check_files(check: DataCheck, folder: Path, published: dict, synthetic: boo
 
 def _md5_sums(paths: list[Path], progress: bool) -> list[str]:
     """The MD5 of each file, read in large chunks into one buffer, with one progress bar in bytes."""
-    from tqdm.auto import tqdm
-
     sums, buf = [], bytearray(_CHUNK)
     view = memoryview(buf)
     total = sum(p.stat().st_size for p in paths)
@@ -167,8 +167,6 @@ def _check_images(check: DataCheck, folder: Path, verify_zip: bool, progress: bo
 
 def _damaged_members(archive, progress: bool) -> list[str]:
     """The images of a zip whose bytes do not read back as recorded (each read once, in zip order)."""
-    from tqdm.auto import tqdm
-
     members = sorted(archive.images(IMAGE_SUFFIXES), key=lambda m: m.offset)
     damaged = []
     fd = os.open(archive.path, os.O_RDONLY)

@@ -18,16 +18,25 @@ images were missing, the synthetic marker of dfc_vae's rendered faces.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from dfc_vae.util.errors import UserError, check_names
-from dfc_vae.util.choices import SPLITS, SYNTHETIC_MARKER
-from dfc_vae.util.images import synthetic_faces
+from dfc_vae.util.choices import SPLITS
 
 AUTO_CROP = "auto"  # a setting meaning "the source's own crop" (FaceSet.default_crop)
+SYNTHETIC_MARKER = "dfc_vae_synthetic.json"  # written last by the renderer: its presence means "complete dataset"
+# The provenance sentence of rendered faces: every output made from them says so, in these words
+# (runs/provenance.py puts it in captions and reports).
+SYNTHETIC_FACES = "synthetic faces (dfc_vae.data.synth), not CelebA"
+
+
+def synthetic_faces(seed) -> str:
+    """The provenance sentence of one rendered dataset."""
+    return f"synthetic faces rendered by dfc_vae.data.synth (seed {seed}), not CelebA"
 
 
 def read_synthetic_marker(folder: Path) -> dict | None:
@@ -146,8 +155,6 @@ class FaceSet:
 
 def report_notes(faces: FaceSet) -> None:
     """Print the collection's notes (one line each), once per FaceSet."""
-    import sys
-
     for line in faces.notes:
         print(f"note: {line}", file=sys.stderr)
     faces.notes = []

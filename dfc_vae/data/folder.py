@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfc_vae.util.choices import SYNTHETIC_MARKER
 from dfc_vae.util.errors import UserError
 from dfc_vae.data.archive import open_zip, top_folder
-from dfc_vae.data.faces import FaceSet, parse_synthetic_marker, read_synthetic_marker
+from dfc_vae.data.faces import SYNTHETIC_MARKER, FaceSet, parse_synthetic_marker, read_synthetic_marker
 
 KIND = "folder"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

@@ -22,6 +22,7 @@ give them. A transform is a 2x3 matrix A with [x', y'] = A @ [x, y, 1], photo ->
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from PIL import Image, ImageFilter
 from dfc_vae.data import decode
 from dfc_vae.data.celeba import ALIGNED_SIZE, OFFICIAL_CROP_BOX
 from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import output_folder, write_bytes, write_json
 
 # Mean landmarks of CelebA's aligned images (x, y) in the 178x218 frame: left eye, right eye
 # ("left" = the image's left), nose tip, left and right mouth corners.
@@ -197,7 +199,7 @@ def _load_models():
     if _models is None:
         if not available():
             raise UserError(f"face alignment needs dlib and face_recognition_models; install them with {INSTALL_HINT}")
-        import dlib
+        import dlib  # the optional extra `align`: imported only where a face is searched for
 
         _models = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(_predictor_path()))
     return _models
@@ -209,7 +211,7 @@ def detect_landmarks(image: Image.Image) -> list[tuple[np.ndarray, tuple[int, in
     The search runs on a copy of at most DETECT_MAX_SIDE pixels, upsampled once (so faces down to
     ~40 px there are found); the 68 landmarks are then placed on the full-size photo.
     """
-    import dlib
+    import dlib  # the optional extra `align`, as in _load_models
 
     detector, predictor = _load_models()
     rgb = np.asarray(image.convert("RGB"))
@@ -257,10 +259,6 @@ def align_photos(photos: list[str | Path], out: str | Path, largest: bool = Fals
     """Write OUT/STEM_faceK.jpg (178x218, CelebA's frame) and OUT/STEM_faceK.json (the transform)
     for each face of each photo. Every photo is searched before anything is written, so a photo
     without a face leaves nothing behind."""
-    from dfc_vae.util.fileio import output_folder, write_bytes, write_json
-
-    import io
-
     out = output_folder(out)
     results = []
     for photo in photos:

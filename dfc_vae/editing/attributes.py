@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.util.choices import VECTOR_METHODS
 from dfc_vae.util.errors import UserError, check_names
 from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.fileio import write_bytes
+from dfc_vae.data import folder as folder_source
 
 FILE_FORMAT = "dfc_vae.attribute_vectors/1"
 FEW_EXAMPLES = 20  # an attribute with fewer labelled faces than this on either side has a noisy vector
@@ -126,8 +129,6 @@ class AttributeVectors:
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file: vectors and counts as tensors, names and provenance as metadata."""
-        from safetensors.torch import save
-
         tensors = {"vectors": self.vectors.float().contiguous().cpu(),
                    "n_pos": torch.as_tensor(np.asarray(self.n_pos, dtype=np.int64)),
                    "n_neg": torch.as_tensor(np.asarray(self.n_neg, dtype=np.int64))}
@@ -139,8 +140,6 @@ class AttributeVectors:
 
 def load_attribute_vectors(path: str | Path, latent_dim: int | None = None) -> AttributeVectors:
     """Read a file written by AttributeVectors.save; with `latent_dim` (the model's), check it fits."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"attribute-vector file {path} does not exist; make one with `dfc-vae attributes --run RUN --data DIR --out FILE`")
@@ -204,7 +203,6 @@ def folder_attribute_vector(run, positive, negative, name: str, cache_dir=None, 
     if a.resolve() == b.resolve():
         raise UserError(f"--positive and --negative are the same folder ({a}); give one folder of faces with the "
                         "attribute and another without it")
-    from dfc_vae.data import folder as folder_source
 
     opened = []
     for flag, folder in (("--positive", a), ("--negative", b)):  # both checked before anything is decoded

@@ -20,8 +20,10 @@ from dfc_vae.data.celeba import ALIGNED_SIZE
 from dfc_vae.data.decode import crop_box, load_face, opened_image
 from dfc_vae.util.images import to_tensor
 from dfc_vae.util.errors import UserError, check_names
-from dfc_vae.util.images import grid, provenance, save_png, to_uint8
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import grid, save_png, to_uint8
 from dfc_vae.editing.latent import add_attributes
+from dfc_vae.editing import align as face_align
 
 ASPECT_TOLERANCE = 0.12  # width/height may differ this much (relative) from CelebA's 178/218
 SHOW_SIZE = 128  # cells are enlarged (nearest neighbour) to at least this many pixels
@@ -110,8 +112,6 @@ def edit_photo(run, vectors, image: str | Path, settings: dict[str, float], out:
                         f"{run.config.latent_dim}; compute them for this run with `dfc-vae attributes`")
     size, crop = run.config.image_size, run.config.crop
     if align:
-        from dfc_vae.editing import align as face_align
-
         photo = face_align.open_photo(image)
         found = face_align.align_faces(photo, largest)
         if not found:

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save
 from torch import nn
+from tqdm.auto import tqdm
 
 from dfc_vae.data.batches import fits_on_device, upload_rows
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
@@ -106,8 +108,6 @@ class AttributeClassifier:
         return self.names.index(name)
 
     def save(self, folder: str | Path) -> Path:
-        from safetensors.torch import save
-
         folder = Path(folder)
         write_bytes(folder / "model.safetensors", save({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}))
         write_json(folder / "classifier.json", {"names": self.names, "image_size": self.model.image_size,
@@ -117,8 +117,6 @@ class AttributeClassifier:
 
 def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> AttributeClassifier:
     """Read RUN/classifier/ (or another folder written by AttributeClassifier.save)."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if folder.is_dir() and (folder / FOLDER).is_dir():
         folder = folder / FOLDER
@@ -152,8 +150,6 @@ def train_classifier(data, image_size: int, crop: str = "official", cache_dir=No
     as the VAE does. Augmentation: random horizontal flips and Gaussian blur (sigma 0 to 1 px at
     32 px, scaled with the size) so its verdicts transfer to smoother decoded faces.
     """
-    from tqdm.auto import tqdm
-
     faces = open_faces(data)
     faces.require_labels()
     crop = faces.resolve_crop(crop)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from dfc_vae.util.errors import UserError
-from dfc_vae.evaluation.figures import (FIG5_ROWS, AttributeJudge, InterpolationMeasures, interpolation_measures, prior_ends)
+from dfc_vae.evaluation.figure5 import FIG5_ROWS, interpolation_measures, prior_ends
+from dfc_vae.evaluation.figures import AttributeJudge, InterpolationMeasures
 from dfc_vae.editing.latent import default_alphas, interpolate
 from dfc_vae.runs.split import FaceSplit
 

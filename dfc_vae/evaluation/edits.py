@@ -37,7 +37,10 @@ from dfc_vae.evaluation.metrics import mse, psnr, ssim
 from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss
 from dfc_vae.runs.split import open_faces_for_run
 from dfc_vae.util.errors import UserError, check_names
-from dfc_vae.util.images import provenance, to_tensor
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import to_tensor, to_uint8
+from dfc_vae.editing.attributes import attribute_vectors_by_method
+from dfc_vae.util.argtypes import require
 
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)  # the grid searched for the edit closest to the twin
 FACES = 50  # faces per attribute and direction
@@ -237,8 +240,6 @@ def _judge(classifier, group: TwinGroup, recon, twin_recon, edit) -> dict[str, f
 def _cells(group: TwinGroup, recon, edit, twin_recon) -> list[np.ndarray]:
     """The first face's picture: face, twin, reconstruction, edit, twin's reconstruction (each (S, S, 3) uint8),
     and a heat map of |edit - reconstruction| with the region's edge."""
-    from dfc_vae.util.images import to_uint8
-
     images = to_uint8(torch.stack([group.faces[0], group.twins[0], recon[0], edit[0], twin_recon[0]]))
     return list(images) + [heat_map(edit[0] - recon[0], group.regions[0])]
 
@@ -307,9 +308,6 @@ def edit_benchmark(run, data=None, vectors=None, classifier=None, attributes=Non
     (default: both methods over the training split, from one encoding); `classifier`: the judge (None: no judge
     check); `attributes`: those to measure (default: every one with twins); `faces_per_direction`: at most this many
     faces per attribute and direction; `vgg_weights`: of the VGG distance (default: the run's)."""
-    from dfc_vae.editing.attributes import attribute_vectors_by_method
-    from dfc_vae.util.argtypes import require
-
     n = int(require(faces_per_direction, "--faces", "int", min=1))
     faces = open_faces_for_run(run, data)
     twins = require_twins(faces, attributes)

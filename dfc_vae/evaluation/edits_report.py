@@ -13,7 +13,9 @@ from dfc_vae.evaluation.edits import EditBenchmark, edit_benchmark
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
 from dfc_vae.util.images import save_figure
-from dfc_vae.util.tables import markdown_table
+from dfc_vae.util.tables import markdown_table, percent
+from dfc_vae.evaluation.classifier import FOLDER, load_classifier
+from dfc_vae.data.synth.twinset import open_twins
 
 COLUMNS = ["face", "twin", "recon.", "edit", "twin rec.", "change"]  # the edit at alpha = 1
 FILES = ("edits.png", "edits.csv", "edits.json")
@@ -58,29 +60,28 @@ def write_edit_benchmark(bench: EditBenchmark, out: str | Path) -> dict[str, Pat
     return paths
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.0f}%"
-
-
 def _pos(v) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
 def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str = "##") -> list[str]:
     """The report's section: what the numbers mean, then one table row per edit and vector method."""
+    def pct(v) -> str:  # whole percents, '-' where not measured
+        return percent(v, 0, nan_missing=False)
+
     rows = []
     for r in bench.results:
         judge = r.judge
-        judge_cell = (f"{_pct(judge.get('twin_recon'))} / {_pct(judge.get('edit'))}"
-                      if judge.get("edit") is not None else "-")
+        judge_cell = f"{pct(judge.get('twin_recon'))} / {pct(judge.get('edit'))}" if judge.get("edit") is not None else "-"
         if judge.get("edit") is not None and not bench.classifier_trusted.get(r.attribute, True):
             judge_cell += " (not scored)"
-        leak_cell = (f"{_pct(judge.get('others_changed_edit'))} / {_pct(judge.get('others_changed_twin'))}"
+        leak_cell = (f"{pct(judge.get('others_changed_edit'))} / {pct(judge.get('others_changed_twin'))}"
                      if judge.get("others_changed_edit") is not None else "-")
         rows.append([edit_name(r.attribute, r.direction), r.method, r.faces,
-                     f"{r.floor['mse']:.4f} -> {r.ceiling['mse']:.4f}", " / ".join(_pos(r.position_at_one[m]) for m in ("mse", "ssim", "vgg")),
+                     f"{r.floor['mse']:.4f} -> {r.ceiling['mse']:.4f}",
+                     " / ".join(_pos(r.position_at_one[m]) for m in ("mse", "ssim", "vgg")),
                      f"{r.best_alpha:g}", " / ".join(_pos(r.position_at_best[m]) for m in ("mse", "vgg")),
-                     f"{_pct(r.inside_region)} ({_pct(r.twin_inside_region)}; {_pct(r.region_share)})", judge_cell,
+                     f"{pct(r.inside_region)} ({pct(r.twin_inside_region)}; {pct(r.region_share)})", judge_cell,
                      leak_cell])
     header = ["edit", "vectors", "faces", "MSE floor -> ceiling", "position at alpha 1 (MSE / SSIM / VGG)", "best alpha",
               "position at best (MSE / VGG)", "change inside region (twin's; region's area)",
@@ -107,8 +108,6 @@ def edits_section(bench: EditBenchmark, picture: str | None = None, heading: str
 def kept_classifier(run, faces):
     """The run's attribute classifier where one was trained for these faces at its size (RUN/classifier/), else None:
     the evaluation's judge check uses it but trains none."""
-    from dfc_vae.evaluation.classifier import FOLDER, load_classifier
-
     folder = Path(run.path) / FOLDER
     if not (folder / "classifier.json").is_file():
         return None
@@ -119,8 +118,6 @@ def kept_classifier(run, faces):
 def evaluation_edits(run, faces, vgg_weights=None, cache_dir=None, progress: bool = False) -> EditBenchmark | None:
     """`dfc-vae evaluate`'s edit benchmark: every attribute with twins, both vector methods, the run's own
     classifier as the judge where it has one; None where the faces have no twins."""
-    from dfc_vae.data.synth.twinset import open_twins
-
     if faces.synthetic is None or open_twins(faces.root) is None:
         return None
     bench = edit_benchmark(run, faces, classifier=kept_classifier(run, faces), vgg_weights=vgg_weights,

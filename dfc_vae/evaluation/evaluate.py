@@ -23,45 +23,40 @@ face's thumbnail drawn at its point.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from dfc_vae.util.argtypes import require
 from dfc_vae.editing.attributes import attribute_vectors, encode_split
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD, SPLIT_NAMES
+from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.util.choices import SPLIT_NAMES
 from dfc_vae.util.images import to_tensor
 from dfc_vae.data.faces import FaceSet, report_notes
 from dfc_vae.runs.split import FaceSplit, open_faces_for_run
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.fileio import output_folder, write_json, write_text
-from dfc_vae.util.images import provenance, save_png
+from dfc_vae.util.fileio import output_folder
+from dfc_vae.runs.provenance import provenance
 from dfc_vae.model.losses import LOSS_LAYERS, DFCLoss, active_units
-from dfc_vae.evaluation.likelihood import LL_FACES, likelihood_lines, log_likelihood, require_pixel_loss
-from dfc_vae.evaluation.metrics import ProbeResult, linear_probe, mse, psnr, ssim
-from dfc_vae.runs.run import LoadedRun, load_run, reconstruct_grid, sample_grid
-from dfc_vae.util.tables import markdown_table
+from dfc_vae.evaluation.likelihood import LL_FACES, log_likelihood, require_pixel_loss
+from dfc_vae.evaluation.metrics import LABEL_ONLY_MAX_GAP, VISIBLE_MIN_ACCURACY, ProbeResult, linear_probe, mse, psnr, ssim
+from dfc_vae.runs.run import LoadedRun, load_run
 from dfc_vae.evaluation.edits_report import edits_section, evaluation_edits, write_edit_benchmark
 from dfc_vae.evaluation.samples import SAMPLE_FACES, evaluate_samples
+from dfc_vae.evaluation.report import render_report, write_evaluation
 from dfc_vae.evaluation.plots import (TSNE_FACES, correlation_figure, kl_figure, pca_figure, tsne_embedding, tsne_figure)
+from dfc_vae.data.synth import VISIBLE_ATTRIBUTES
 
 # LNets+ANet (Liu et al. 2015, "Deep Learning Face Attributes in the Wild") test accuracies in %,
 # ATTRIBUTE_NAMES order, as the official DFC-VAE repository's analysis script lists them.
 LNETS_ANET: dict[str, float] = dict(zip(ATTRIBUTE_NAMES, (
     91, 79, 81, 79, 98, 95, 68, 78, 88, 95, 84, 80, 90, 91, 92, 99, 95, 97, 90, 87,
     98, 92, 95, 81, 95, 66, 91, 72, 89, 90, 96, 92, 73, 80, 82, 99, 93, 71, 93, 87)))
-
-# Honesty checks on synthetic faces: drawn attributes must be linearly decodable, the
-# label-only ones must not be (a probe beating chance there would be leaking labels).
-VISIBLE_MIN_ACCURACY = 0.95
-LABEL_ONLY_MAX_GAP = 0.02
-
-
 
 @dataclass
 class Reconstruction:
@@ -91,8 +86,6 @@ def measure_reconstruction(run: LoadedRun, images: np.ndarray, vgg: DFCLoss, bat
     images: (N, S, S, 3) uint8 (a cache slice). vgg_distance is the per-image sum over the tapped
     layers of squared feature differences, the run's training reconstruction term for VGG runs.
     """
-    from tqdm.auto import tqdm
-
     run.model.eval()
     rows, mus, kls = [], [], []
     for i in tqdm(range(0, len(images), batch_size), desc="reconstructing test", unit="batch", disable=not progress):
@@ -109,10 +102,6 @@ def measure_reconstruction(run: LoadedRun, images: np.ndarray, vgg: DFCLoss, bat
         kls.append(0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar))
     return Reconstruction(pd.concat(rows, ignore_index=True), vgg.vgg_weights_description,
                           torch.cat(mus), torch.cat(kls).mean(0).numpy())
-
-
-def _pct(x: float) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
 def honesty_checks(probe: pd.DataFrame, visible: tuple[str, ...]) -> dict:
@@ -179,11 +168,11 @@ def evaluate(run_dir: str | Path | LoadedRun, data=None, out: str | Path | None 
     sample_lines, tables["samples.csv"], summary["samples"] = evaluate_samples(
         run, inputs.faces, inputs.vgg.vgg, samples, seed, inputs.cache_dir, progress)
     tables = {name: text for name, text in tables.items() if text is not None}
-    report = _report(summary, probe.table, posterior, inputs.color_by) + "\n".join(sample_lines)
+    report = render_report(summary, probe.table, posterior, inputs.color_by) + "\n".join(sample_lines)
     edits = evaluation_edits(run, inputs.faces, vgg_weights, inputs.cache_dir, progress)  # None without twins
     if edits is not None:
         report += "\n".join(["", *edits_section(edits, "edits.png"), ""])
-    _write(inputs, tables, pictures, summary, report, seed, progress)
+    write_evaluation(inputs, tables, pictures, summary, report, seed, progress)
     if edits is not None:
         write_edit_benchmark(edits, inputs.out)
     return inputs.out
@@ -257,7 +246,7 @@ def _attribute_prediction(inputs: _Inputs, progress: bool) -> _Probe:
         table["lnets_anet"] = [LNETS_ANET[a] / 100 for a in inputs.names]
     visible = ()
     if inputs.synthetic:
-        from dfc_vae.data.synth import VISIBLE_ATTRIBUTES as visible
+        visible = VISIBLE_ATTRIBUTES
         table["visible"] = table.attribute.isin(visible)
     return _Probe(z, y, probe, table, visible)
 
@@ -324,139 +313,3 @@ def _summary(inputs: _Inputs, probe: _Probe, rec: Reconstruction, n_active: int)
     elif inputs.real_celeba:
         summary["mean_lnets_anet"] = float(np.mean(list(LNETS_ANET.values()))) / 100
     return summary
-
-
-def _write(inputs: _Inputs, tables: dict[str, str], pictures: dict[str, tuple[np.ndarray, list[str]]],
-           summary: dict, report: str, seed: int, progress: bool) -> None:
-    """Write every file (all inputs were good; each file is written atomically)."""
-    out, run = inputs.out, inputs.run
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in tables.items():
-        write_text(out / name, text)
-    for name, (image, caption) in pictures.items():
-        save_png(out / name, image, caption)
-    sample_grid(run, out / "samples.png", n=64, seed=seed)
-    reconstruct_grid(run, inputs.faces, out / "reconstructions.png", "test", 32, inputs.cache_dir, progress)
-    write_json(out / "summary.json", summary)
-    write_text(out / "report.md", report)
-
-
-# ----------------------------------------------------------------------------- report.md
-
-
-def _report(s: dict, attrs: pd.DataFrame, posterior: pd.DataFrame, color_by: str) -> str:
-    lines = _report_header(s) + _attribute_section(s, attrs)
-    if "honesty" in s:
-        lines += _honesty_section(s)
-    lines += _reconstruction_section(s) + _posterior_section(s, posterior)
-    lines += (likelihood_lines(s["log_likelihood"]) if "log_likelihood" in s else []) + _pictures_section(s, color_by)
-    return "\n".join(lines)
-
-
-def _report_header(s: dict) -> list[str]:
-    lines = [f"# Evaluation of {Path(s['run']).name}", ""]
-    if s["caption"]:
-        lines += ["**How this was made:** " + "; ".join(s["caption"]) + ".", ""]
-    return lines + [
-        f"- run: `{s['run']}`, step {s['step']}, loss `{s['loss']}`, {s['image_size']}x{s['image_size']}, latent dim {s['latent_dim']}",
-        f"- trained on: {s['trained_on']}; evaluated on: {s['data_description']} (`{s['data']}`)",
-        f"- splits: {s['n_train']} train, {s['n_valid']} valid, {s['n_test']} test images",
-        "",
-    ]
-
-
-def _attribute_section(s: dict, attrs: pd.DataFrame) -> list[str]:
-    real, drawn = "lnets_anet" in attrs, "visible" in attrs
-    lines = [
-        "## Attribute prediction (paper's protocol)",
-        "",
-        "One L2-regularized logistic regression per attribute on the posterior means of the train split "
-        "(standardized); the L2 strength is chosen per attribute on the valid split (one-standard-error rule, "
-        "intercept-only model included); accuracy on the test split. Majority baseline: test accuracy of "
-        "always predicting the train split's majority label.",
-        "",
-    ]
-    header = ["attribute", "probe acc. %", "majority %", "gain (points)", *(["LNets+ANet %"] if real else []),
-              *(["drawn"] if drawn else []), "L2"]
-    rows = [[r.attribute, _pct(r.test_accuracy), _pct(r.majority_baseline), f"{100 * r.gain:+.1f}",
-             *([_pct(r.lnets_anet)] if real else []), *(["yes" if r.visible else "no"] if drawn else []),
-             "majority" if math.isinf(r.l2) else f"{r.l2:g}"] for r in attrs.itertuples()]
-    # the mean row's blank cells are written "| |"
-    mean_row = f"| **mean** | **{_pct(s['mean_accuracy'])}** | {_pct(s['mean_majority_baseline'])} | " \
-               f"{100 * (s['mean_accuracy'] - s['mean_majority_baseline']):+.1f} |"
-    if real:
-        mean_row += f" {_pct(s['mean_lnets_anet'])} |"
-    if drawn:
-        mean_row += " |"
-    lines += markdown_table(header, rows) + [mean_row + " |", ""]
-    if real:
-        lines += ["LNets+ANet: Liu et al. 2015, published test accuracies (face-attribute CNNs trained on the labels).", ""]
-    return lines
-
-
-def _honesty_section(s: dict) -> list[str]:
-    h = s["honesty"]
-    return [
-        "### Honesty checks (synthetic faces)",
-        "",
-        f"- drawn attributes reach >= {VISIBLE_MIN_ACCURACY:.0%} test accuracy: "
-        f"{'yes' if not h['visible_below_95'] else 'NO: ' + ', '.join(h['visible_below_95'])} "
-        f"(lowest {_pct(h['visible_min_accuracy'])}%; mean over drawn attributes {_pct(s['mean_accuracy_visible'])}%)",
-        f"- label-only attributes stay within {100 * LABEL_ONLY_MAX_GAP:.0f} points of the majority baseline: "
-        f"{'yes' if not h['label_only_off_baseline'] else 'NO: ' + ', '.join(h['label_only_off_baseline'])} "
-        f"(largest gap {100 * h['label_only_max_abs_gap']:.1f} points)",
-        "",
-    ]
-
-
-def _reconstruction_section(s: dict) -> list[str]:
-    layer_note = "the run's own loss layers" if s["loss"] != "pvae" else "VAE-123's layers (a pvae run has no VGG loss)"
-    scores = [f"{s['mse']:.5f}", f"{s['psnr']:.2f}", f"{s['ssim']:.4f}", f"{s['vgg_distance']:.4g}"]
-    return [
-        "## Reconstruction (test split, posterior mean decoded in eval mode, clamped to [0, 1])",
-        "",
-        *markdown_table(["MSE", "PSNR (dB)", "SSIM", "VGG feature distance"], [scores]),
-        "",
-        f"Means over test images of per-image scores. SSIM: Gaussian window 11, sigma 1.5 (Wang et al. 2004). "
-        f"VGG feature distance: per-image sum of squared differences at {', '.join(s['vgg_layers'])} "
-        f"({layer_note}), VGG19 weights: {s['eval_vgg_weights']}. Per image: reconstruction.csv.",
-        "",
-    ]
-
-
-def _posterior_section(s: dict, posterior: pd.DataFrame) -> list[str]:
-    return [
-        "## Posterior",
-        "",
-        f"- active units (variance of the posterior mean over the test split > {ACTIVE_UNIT_THRESHOLD}, Burda et al. 2016): "
-        f"**{s['active_units']} / {s['latent_dim']}**",
-        f"- KL(q(z|x) || N(0, I)) averaged over the test split: {s['kl_total']:.2f} nats in all; "
-        f"largest per dimension {posterior.kl.max():.3f}, smallest {posterior.kl.min():.3f} (posterior.csv, kl_per_dim.png)",
-        "",
-    ]
-
-
-def _pictures_section(s: dict, color_by: str) -> list[str]:
-    n_tsne = s["tsne_faces"]
-    tsne = (f"- `latent_tsne.png`: the latent means of the first {n_tsne} test faces embedded in 2-D by t-SNE "
-            "(van der Maaten & Hinton 2008, initialised by PCA, the evaluation's seed), each face drawn at its point, "
-            "as the paper's Figure 7 (coordinates: latent_tsne.csv)" if n_tsne else
-            "- no t-SNE picture (`--tsne-faces 0`, or fewer than 2 test faces)")
-    return [
-        "## Pictures",
-        "",
-        "- `attribute_correlation.png`: correlation of the attribute vectors (mean latent of faces with the "
-        "attribute minus mean of faces without, train split): which attributes the latent space ties together",
-        f"- `latent_pca.png`: the test split's latent means on their first two principal components, coloured by {color_by}",
-        tsne,
-        "- `kl_per_dim.png`: mean KL per latent dimension",
-        "- `samples.png`: decoded z ~ N(0, I); `reconstructions.png`: test faces (odd rows) and reconstructions (even rows)",
-        "",
-        "![attribute correlation](attribute_correlation.png)",
-        "![latent PCA](latent_pca.png)",
-        *(["![latent t-SNE](latent_tsne.png)"] if n_tsne else []),
-        "![KL per dimension](kl_per_dim.png)",
-        "![samples](samples.png)",
-        "![reconstructions](reconstructions.png)",
-        "",
-    ]

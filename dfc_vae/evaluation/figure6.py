@@ -1,18 +1,55 @@
 """The paper's Figure 6, measured: attribute vector arithmetic z + alpha * v on faces chosen by their
-labels, each cell scored by the attribute classifier (flip rates and side effects), and the demo's
-headline numbers drawn from Figures 5 and 6."""
+labels, each cell scored by the attribute classifier, and the demo's headline numbers drawn from Figures 5 and 6.
+
+Its measures:
+
+* flip rate (+attribute rows on faces labelled without it; -attribute rows on faces with it):
+  the share of faces whose decoded image at the largest alpha is predicted to have (not have) it;
+* others changed (every row): the share of faces for which ANY other scored attribute's
+  predicted label differs between alpha = 0 (the reconstruction) and the largest alpha; the
+  largest single-attribute share is reported too.
+
+What both figures share (the row kinds, the typed results, the judge, the sheet) is in dfc_vae.evaluation.figures.
+"""
 
 from __future__ import annotations
+
 from pathlib import Path
+
 import numpy as np
 import torch
-from dfc_vae.util.images import to_uint8
+
+from dfc_vae.data.celeba import ATTRIBUTE_NAMES
 from dfc_vae.editing.latent import default_alphas, walk
+from dfc_vae.evaluation.figure5 import figure5
+from dfc_vae.evaluation.figures import (AttributeJudge, EditMeasures, EditRow, EditRowCount, Figure5Summary,
+                                        Figure6Summary, FigureResult, Headline, MeasuredEdits, _rounded, _Sheet)
 from dfc_vae.runs.split import FaceSplit
-from dfc_vae.evaluation.figures import (AttributeJudge, EditMeasures, EditRowCount, FIG6_ROWS, Figure5Summary, Figure6Summary, FigureResult, Headline, MeasuredEdits, _Sheet, _rounded, figure5)
+from dfc_vae.util.errors import UserError, check_names
+from dfc_vae.util.images import to_uint8
+
+FIG6_ROWS = (
+    EditRow("+Smiling", "Smiling", +1, {"Smiling": False}),
+    EditRow("-Smiling", "Smiling", -1, {"Smiling": True}),
+    EditRow("+Eyeglasses on a man", "Eyeglasses", +1, {"Male": True, "Eyeglasses": False}),
+    EditRow("+Eyeglasses on a woman", "Eyeglasses", +1, {"Male": False, "Eyeglasses": False}),
+    EditRow("-Eyeglasses", "Eyeglasses", -1, {"Eyeglasses": True}),
+)
 
 
-# ----------------------------------------------------------------------------- Figure 6
+def parse_edit(spec: str, valid=ATTRIBUTE_NAMES) -> EditRow:
+    """'+Smiling', '-Eyeglasses', '+Eyeglasses:Male', '+Eyeglasses:~Male' -> an EditRow on faces
+    without (for +) or with (for -) the attribute, optionally also with (Name) / without (~Name)
+    other attributes, checked against `valid`: the attribute names the data has (default CelebA's 40)."""
+    head, *conds = spec.split(":")
+    if len(head) < 2 or head[0] not in "+-":
+        raise UserError(f"edit '{spec}' should look like +Smiling, -Eyeglasses or +Eyeglasses:~Male")
+    sign, attr = (1 if head[0] == "+" else -1), head[1:]
+    faces = {attr: sign < 0}
+    for c in conds:
+        faces[c.lstrip("~")] = not c.startswith("~")
+    check_names(faces, valid, where=f" in edit '{spec}'", listing="the data has")
+    return EditRow(spec, attr, sign, faces)
 
 
 def figure6(run, data, vectors, classifier, out: str | Path | None = None, edits=FIG6_ROWS, alphas=None,
@@ -92,7 +129,7 @@ def measure_edits(run, data, vectors, classifier, n_faces: int = 200, alphas=Non
       others_changed_max_edit: over the five Fig. 6 edits, the largest share of faces for which
           any other scored attribute changes predicted label;
       monotone_rows: share of Fig. 5 rows (all four kinds pooled) whose changing scores move
-          monotonically (within MONOTONE_TOL; see the module docstring);
+          monotonically (within MONOTONE_TOL; see dfc_vae.evaluation.figure5);
     plus fig5 and fig6: the full per-row summaries (see figure5 / figure6).
     """
     f5 = figure5(run, data, classifier, None, n_faces=n_faces, seed=seed, method=method, cache_dir=cache_dir,

@@ -3,7 +3,8 @@
 * `mse`, `psnr`, `ssim`: per-image scores of (B, 3, H, W) images in [0, 1].
 * `linear_probe`: the paper's attribute-prediction protocol (Sec. 4.4): one linear classifier per
   attribute on the latent vectors of the train split, its regularization chosen on the valid
-  split, accuracy on the test split, beside the majority-class baseline.
+  split, accuracy on the test split, beside the majority-class baseline; the thresholds its honesty
+  checks on synthetic faces hold it to.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+
+# Honesty checks on synthetic faces: drawn attributes must be linearly decodable, the
+# label-only ones must not be (a probe beating chance there would be leaking labels). evaluate.honesty_checks
+# applies them to the probe, the report (evaluation/report.py) says them.
+VISIBLE_MIN_ACCURACY = 0.95
+LABEL_ONLY_MAX_GAP = 0.02
 
 
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

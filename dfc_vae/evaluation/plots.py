@@ -6,8 +6,13 @@ from __future__ import annotations
 import io
 import numpy as np
 import torch
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
+from PIL import Image
+from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
 
+# matplotlib (half a second to import, and its Agg backend chosen first) and scikit-learn's t-SNE (over a second)
+# are imported where a picture is drawn or an embedding computed: evaluate.py imports this module, and
+# measure_reconstruction should not pay for them.
 TSNE_FACES = 500  # default number of test faces in the t-SNE picture: enough to see clusters, seconds on a CPU
 TSNE_CANVAS = 1024  # pixels per side of the t-SNE picture (before its caption)
 TSNE_THUMB = 32  # pixels per side of each face drawn on it
@@ -19,7 +24,6 @@ def _figure_to_array(fig) -> np.ndarray:
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
     plt.close(fig)
-    from PIL import Image
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
@@ -78,7 +82,6 @@ def tsne_embedding(mu: torch.Tensor, seed: int = 0) -> np.ndarray:
     """(N, D) latent means -> (N, 2) t-SNE coordinates (scikit-learn's Barnes-Hut t-SNE, initialised by
     PCA, random_state `seed`): the same for the same means and seed. N >= 2."""
     from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     perplexity = min(TSNE_PERPLEXITY, (len(mu) - 1) / 3)  # scikit-learn needs perplexity < N
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
@@ -91,8 +94,6 @@ def tsne_embedding(mu: torch.Tensor, seed: int = 0) -> np.ndarray:
 def tsne_figure(xy: np.ndarray, faces: np.ndarray, canvas: int = TSNE_CANVAS, thumb: int = TSNE_THUMB) -> np.ndarray:
     """(N, 2) coordinates and (N, S, S, 3) uint8 faces -> (canvas, canvas, 3) uint8: each face shrunk
     to thumb x thumb pixels and drawn at its point on white (later faces over earlier ones), y up."""
-    from PIL import Image
-
     lo, span = xy.min(0), np.ptp(xy, 0)
     unit = (xy - lo) / np.where(span > 0, span, 1.0)  # [0, 1]^2
     left = np.round(unit[:, 0] * (canvas - thumb)).astype(int)

@@ -29,15 +29,24 @@ torchmetrics calls the same one, and it depends on nothing beyond torch, torchvi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib.util
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
-from dfc_vae.model.losses import LOSS_LAYERS, VGGFeatures
+from dfc_vae.model.losses import LOSS_LAYERS, VGGFeatures, VGG_LAYERS
 from dfc_vae.util.errors import UserError
+from dfc_vae.runs.prior import PRIORS, PRIOR_TITLES, describe_prior, prior_for
+from dfc_vae.evaluation.diagnostics import FAKE_ROW_SALT, measure_rows
+from dfc_vae.evaluation.figure5 import FIG5_ROWS, prior_ends
+from dfc_vae.evaluation.figures import AttributeJudge, InterpolationRow
+from dfc_vae.util.tables import markdown_table, percent
+from dfc_vae.evaluation.classifier import FOLDER, load_classifier
+from dfc_vae.runs.split import FaceSplit
 
 Sampler = Callable[[int], torch.Tensor]  # n -> (n, 3, S, S) images in [0, 1]
 K_NEIGHBOURS = 3  # Kynkaenniemi et al. 2019's k
@@ -151,15 +160,13 @@ def _shares(probs: torch.Tensor, columns: list[int], names: list[str]) -> dict[s
 def inception_extractor(device) -> tuple[Callable | None, str]:
     """torch-fidelity's Inception (2048-d pool features of uint8 images), where it and its weights are on this
     machine; else None and the line saying why FID was skipped."""
-    import importlib.util
-
     weights = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
     if importlib.util.find_spec("torch_fidelity") is None:
         return None, 'FID (Inception) skipped: torch-fidelity is not installed (pip install "dfc_vae[fid]")'
     if not weights.is_file():
         return None, (f"FID (Inception) skipped: the Inception weights {INCEPTION_WEIGHTS} are not in {weights.parent} "
                       "(they are never downloaded here; put torch-fidelity's file there)")
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # the optional extra `fid`
 
     net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
     net = net.to(device).eval()
@@ -236,8 +243,6 @@ def preprocessing_note(run, vgg: VGGFeatures, classifier_width: int) -> str:
 
 
 def _taps(vgg: VGGFeatures) -> dict[str, int]:
-    from dfc_vae.model.losses import VGG_LAYERS
-
     return {n: i for n, i in VGG_LAYERS.items() if i in vgg.taps}
 
 
@@ -249,8 +254,6 @@ def reference_faces(faces, n: int, seed: int) -> np.ndarray:
 def prior_samplers(run, prior, seed: int, temperature: float = 1.0) -> dict[str, Sampler]:
     """N(0, I) and, with a fitted prior (runs/prior.py), its Gaussian and its mixture: the run's decoded samples,
     each from its own generator seeded by `seed`."""
-    from dfc_vae.runs.prior import PRIOR_TITLES, PRIORS
-
     kinds = PRIORS if prior is not None else ("normal",)
     normal = lambda n, g: torch.randn(n, run.config.latent_dim, generator=g) * temperature  # noqa: E731
     return {PRIOR_TITLES[k]: decoded(run, prior.draw(k, temperature) if prior is not None else normal, seed)
@@ -274,10 +277,6 @@ def fake_rows_by_prior(run, classifier, prior, n_rows: int = 300, seed: int = 0,
     """Figure 5's fake -> fake rows with their ends drawn from each prior (`kinds`, default all; N(0, I) alone
     without a fitted prior): the same judge and measures, the same generator (the ends of N(0, I) are the figure's
     own at this seed; the fitted Gaussian's, those draws mapped)."""
-    from dfc_vae.evaluation.diagnostics import FAKE_ROW_SALT, measure_rows
-    from dfc_vae.evaluation.figures import AttributeJudge, prior_ends
-    from dfc_vae.runs.prior import PRIOR_TITLES, PRIORS
-
     judge = AttributeJudge.for_rows(classifier)
     dim = run.config.latent_dim
     out = {}
@@ -293,10 +292,6 @@ def fake_rows_by_prior(run, classifier, prior, n_rows: int = 300, seed: int = 0,
 
 def _f(x: float | None, digits: int = 3) -> str:
     return "-" if x is None or x != x else f"{x:.1f}" if abs(x) >= 100 else f"{x:.{digits}f}"
-
-
-def _pct(x: float) -> str:
-    return "-" if x != x else f"{100 * x:.1f}%"
 
 
 def sample_table_rows(quality: SampleQuality) -> tuple[list[str], list[list[str]]]:
@@ -324,8 +319,6 @@ def share_table_rows(quality: SampleQuality) -> tuple[list[str], list[list[str]]
 
 def sample_csv(quality: SampleQuality) -> str:
     """samples.csv: one row per sampler, every measure and attribute share."""
-    import pandas as pd
-
     rows = []
     for s in quality.scores:
         row = {"sampler": s.name, "faces": s.faces, "reference_faces": quality.reference.faces}
@@ -341,8 +334,6 @@ def sample_csv(quality: SampleQuality) -> str:
 def sample_section(quality: SampleQuality, fake_rows: dict | None = None, level: str = "##",
                    picture: str | None = None) -> list[str]:
     """The markdown section of the samples' quality (evaluate's report and the demo's)."""
-    from dfc_vae.util.tables import markdown_table
-
     ref = quality.reference
     lines = [f"{level} Random faces: sample quality", "",
              f"Each prior's {quality.scores[0].faces if quality.scores else 0} decoded samples against {ref.faces} "
@@ -361,7 +352,7 @@ def sample_section(quality: SampleQuality, fake_rows: dict | None = None, level:
         lines += ["Figure 5's fake -> fake rows with their ends drawn from each prior (the same judge and tolerance; "
                   "rows whose scores change):", ""]
         lines += markdown_table(["ends of the rows", "monotone (rows)"],
-                                [[name, f"{_pct(r.monotone)} ({r.rows_with_changing_scores})"]
+                                [[name, f"{percent(r.monotone)} ({r.rows_with_changing_scores})"]
                                  for name, r in fake_rows.items()]) + [""]
     if picture:
         lines += [f"![random faces from each prior]({picture})", ""]
@@ -371,9 +362,6 @@ def sample_section(quality: SampleQuality, fake_rows: dict | None = None, level:
 def fig5_rows_with_prior(prior, kind: str):
     """Figure 5's row kinds with the fake -> fake rows' ends drawn from `kind` of the fitted `prior` (the same place
     in the figure, so the same generator as the N(0, I) rows at a seed)."""
-    from dfc_vae.evaluation.figures import FIG5_ROWS, InterpolationRow
-    from dfc_vae.runs.prior import PRIOR_TITLES
-
     if kind == "normal":
         return FIG5_ROWS
     return tuple(InterpolationRow(f"fake -> fake (z ~ {PRIOR_TITLES[kind]})", None, None, None, prior.draw(kind))
@@ -385,8 +373,6 @@ def fig5_rows_with_prior(prior, kind: str):
 
 def run_classifier(run):
     """The attribute classifier kept with a run or an export (RUN/classifier/), or None where none was trained."""
-    from dfc_vae.evaluation.classifier import FOLDER, load_classifier
-
     return load_classifier(run.path, run.device) if (Path(run.path) / FOLDER / "classifier.json").is_file() else None
 
 
@@ -414,11 +400,6 @@ def evaluate_samples(run, faces, vgg: VGGFeatures, n: int = SAMPLE_FACES, seed: 
     """`dfc-vae evaluate`'s part: each prior's random faces against the test split, with the classifier kept with
     the run (none: a line saying how to train one) and its fitted prior (fitted now where it has none). Returns
     the report's section, samples.csv (None where nothing was measured) and the summary's numbers."""
-    from dataclasses import asdict
-
-    from dfc_vae.runs.prior import describe_prior, prior_for
-    from dfc_vae.runs.split import FaceSplit
-
     clf = run_classifier(run)
     if n == 0 or clf is None:
         why = ("`--samples 0`" if n == 0 else "no attribute classifier is kept with the model (`dfc-vae attributes "

@@ -41,7 +41,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
 from dfc_vae.util.errors import UserError
 
 # torchvision vgg19().features indices of the tapped ReLUs (official README; Sec. 4.1).
@@ -53,6 +52,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 REDUCTIONS = ("sum", "paper")
 CAFFE_FEATURE_SCALE = 255 * sum(IMAGENET_STD) / 3  # Caffe-scale VGG features / torchvision's (module doc)
 PIXEL_SCALE = 255  # 'paper' reduction of the pixel loss: differences of 0-255 pixel values
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a latent unit is active if Var(posterior mean) exceeds this
+# The provenance sentence of a model whose VGG19 had random weights: every output made with them says so, in
+# these words (runs/provenance.py puts it in captions and reports).
+RANDOM_VGG = "VGG19 with RANDOM weights, not ImageNet"
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

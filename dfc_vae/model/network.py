@@ -28,10 +28,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save
 from torch import nn
 
 from dfc_vae.util.choices import IMAGE_SIZES
 from dfc_vae.util.errors import UserError
+from dfc_vae.util.fileio import write_bytes, write_json
+from dfc_vae.util.device import resolve_device
+from dfc_vae.util.hub import resolve_model
 
 # Bounds on the sizes a configuration may ask for (the paper: 100 and 32): far beyond any useful
 # model, and low enough that a damaged or crafted checkpoint cannot ask for terabytes of weights.
@@ -168,10 +172,6 @@ class DFCVAE(nn.Module):
 
     # --- safe model files: safetensors weights + a JSON config, never pickle ---
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> None:
-        from safetensors.torch import save
-
-        from dfc_vae.util.fileio import write_bytes, write_json
-
         directory = Path(directory)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         write_bytes(directory / "model.safetensors", save(tensors))
@@ -182,11 +182,6 @@ class DFCVAE(nn.Module):
         """Load a model written by `save_pretrained` (or `dfc-vae export`): a folder, or a Hugging Face Hub
         id (user/name, with the extra dfc_vae[hub]). Returns it in eval mode on `map_location` ('auto':
         CUDA when available)."""
-        from safetensors.torch import load_file
-
-        from dfc_vae.util.device import resolve_device
-        from dfc_vae.util.hub import resolve_model
-
         device = resolve_device(map_location) if isinstance(map_location, str) else map_location
         directory, _ = resolve_model(directory, "from_pretrained:")
         cfg_path, weights_path = directory / "config.json", directory / "model.safetensors"

@@ -39,6 +39,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
+from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 from dfc_vae.runs.split import FaceSplit
 from dfc_vae.util.choices import PRIORS
@@ -112,7 +115,7 @@ class FittedPrior:
     def conditional(self, where: dict[str, bool]) -> tuple[Gaussian, int]:
         """The Gaussian of the stored faces whose labels match `where` ({name: value}), and how many matched
         (module doc); a UserError for a name the faces are not labelled with, or too few matching faces."""
-        from sklearn.covariance import ledoit_wolf
+        from sklearn.covariance import ledoit_wolf  # imported where used, as in fit_densities
 
         if not self.names:
             raise UserError("the faces the prior was fitted on carry no labels, so faces cannot be drawn to order; "
@@ -134,8 +137,6 @@ class FittedPrior:
         return Gaussian(mu.mean(0), torch.from_numpy(cov) + REG * torch.eye(mu.shape[1], dtype=torch.float64)), count
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save
-
         tensors = {"gaussian.mean": self.gaussian.mean, "gaussian.covariance": self.gaussian.covariance,
                    "mixture.weights": self.weights, "mixture.means": torch.stack([c.mean for c in self.components]),
                    "mixture.covariances": torch.stack([c.covariance for c in self.components]),
@@ -148,8 +149,6 @@ class FittedPrior:
 
 def load_prior(path: str | Path) -> FittedPrior:
     """Read a file written by FittedPrior.save (a UserError for anything else)."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -194,8 +193,8 @@ def _log_likelihood(gaussian: Gaussian, x: np.ndarray) -> float:
 def fit_densities(train: torch.Tensor, valid: torch.Tensor, seed: int = 0, components=COMPONENTS) -> tuple:
     """The Gaussian and the chosen mixture of (N, D) posterior means `train`, the mixture's size chosen on
     `valid` (module doc); returns (gaussian, weights, components, a record of the choice)."""
+    # scikit-learn takes over a second to import, and every loaded run imports this module (runs/run.py): only here
     from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
 
     x, v = train.double().numpy(), valid.double().numpy()
     gaussian = _gaussian_of(x)

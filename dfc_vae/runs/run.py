@@ -15,10 +15,13 @@ from dfc_vae.runs.checkpoint import latest_checkpoint, load_checkpoint
 from dfc_vae.runs.config import TrainConfig
 from dfc_vae.util.device import resolve_device
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import RANDOM_VGG, provenance, save_figure, to_uint8
+from dfc_vae.util.images import save_figure, to_uint8
+from dfc_vae.model.losses import RANDOM_VGG
 from dfc_vae.model.network import DFCVAE
+from dfc_vae.runs.provenance import provenance
 from dfc_vae.runs.prior import Draw, FittedPrior, stored_prior
 from dfc_vae.runs.split import FaceSplit
+from dfc_vae.util.hub import resolve_model
 
 
 @dataclass
@@ -123,8 +126,6 @@ def is_export(folder: Path) -> bool:
 def load_exported(dir_or_id: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """The model of an exported folder (or a Hub id, through the extra dfc_vae[hub]), in eval mode, with the
     settings and provenance its config.json keeps. Old exports without those load with the defaults."""
-    from dfc_vae.util.hub import resolve_model
-
     folder, source = resolve_model(dir_or_id)
     if not is_export(folder):
         raise UserError(f"--model {dir_or_id} holds no exported model (config.json and model.safetensors); make one "

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from dfc_vae.data.batches import gather_rows
 from dfc_vae.data.cache import ImageCache, prepare_cache
 from dfc_vae.data.faces import FaceSet
 from dfc_vae.data.sources import open_faces
 from dfc_vae.util.errors import UserError
-from dfc_vae.util.images import provenance, to_tensor
+from dfc_vae.runs.provenance import provenance
+from dfc_vae.util.images import to_tensor
 
 
 def open_faces_for_run(run, data=None, labels=None, allow_missing: bool | None = None) -> FaceSet:
@@ -69,8 +71,6 @@ def encode_rows(model, images: np.ndarray, rows, device, batch_size: int = 512, 
     ((N, S, S, 3) uint8), in eval mode, `batch_size` images per forward pass; `raw` for the training
     view of the latent (model.encode_raw), else the calibrated one (model.encode). `read(rows)`, when
     given, hands over the rows' floats on the device instead (training: from the split held on the GPU)."""
-    from tqdm.auto import tqdm
-
     rows = np.asarray(rows, dtype=np.int64)
     model.eval()
     encode = model.encode_raw if raw else model.encode

@@ -17,6 +17,9 @@ from pathlib import Path
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_bytes
 
+# matplotlib takes half a second to import: imported where the curves are drawn, not by every training process
+# that imports this module with the loop.
+
 # (title, metrics.csv column, epochs.csv column)
 PANELS = (("loss", "loss", "eval_loss"), ("reconstruction", "recon", "eval_recon"), ("KL", "kl", "eval_kl"),
           ("active units", "active_units", "active_units"))

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from dfc_vae.training.distributed import Processes, sum_over_processes
-from dfc_vae.util.choices import ACTIVE_UNIT_THRESHOLD
+from dfc_vae.model.losses import ACTIVE_UNIT_THRESHOLD
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_text
 
@@ -59,7 +59,7 @@ class Logs:
 def tensorboard_writer():
     """torch.utils.tensorboard's SummaryWriter, or a UserError saying how to install it."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # the optional extra `tensorboard`, only with --tensorboard
     except ImportError:
         raise UserError("--tensorboard needs the tensorboard package; install it with "
                         "`pip install 'dfc_vae[tensorboard]'` (or `pip install tensorboard`), or drop --tensorboard") from None

@@ -48,7 +48,7 @@ from dfc_vae.training.step import (TrainingDiverged, TrainStep, batchnorm_buffer
 from dfc_vae.util.device import autocast_for, autotune_convolutions, resolve_device, resolve_precision
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json
-from dfc_vae.util.images import provenance
+from dfc_vae.runs.provenance import provenance
 from dfc_vae.util.runlock import run_lock
 
 

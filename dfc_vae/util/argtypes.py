@@ -10,6 +10,8 @@ import argparse
 import math
 import numbers
 
+from dfc_vae.util.errors import UserError
+
 
 def in_range(value, kind: str, bounds: dict) -> bool:
     """Whether `value` is a finite number of `kind` ('int' or 'float') within `bounds`
@@ -61,8 +63,6 @@ nonnegative_float = number("float", min=0)
 def require(value, flag: str, kind: str, **bounds):
     """The same check for a value already parsed (e.g. by a parser this module does not build, or a
     Python caller's argument): raises UserError naming `flag`; a string value is shown quoted."""
-    from dfc_vae.util.errors import UserError
-
     if not in_range(value, kind, bounds):
         shown = repr(value) if isinstance(value, str) else value
         raise UserError(f"{flag} {shown} is out of range; allowed: {allowed_range(kind, bounds)}")

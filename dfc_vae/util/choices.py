@@ -2,7 +2,8 @@
 the data sources, the benchmark and the experiment scripts import them from here.
 
 Loss names and loss reductions live with the losses themselves (dfc_vae.model.losses.LOSS_NAMES and REDUCTIONS),
-where each loss is declared.
+where each loss is declared; the layouts with their sources (dfc_vae.data.celeba.LAYOUTS,
+dfc_vae.data.synth.dataset.LAYOUTS).
 """
 
 DEVICES = ("auto", "cpu", "cuda")  # util/device.py resolve_device: auto is CUDA when PyTorch sees a GPU, else the CPU
@@ -12,10 +13,6 @@ SPLIT_NAMES = ("train", "valid", "test")
 SPLITS = {"train": 0, "valid": 1, "test": 2}  # each split's number in CelebA's list_eval_partition.txt
 IMAGE_SIZES = (32, 64, 128, 256)  # model/network.py: one encoder/decoder stage per halving or doubling of 64
 CROPS = ("official", "center148", "center")  # data/decode.py: crop_box says what each cuts
-CELEBA_LAYOUTS = ("official", "torchvision", "kaggle", "png")  # png: the official PNG release, img_align_celeba_png/
-SYNTH_LAYOUTS = ("official", "torchvision", "kaggle", "folder")  # folder: the JPEGs and a labels.csv, nothing else
-SYNTHETIC_MARKER = "dfc_vae_synthetic.json"  # written last by the renderer: its presence means "complete dataset"
 VECTOR_METHODS = ("mean-difference", "regression")  # editing/attributes.py: how an attribute's latent vector is computed
 INTERPOLATIONS = ("linear", "spherical")  # editing/latent.py interpolate: a straight line or a great circle between two z
-ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a latent unit is active if Var(posterior mean) exceeds this
 PRIORS = ("normal", "gaussian", "mixture")  # runs/prior.py: N(0, I) (the paper's), or the densities fitted to the faces

@@ -4,6 +4,10 @@ The CLI turns it into one line on stderr and exit status 2; anything else is our
 its traceback.
 """
 
+import sys
+
+from tqdm import tqdm
+
 
 class UserError(Exception):
     """A problem the user can fix. The message names the problem and the fix, in one line."""
@@ -15,8 +19,6 @@ def exit_status(prog: str, action) -> int:
     and status 2; Ctrl-C becomes "PROG: interrupted" (or "PROG: MESSAGE" when the interruption carries
     one, e.g. what training saved; nothing when its message is empty) and status 130. Open progress bars
     are closed first, so the line starts on a line of its own."""
-    import sys
-
     try:
         action()
     except UserError as e:
@@ -34,8 +36,6 @@ def exit_status(prog: str, action) -> int:
 
 def _end_progress_bars() -> None:
     """Close every progress bar still open (ending its line)."""
-    from tqdm import tqdm
-
     for bar in list(tqdm._instances):
         bar.close()
 

@@ -1,5 +1,5 @@
 """Pictures: uint8 <-> float conversion of face batches, image grids, and PNG files with a caption
-strip that says how the pictures were made."""
+strip under them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from dfc_vae.util.fileio import write_bytes
 
@@ -59,8 +59,6 @@ _LINE_H = round(_FONT_SIZE * 1.3)  # a line of text, with its leading
 
 
 def _font(size: int = _FONT_SIZE):
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)  # a scalable font where FreeType is there
     except TypeError:  # Pillow without sized default fonts
@@ -181,23 +179,3 @@ def save_png(path: str | Path, image: np.ndarray, caption: list[str] | None = No
     Image.fromarray(image).save(buf, format="PNG", pnginfo=info)
     write_bytes(path, buf.getvalue())
 
-
-# The provenance sentences: every output made from rendered faces or random VGG weights says so, in
-# these words (captions, reports, the terminal).
-SYNTHETIC_FACES = "synthetic faces (dfc_vae.data.synth), not CelebA"
-RANDOM_VGG = "VGG19 with RANDOM weights, not ImageNet"
-
-
-def synthetic_faces(seed) -> str:
-    """The provenance sentence of one rendered dataset."""
-    return f"synthetic faces rendered by dfc_vae.data.synth (seed {seed}), not CelebA"
-
-
-def provenance(synthetic: bool, vgg_weights: str) -> list[str]:
-    """Caption lines that say how a picture was made, when it was not real CelebA + ImageNet VGG."""
-    lines = []
-    if synthetic:
-        lines.append(SYNTHETIC_FACES)
-    if vgg_weights.startswith("random"):
-        lines.append(RANDOM_VGG)
-    return lines

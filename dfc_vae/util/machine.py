@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from dfc_vae.util.device import native_bf16
+
 CPUINFO = Path("/proc/cpuinfo")  # Linux; elsewhere the platform module's answer stands in
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # the loaded kernel module's version line
 
@@ -80,8 +82,6 @@ def describe_cpu() -> str:
 
 def describe_gpu(device: torch.device) -> str:
     """'GPU NVIDIA H200 (compute capability 9.0, 140 GiB, native bf16; 1 visible), driver 550.54.15, CUDA 12.4'."""
-    from dfc_vae.util.device import native_bf16
-
     index = device.index if device.index is not None else torch.cuda.current_device()
     p = torch.cuda.get_device_properties(index)
     bf16 = "native bf16" if native_bf16(torch.device("cuda", index)) else "bf16 emulated"

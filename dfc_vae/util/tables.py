@@ -1,4 +1,5 @@
-"""Markdown tables for the reports (demo, evaluation, loss comparison, benchmark, GPU check): one format everywhere."""
+"""Markdown tables for the reports (demo, evaluation, loss comparison, benchmark, GPU check): one format everywhere;
+and the one way a share is written as a percentage in them and on the terminal."""
 
 from __future__ import annotations
 
@@ -19,3 +20,11 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: Seque
     lines = ["| " + " | ".join(header) + " |", "|" + "".join(_RULES[a] + "|" for a in align)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return lines
+
+
+def percent(share: float | None, decimals: int = 1, unit: str = "%", missing: str = "-", nan_missing: bool = True) -> str:
+    """`share` (a fraction) as a percentage with `decimals` places, then `unit`; `missing` where it could not be
+    measured: None, and nan unless `nan_missing` is False (then nan is written as Python writes it, "nan%")."""
+    if share is None or (nan_missing and share != share):
+        return missing
+    return f"{100 * share:.{decimals}f}{unit}"

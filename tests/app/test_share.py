@@ -102,7 +102,7 @@ def test_the_export_holds_every_file_and_a_card_that_says_how_it_was_made(shared
 def test_an_export_that_fails_midway_leaves_the_folder_as_it_was(shared, tmp_path, monkeypatch):
     """A full disk while the card is written: the earlier export in the folder is untouched, nothing new is
     half there, and no hidden staging folder stays behind."""
-    from dfc_vae.app import export
+    from dfc_vae.sharing import export
 
     run_dir, _, _ = shared
     out = tmp_path / "exported"

@@ -11,7 +11,7 @@ import pytest
 from dfc_vae.cli import main
 from dfc_vae.data.check import check_data
 from dfc_vae.data.synth import render_celeba
-from dfc_vae.util.choices import SYNTHETIC_MARKER
+from dfc_vae.data.faces import SYNTHETIC_MARKER
 
 from archives import flip_byte, zipped_celeba
 

@@ -18,7 +18,7 @@ from dfc_vae.data.cache import prepare_cache
 from dfc_vae.data.decode import open_photo
 from dfc_vae.data.folder import hashed_split, scan_images
 from dfc_vae.data.sources import open_faces
-from dfc_vae.util.choices import SYNTHETIC_MARKER
+from dfc_vae.data.faces import SYNTHETIC_MARKER
 from dfc_vae.util.errors import UserError
 
 LATIN1 = os.fsdecode(b"caf\xe9.jpg")  # a name written on a Latin-1 system: not valid UTF-8

@@ -13,7 +13,9 @@ from dfc_vae.data.decode import load_face
 from dfc_vae.util.images import to_tensor
 from dfc_vae.evaluation.diagnostics import aggregate_posterior, prior_gap
 from dfc_vae.evaluation.figure6 import edit_measures, figure6, measure_edits
-from dfc_vae.evaluation.figures import (FIG5_ROWS, _monotone, as_dict, compose, figure5, interpolation_measures, parse_edit)
+from dfc_vae.evaluation.figure5 import FIG5_ROWS, _monotone, figure5, interpolation_measures
+from dfc_vae.evaluation.figure6 import parse_edit
+from dfc_vae.evaluation.figures import as_dict, compose
 from dfc_vae.util.images import figure_cell, to_uint8
 from dfc_vae.runs.run import load_run
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dfc_vae.cli import main
-from dfc_vae.evaluation.figures import prior_ends
+from dfc_vae.evaluation.figure5 import prior_ends
 from dfc_vae.runs.prior import (FILE, MIN_WHERE_FACES, FittedPrior, Gaussian, fit_densities, load_prior, parse_where,
                                 stored_prior)
 from dfc_vae.util.errors import UserError

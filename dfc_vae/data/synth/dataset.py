@@ -16,16 +16,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES, LAST_IMAGE, LAST_TRAIN, LAST_VALID
 from dfc_vae.data.synth.face import render_face_annotated
 from dfc_vae.data.synth.labels import VISIBLE_ATTRIBUTES, sample_attributes
 from dfc_vae.util.argtypes import require
-from dfc_vae.util.choices import SYNTH_LAYOUTS as LAYOUTS
-from dfc_vae.util.choices import SYNTHETIC_MARKER as MARKER_NAME
+from dfc_vae.data.faces import SYNTHETIC_MARKER as MARKER_NAME
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_json, write_text
 
+LAYOUTS = ("official", "torchvision", "kaggle", "folder")  # folder: the JPEGs and a labels.csv, nothing else
 GENERATOR = "dfc_vae.synth"  # the marker's "generator": names the renderer in every dataset's marker
 PARTIAL_NAME = ".dfc_vae_synthetic.partial"  # present while a dataset is being written
 # Raised whenever the same seed would draw different pixels, so that a dataset of an older format
@@ -99,8 +100,6 @@ def _render_all(img_dir: Path, n: int, seed: int, workers: int, progress: bool):
     landmarks = np.empty((n, 10), dtype=np.int32)
     bboxes = np.empty((n, 4), dtype=np.int32)
     identities = np.empty(n, dtype=np.int32)
-
-    from tqdm import tqdm
 
     with tqdm(total=n, disable=not progress, unit="img", desc="rendering synthetic faces") as bar:
         def collect(result):

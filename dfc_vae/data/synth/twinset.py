@@ -23,15 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from tqdm import tqdm
 
 from dfc_vae.data.celeba import ATTRIBUTE_NAMES
+from dfc_vae.data.faces import SYNTHETIC_MARKER
 from dfc_vae.data.synth.dataset import (FORMAT_VERSION, GENERATOR, JPEG_QUALITY, face_rng, partition, paths)
 from dfc_vae.data.synth.face import render_params
 from dfc_vae.data.synth.labels import sample_attributes
 from dfc_vae.data.synth.twins import DIRECTIONS, TWIN_ATTRIBUTES, attribute_region, label_row, twin_labels, twin_params
-from dfc_vae.util.choices import SYNTHETIC_MARKER
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import write_json, write_text
+from dfc_vae.util.argtypes import require
 
 FOLDER = "twins"
 MARKER = "dfc_vae_twins.json"
@@ -118,8 +120,6 @@ def render_twins(root: str | os.PathLike, attributes=None, faces_per_direction: 
     `attributes` (default: all of TWIN_ATTRIBUTES), at most `faces_per_direction` faces per attribute and direction
     (default: every face); return their folder. Reused when it already holds these twins; `workers` processes
     (default: one per CPU)."""
-    from dfc_vae.util.argtypes import require
-
     folder, marker = data_marker(root)
     attributes = check_twin_attributes(attributes)
     if faces_per_direction is not None:
@@ -151,8 +151,6 @@ def render_twins(root: str | os.PathLike, attributes=None, faces_per_direction: 
 
 
 def _render_all(seed: int, plan, folder: Path, workers: int, progress: bool) -> list[list]:
-    from tqdm import tqdm
-
     tasks = [(seed, plan[i:i + _CHUNK], str(folder)) for i in range(0, len(plan), _CHUNK)]
     order = {stem: i for i, (_, _, _, stem) in enumerate(plan)}
     rows = []

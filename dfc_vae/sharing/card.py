@@ -117,7 +117,7 @@ def _usage(contents, ref: str) -> list[str]:
 
 
 def model_card(contents, ref: str) -> str:
-    """README.md of an export: `contents` an app.export.ExportContents, `ref` how the example names the model."""
+    """README.md of an export: `contents` a sharing.export.ExportContents, `ref` how the example names the model."""
     run = contents.run
     body = [f"# DFC-VAE: {run.path.name}", "", f"**Provenance**: {run.description}", "",
             f"A Deep Feature Consistent VAE trained with `dfc-vae train` and exported with `dfc-vae export` "

@@ -10,7 +10,7 @@ repository, which `--model DIR_OR_ID`, `load_model` and `DFCVAE.from_pretrained`
     prior.safetensors            the prior fitted to the training faces (runs/prior.py), when the run has one for
                                  this step (`dfc-vae fit-prior`): `run.prior` of load_model
     figures/                     Figures 5 and 6, when the run has them
-    README.md                    the model card (app/card.py): front matter for the Hub and how it was made
+    README.md                    the model card (sharing/card.py): front matter for the Hub and how it was made
 
 Everything is read and checked before the first file is written. The files are written into a hidden folder
 inside `out` first and moved into place only when all of them are there, so a full disk or a failed write leaves
@@ -33,6 +33,7 @@ from dfc_vae.runs.prior import FILE as PRIOR_FILE, FittedPrior
 from dfc_vae.runs.run import LoadedRun, load_exported, load_run
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder, write_bytes
+from dfc_vae.sharing.card import model_card
 
 DEFAULT_VECTORS = "attributes_train.safetensors"  # what `dfc-vae attributes` writes by default
 FIGURE_PATTERNS = {"fig5": "fig5*.png", "fig6": "fig6*.png"}
@@ -107,8 +108,6 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | No
                model_ref: str | None = None) -> Path:
     """Write the run's model, vectors, classifier, figures and model card into `out` (module doc).
     `model_ref`: how the card's example names the model (a Hub id; default: the folder)."""
-    from dfc_vae.app.card import model_card
-
     contents = gather(run_dir, checkpoint)
     out = output_folder(out)
     copies = {f"figures/{p.name}": p for p in contents.figures.values()}
