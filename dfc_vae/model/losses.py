@@ -3,7 +3,7 @@
 Reconstruction is the feature perceptual loss (Sec. 3.2, Eq. 5-6) on a frozen VGG19, or the pixel
 loss of the PVAE baseline. Each loss is declared once, as one ReconstructionLoss in LOSSES: its name,
 the VGG layers it compares (none: the pixels), its plain per-image definition, and optionally a faster
-batch sum of the same numbers for training (tests/test_losses.py holds every such fast path to its
+batch sum of the same numbers for training (tests/model/test_losses.py holds every such fast path to its
 definition, for both reductions). A new loss is one entry there, and a test of what it computes.
 
 Reductions (`reduction`; the run's config records which). Every term is per image, averaged over the batch.
@@ -323,7 +323,7 @@ class ReconstructionLoss:
 
     per_image(vgg, x, recon, reduction) -> (B,) is its definition, the one evaluation uses;
     batch_sum, with the same arguments, optionally the sum over the batch of the same numbers that
-    training uses (faster, and checked against per_image in tests/test_losses.py); without one,
+    training uses (faster, and checked against per_image in tests/model/test_losses.py); without one,
     training sums per_image. `vgg` is the frozen VGG19 cut after `layers` (None when there are none).
     """
     name: str
