@@ -12,23 +12,17 @@ from __future__ import annotations
 import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from dfc_vae.util.errors import UserError
 
-try:  # zlib-ng inflates about a third faster than zlib (a dependency; zlib where it has no wheel)
-    from zlib_ng.zlib_ng import crc32, decompress, error as InflateError
-except ImportError:
-    from zlib import crc32, decompress, error as InflateError
-
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or the end record of an empty zip
 _LOCAL_HEADER = 30  # bytes of a local file header before its name and extra field
 _STORED, _DEFLATED = 0, 8
 _HEAD = 65536  # bytes read to tell what a file is (a web page names itself early)
-_SPAN = 8 << 20  # at most this many bytes read at once for a run of neighbouring members
-_EXTRA_SLACK = 256  # room left for a local header's extra field, which the table of contents does not give
 # First bytes of files people end up with instead of the zip they asked for.
 _OTHER_FILES = ((b"7z\xbc\xaf\x27\x1c", "a 7z archive"), (b"Rar!", "a RAR archive"), (b"\x1f\x8b", "a gzip file"),
                 (b"\xff\xd8", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"%PDF", "a PDF document"))
@@ -144,62 +138,14 @@ def read_member(fd: int, m: Member) -> bytes:
     data = os.pread(fd, m.compressed, m.offset + _LOCAL_HEADER + name_len + extra_len)
     if len(data) != m.compressed:
         raise DamagedMember(f"{len(data)} of its {m.compressed} bytes are there: the zip is cut short")
-    return _unpacked(m, data)
-
-
-def read_members(fd: int, members: list[Member]) -> list[bytes | DamagedMember]:
-    """The bytes of each of `members`, as `read_member` gives them (a damaged one: its DamagedMember).
-    Members that lie one after the other in the file (a zip's usual order) are read together, with one
-    positioned read per span of up to 8 MiB, rather than two per member."""
-    out: list[bytes | DamagedMember] = []
-    i = 0
-    while i < len(members):
-        j = i + 1  # members[i:j]: a run of neighbours whose bytes fit in one span
-        while (j < len(members) and members[j].offset > members[j - 1].offset
-               and members[j].offset - members[j - 1].offset <= _reach(members[j - 1]) + _EXTRA_SLACK
-               and members[j].offset + _reach(members[j]) - members[i].offset <= _SPAN):
-            j += 1
-        start = members[i].offset
-        span = memoryview(os.pread(fd, members[j - 1].offset + _reach(members[j - 1]) + _EXTRA_SLACK - start, start))
-        for m in members[i:j]:
-            try:
-                out.append(_member_in(span, m.offset - start, m) or read_member(fd, m))
-            except DamagedMember as e:
-                out.append(e)
-        i = j
-    return out
-
-
-def _reach(m: Member) -> int:
-    """Bytes from a member's local header to the end of its data, its extra field left out."""
-    return _LOCAL_HEADER + len(m.name.encode()) + m.compressed
-
-
-def _member_in(span: memoryview, at: int, m: Member) -> bytes | None:
-    """Member `m`, whose local header starts at `at` in `span`; None when its bytes run past the span
-    (a long extra field, or the file ends: `read_member` then reads it alone and says which)."""
-    header = span[at:at + _LOCAL_HEADER]
-    if len(header) < _LOCAL_HEADER or header[:4] != b"PK\x03\x04":
-        return None
-    name_len, extra_len = struct.unpack("<HH", header[26:30])
-    begin = at + _LOCAL_HEADER + name_len + extra_len
-    if begin + m.compressed > len(span):
-        return None
-    return _unpacked(m, span[begin:begin + m.compressed])
-
-
-def _unpacked(m: Member, data) -> bytes:
-    """A member's stored bytes inflated when deflated, checked against its CRC."""
     if m.method == _DEFLATED:
         try:
-            data = decompress(data, -15)  # -15: raw deflate, no zlib header, as zip stores it
-        except InflateError as e:
+            data = zlib.decompress(data, -15)
+        except zlib.error as e:
             raise DamagedMember(f"it does not inflate ({e})") from None
     elif m.method != _STORED:
         raise DamagedMember(f"compression method {m.method} is not stored or deflated; re-zip it with a common tool")
-    else:
-        data = bytes(data)
-    if len(data) != m.size or crc32(data) != m.crc:
+    if len(data) != m.size or zlib.crc32(data) != m.crc:
         raise DamagedMember("its bytes do not match the CRC the zip records for it")
     return data
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dfc_vae.data.archive import DamagedMember, open_zip, read_members
+from dfc_vae.data.archive import DamagedMember, open_zip, read_member
 from dfc_vae.data.celeba import CelebARoot
 from dfc_vae.data.faces import FaceSet
 from dfc_vae.data.sources import open_faces
@@ -104,11 +104,12 @@ def _decode_chunk(task):
     rows = np.arange(len(items))
     if _worker_zip is not None:  # members of the zip: their bytes, each checked against its CRC
         sources = []
-        for m, got in zip(items, read_members(_worker_zip, items)):
-            if isinstance(got, DamagedMember):
-                errors.append(f"{m.name} ({got})")
-                got = None
-            sources.append(got)
+        for m in items:
+            try:
+                sources.append(read_member(_worker_zip, m))
+            except DamagedMember as e:
+                errors.append(f"{m.name} ({e})")
+                sources.append(None)
         rows = np.array([i for i, src in enumerate(sources) if src is not None], dtype=np.int64)
         names, items = [items[i].name for i in rows], [sources[i] for i in rows]
     else:

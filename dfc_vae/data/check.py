@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from dfc_vae.data.archive import DamagedMember, describe_head, read_head, read_members
+from dfc_vae.data.archive import DamagedMember, describe_head, read_head, read_member
 from dfc_vae.data.celeba import (GET_CELEBA, IMAGE_SUFFIXES, LAST_TRAIN, LAST_VALID, LAST_IMAGE, PUBLISHED, ZIP_NAME,
                                  find_celeba)
 from dfc_vae.data.faces import read_synthetic_marker, synthetic_description
@@ -173,11 +173,12 @@ def _damaged_members(archive, progress: bool) -> list[str]:
     try:
         with tqdm(total=sum(m.compressed for m in members), desc="CRC", unit="B", unit_scale=True,
                   disable=not progress) as bar:
-            for start in range(0, len(members), 256):  # a few MiB at a time, for the bar
-                batch = members[start:start + 256]
-                damaged += [f"{m.name}: {got}" for m, got in zip(batch, read_members(fd, batch))
-                            if isinstance(got, DamagedMember)]
-                bar.update(sum(m.compressed for m in batch))
+            for m in members:
+                try:
+                    read_member(fd, m)
+                except DamagedMember as e:
+                    damaged.append(f"{m.name}: {e}")
+                bar.update(m.compressed)
     finally:
         os.close(fd)
     return damaged
