@@ -4,6 +4,7 @@ the last good checkpoint is kept."""
 import errno
 import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,10 +46,13 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
 
 
 def test_export_writes_safetensors_that_load_back(tiny_trained_run, tmp_path, capsys):
-    assert main(["export", "--run", str(tiny_trained_run), "--out", str(tmp_path / "exported")]) == 0
+    # a copy of the shared run as training left it: other tests add vectors, a classifier and figures to it
+    run = tmp_path / "run"
+    shutil.copytree(tiny_trained_run, run, ignore=shutil.ignore_patterns("*.safetensors", "classifier", "figures"))
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "exported")]) == 0
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     model = DFCVAE.from_pretrained(tmp_path / "exported")
-    state = load_checkpoint(tiny_trained_run / "checkpoints" / "latest.pt")["model"]
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")["model"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
 
