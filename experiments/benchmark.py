@@ -35,14 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfc_vae.model.losses import LOSS_NAMES
+from dfc_vae.data.faces import SYNTHETIC_FACES
+from dfc_vae.model.losses import LOSS_NAMES, RANDOM_VGG
 from dfc_vae.util.choices import FIXED_PRECISIONS
 from dfc_vae.util.errors import UserError
 from dfc_vae.util.fileio import output_folder
 from dfc_vae.util.machine import describe_machine
 from dfc_vae.util.tables import markdown_table
-from dfc_vae.data.faces import SYNTHETIC_FACES
-from dfc_vae.model.losses import RANDOM_VGG
 
 BATCH = 64
 SIZE = 64
