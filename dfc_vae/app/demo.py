@@ -365,8 +365,7 @@ def _figure6_section(f6: Figure6Summary) -> list[str]:
 
 def _methods_section(r: _Results) -> list[str]:
     rows = [[m + (" (drawn above)" if m == r.settings.vector_method else ""),
-             _percent(h.flip_Smiling) if h.flip_Smiling is not None else "-",
-             _percent(h.flip_Eyeglasses) if h.flip_Eyeglasses is not None else "-", _percent(h.others_changed_max_edit)]
+             _percent(h.flip_Smiling), _percent(h.flip_Eyeglasses), _percent(h.others_changed_max_edit)]
             for m, h in r.methods.items()]
     return (["### The attribute-vector methods (editing/attributes.py) on this run", "",
              "The same faces, edits and classifier; only the vectors differ.", ""]
