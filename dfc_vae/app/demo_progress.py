@@ -37,6 +37,7 @@ class DemoWork:
     batch_size: int
     classifier_epochs: int
     faces_per_edit: int
+    classifier_on_reconstructions: bool = False  # an epoch of the classifier is then twice the images
 
     def train_steps(self) -> int:
         return self.epochs * -(-round(TRAIN_SHARE * self.faces) // self.batch_size)
@@ -49,7 +50,8 @@ class DemoWork:
         return {"synth": SYNTH_PER_FACE * self.faces,
                 "train": self.train_steps() * self.step_seconds() + EPOCH_END * self.epochs,
                 "attribute_vectors": 2.0,
-                "classifier": CLASSIFIER_PER_IMAGE * TRAIN_SHARE * self.faces * self.classifier_epochs,
+                "classifier": (CLASSIFIER_PER_IMAGE * TRAIN_SHARE * self.faces * self.classifier_epochs
+                               * (2 if self.classifier_on_reconstructions else 1)),
                 **{k: FIGURE_PER_FACE * self.faces_per_edit for k in ("fig5", "fig6", "prior_gap")},
                 "samples": SAMPLES}
 

@@ -1,6 +1,10 @@
 """The demo's progress lines: the time since the start and an estimate of the time left, from the measured speed."""
 
+import argparse
+
+from dfc_vae.app.demo import DemoSettings
 from dfc_vae.app.demo_progress import DemoWork, Progress, duration
+from dfc_vae.runs.config import add_setting_flags, given_settings
 from dfc_vae.cli import main
 
 
@@ -53,3 +57,15 @@ def test_demo_help_lists_its_settings(capsys):
     for flag in ("--seed", "--epochs", "--batch-size", "--lr-schedule", "--warmup-steps", "--classifier-epochs"):
         assert flag in text
     assert "(default:" in text
+
+
+def test_the_classifier_recipe_before_reconstructions_stays_reachable_by_flags():
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser, DemoSettings)
+    old = DemoSettings(**given_settings(DemoSettings, parser.parse_args(
+        ["--no-classifier-on-reconstructions", "--classifier-epochs", "2"])))
+    assert (old.classifier_on_reconstructions, old.classifier_epochs) == (False, 2)
+    assert DemoSettings().classifier_on_reconstructions is True
+    # the classifier's estimated time counts the reconstructions it trains on
+    a, b = (DemoWork(34000, 5, 8, 1, 300, on).estimates()["classifier"] for on in (False, True))
+    assert b == 2 * a
